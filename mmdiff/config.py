@@ -1,0 +1,167 @@
+"""Model and diffusion configuration: dataclasses, named presets, and (de)serialisation.
+
+Every checkpoint stores `ModelConfig.to_dict()` so that it rebuilds its own network.
+
+Tensor layouts used across the project (defined once here, referenced everywhere):
+- video: (B, F, C, H, W) float32 in [-1, 1]  (frames, RGB channels, height, width)
+- audio: (B, 1, T) float32 in [-1, 1]        (mono waveform, T = audio_samples)
+- t:     (B,) int64 timesteps in [0, num_timesteps)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+SHIFT_MODES = ("random", "zero")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of the coupled audio-video U-Net (paper Table A.1)."""
+
+    # --- data layout -----------------------------------------------------------------
+    video_frames: int = 16          # F
+    video_size: int = 64            # H = W
+    video_channels: int = 3
+    fps: int = 10                   # frames per second of the video stream
+    audio_samples: int = 25_600     # T
+    audio_rate: int = 16_000        # Hz
+    # --- U-Net -----------------------------------------------------------------------
+    base_channels: int = 128
+    channel_mult: tuple[int, ...] = (1, 2, 3, 4)
+    num_res_blocks: int = 2
+    attention_scales: tuple[int, ...] = (2, 3, 4)   # 1-based U-Net scales with video attention + RS-MMA
+    cross_windows: tuple[int, ...] = (1, 4, 8)      # RS-MMA window S per attention scale
+    head_dim: int = 64
+    time_embed_dim: int = 128        # sinusoidal step embedding width; the 2-layer MLP widens it 4x
+    audio_dilation_cycle: int = 11   # dilations 1, 2, ..., 2**(cycle-1), cycling block by block
+    audio_downsample: int = 4        # audio stride per U-Net scale (video halves H and W)
+    dropout: float = 0.1
+    # --- RS-MMA ----------------------------------------------------------------------
+    random_shift: bool = True        # draw a random shift R in training (paper Table 4 ablation: False)
+    inference_shift: str = "random"  # "random": draw R at inference too (as trained); "zero": R = 0
+    # --- single-modality ablations (paper "Ours-v" / "Ours-a") ----------------------------
+    modalities: tuple[str, ...] = ("video", "audio")
+
+    def __post_init__(self) -> None:
+        # Tuples may arrive as lists from JSON; normalise so equality and hashing work.
+        for name in ("channel_mult", "attention_scales", "cross_windows", "modalities"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self.validate()
+
+    # ----------------------------------------------------------------------------------
+    def validate(self) -> None:
+        n = len(self.channel_mult)
+        if len(self.attention_scales) != len(self.cross_windows):
+            raise ValueError(
+                f"attention_scales {self.attention_scales} and cross_windows {self.cross_windows} "
+                "must have the same length (one RS-MMA window per attention scale)")
+        for s in self.attention_scales:
+            if not 1 <= s <= n:
+                raise ValueError(f"attention scale {s} is outside 1..{n} (channel_mult has {n} scales)")
+        for w in self.cross_windows:
+            if not 1 <= w <= self.video_frames:
+                raise ValueError(f"RS-MMA window {w} must be in 1..video_frames={self.video_frames}")
+        if self.video_size % (2 ** (n - 1)):
+            raise ValueError(f"video_size {self.video_size} must be divisible by 2**{n - 1}")
+        audio_div = self.audio_downsample ** (n - 1) * self.video_frames
+        if self.audio_samples % audio_div:
+            raise ValueError(
+                f"audio_samples {self.audio_samples} must be divisible by "
+                f"audio_downsample**{n - 1} * video_frames = {audio_div}, so that every scale splits "
+                "the audio into one equal segment per frame")
+        if self.base_channels % self.head_dim and self.head_dim > self.base_channels:
+            raise ValueError(f"head_dim {self.head_dim} is larger than base_channels {self.base_channels}")
+        if self.inference_shift not in SHIFT_MODES:
+            raise ValueError(f"inference_shift must be one of {SHIFT_MODES}, got {self.inference_shift!r}")
+        if not self.modalities or set(self.modalities) - {"video", "audio"}:
+            raise ValueError(f"modalities must be a non-empty subset of ('video', 'audio'), got {self.modalities}")
+        if abs(self.audio_samples / self.audio_rate - self.video_frames / self.fps) > 1e-6:
+            raise ValueError(
+                f"audio lasts {self.audio_samples / self.audio_rate:.4f} s but video lasts "
+                f"{self.video_frames / self.fps:.4f} s; the two streams must cover the same time")
+
+    @property
+    def duration(self) -> float:
+        """Clip length in seconds."""
+        return self.video_frames / self.fps
+
+    @property
+    def video_shape(self) -> tuple[int, int, int, int]:
+        """(F, C, H, W) of one video sample."""
+        return (self.video_frames, self.video_channels, self.video_size, self.video_size)
+
+    @property
+    def audio_shape(self) -> tuple[int, int]:
+        """(1, T) of one audio sample."""
+        return (1, self.audio_samples)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; was this saved by a newer mmdiff?")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The Gaussian diffusion process shared by both modalities (paper Sec. 3, Table A.1)."""
+
+    num_timesteps: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    schedule: str = "linear"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DiffusionConfig":
+        return cls(**d)
+
+
+# Paper Table A.1: 16x3x64x64 video at 10 fps, 1x25,600 audio at 16 kHz.
+PAPER = ModelConfig()
+
+# CPU preset: 16 frames of 32x32 at 10 fps and 1.6 s of 8 kHz audio; a few million parameters.
+TINY = ModelConfig(
+    video_size=32,
+    audio_samples=12_800,
+    audio_rate=8_000,
+    base_channels=32,
+    channel_mult=(1, 2, 3),
+    attention_scales=(2, 3),
+    cross_windows=(1, 4),
+    head_dim=32,
+    time_embed_dim=32,
+    audio_dilation_cycle=8,
+    dropout=0.0,
+)
+
+PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY}
+
+
+def resolve_config(preset_or_config: "str | ModelConfig | dict[str, Any]") -> ModelConfig:
+    """Turn a preset name, a config dict (from a checkpoint) or a ModelConfig into a ModelConfig."""
+    if isinstance(preset_or_config, ModelConfig):
+        return preset_or_config
+    if isinstance(preset_or_config, dict):
+        return ModelConfig.from_dict(preset_or_config)
+    if isinstance(preset_or_config, str):
+        try:
+            return PRESETS[preset_or_config]
+        except KeyError:
+            raise ValueError(f"unknown preset {preset_or_config!r}; choose one of {sorted(PRESETS)}") from None
+    raise TypeError(f"expected a preset name, dict or ModelConfig, got {type(preset_or_config).__name__}")
+
+
+__all__ = ["ModelConfig", "DiffusionConfig", "PRESETS", "PAPER", "TINY", "resolve_config", "SHIFT_MODES"]

@@ -1,0 +1,1 @@
+"""UI layer of app.py: builds the Gradio studio. No model code lives here."""
