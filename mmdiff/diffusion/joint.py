@@ -1,0 +1,83 @@
+"""The joint (video, audio) diffusion state.
+
+Samplers, the loss and zero-shot guidance all work on one flat state x of shape (B, D), with
+D = F*C*H*W + T: the video block first, then the audio block. `JointLayout` packs and unpacks it, and
+`model_denoiser` adapts the coupled U-Net to the (x, t) -> eps contract every sampler uses. So there is
+exactly one diffusion process and one sampler per algorithm for both modalities.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from mmdiff.config import ModelConfig
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x (B, D), t (B,)) -> eps (B, D)
+MODALITIES = ("video", "audio")
+
+
+class JointLayout:
+    """Where each modality lives in the flat state."""
+
+    def __init__(self, video_shape: tuple[int, ...] | None, audio_shape: tuple[int, ...] | None):
+        self.shapes = {"video": tuple(video_shape) if video_shape else None,
+                       "audio": tuple(audio_shape) if audio_shape else None}
+        if not any(self.shapes.values()):
+            raise ValueError("a joint layout needs at least one modality")
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for m in MODALITIES:
+            if self.shapes[m]:
+                n = math.prod(self.shapes[m])
+                self.slices[m] = slice(start, start + n)
+                start += n
+        self.size = start
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> "JointLayout":
+        return cls(cfg.video_shape if "video" in cfg.modalities else None,
+                   cfg.audio_shape if "audio" in cfg.modalities else None)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.slices)
+
+    def pack(self, video: torch.Tensor | None, audio: torch.Tensor | None) -> torch.Tensor:
+        """(B, F, C, H, W), (B, 1, T) -> (B, D)."""
+        parts = []
+        for m, x in zip(MODALITIES, (video, audio)):
+            if m not in self.slices:
+                continue
+            if x is None or tuple(x.shape[1:]) != self.shapes[m]:
+                raise ValueError(f"{m} must have shape (B, {', '.join(map(str, self.shapes[m]))}), "
+                                 f"got {None if x is None else tuple(x.shape)}")
+            parts.append(x.reshape(x.shape[0], -1))
+        return torch.cat(parts, dim=1)
+
+    def unpack(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(B, D) -> (video (B, F, C, H, W) or None, audio (B, 1, T) or None); views, no copies."""
+        if x.ndim != 2 or x.shape[1] != self.size:
+            raise ValueError(f"joint state must have shape (B, {self.size}), got {tuple(x.shape)}")
+        out = []
+        for m in MODALITIES:
+            out.append(x[:, self.slices[m]].view(x.shape[0], *self.shapes[m]) if m in self.slices else None)
+        return out[0], out[1]
+
+    def mask(self, modality: str, device=None) -> torch.Tensor:
+        """(D,) bool mask of one modality's coordinates."""
+        m = torch.zeros(self.size, dtype=torch.bool, device=device)
+        m[self.slices[modality]] = True
+        return m
+
+
+def model_denoiser(model: torch.nn.Module, layout: JointLayout) -> Denoiser:
+    """Adapt `model(video, audio, t) -> (eps_v, eps_a)` to the flat (x, t) -> eps contract."""
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        video, audio = layout.unpack(x)
+        eps_v, eps_a = model(video, audio, t)
+        return layout.pack(eps_v, eps_a).to(x.dtype)
+
+    return denoise

@@ -1,0 +1,129 @@
+"""The coupled audio-video U-Net of MM-Diffusion (paper Sec. 3.3, Fig. 3, Table A.1).
+
+Two U-Nets, one per modality, advance block by block in lock-step: each MM-Block holds a video and an
+audio residual block (sharing a timestep projection), video self-attention at the attention scales,
+and RS-MMA bridging the two streams there. Video downsamples H and W by 2 per scale; audio by 4 in T.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mmdiff.config import ModelConfig
+from mmdiff.nn.blocks import BlockSpec, MMBlock
+from mmdiff.nn.layers import VideoConv, audio_conv, group_norm, timestep_embedding, zero_init
+
+
+def block_specs(cfg: ModelConfig) -> tuple[list[BlockSpec], list[BlockSpec], list[BlockSpec]]:
+    """Lay out the encoder, middle and decoder blocks; returns (down, middle, up) specs.
+
+    Audio dilations cycle 1, 2, ..., 2**(cycle-1) block by block (paper: 1..2^10), mirrored in the decoder.
+    """
+    chans = [cfg.base_channels * m for m in cfg.channel_mult]
+    windows = dict(zip(cfg.attention_scales, cfg.cross_windows))
+    dil = lambda k: 2 ** (k % cfg.audio_dilation_cycle)  # noqa: E731
+    down: list[BlockSpec] = []
+    skips = [chans[0]]                                  # channels of each skip tensor (stem first)
+    ch, k = chans[0], 0
+    for level, cout in enumerate(chans):
+        scale = level + 1
+        attn = scale in windows
+        for _ in range(cfg.num_res_blocks):
+            down.append(BlockSpec(ch, cout, dil(k), None, attn, False, windows.get(scale)))
+            ch, k = cout, k + 1
+            skips.append(ch)
+        if level < len(chans) - 1:
+            down.append(BlockSpec(ch, ch, dil(k), "down"))
+            k += 1
+            skips.append(ch)
+    middle = [BlockSpec(ch, ch, dil(k), None, True, True, cfg.video_frames),
+              BlockSpec(ch, ch, dil(k), None, True, True, None)]
+    up: list[BlockSpec] = []
+    for level in reversed(range(len(chans))):
+        scale, cout = level + 1, chans[level]
+        attn = scale in windows
+        for i in range(cfg.num_res_blocks + 1):
+            k -= 1
+            up.append(BlockSpec(ch + skips.pop(), cout, dil(max(k, 0)), None, attn, False, windows.get(scale),
+                                takes_skip=True))
+            ch = cout
+        if level > 0:
+            up.append(BlockSpec(ch, ch, dil(max(k, 0)), "up"))
+    return down, middle, up
+
+
+class CoupledUNet(nn.Module):
+    """`model(video, audio, t) -> (eps_video, eps_audio)`.
+
+    :param video: (B, F, 3, H, W) float, :param audio: (B, 1, T) float, :param t: (B,) int in [0, 1000).
+    Single-modality configs (`modalities=("video",)` or `("audio",)`) take None for the absent stream
+    and return None for it.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        c0 = cfg.base_channels * cfg.channel_mult[0]
+        emb_dim = cfg.time_embed_dim  # Table A.1: step embedding 128 wide, 2-layer MLP (no 4x widening)
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.time_embed_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.has_video = "video" in cfg.modalities
+        self.has_audio = "audio" in cfg.modalities
+        if self.has_video:
+            self.video_in = VideoConv(cfg.video_channels, c0)
+            self.video_out = nn.Sequential(group_norm(c0), nn.SiLU(),
+                                           zero_init(VideoConv(c0, cfg.video_channels)))
+        if self.has_audio:
+            self.audio_in = audio_conv(1, c0, 3)
+            self.audio_out = nn.Sequential(group_norm(c0), nn.SiLU(), zero_init(audio_conv(c0, 1, 3)))
+        down, middle, up = block_specs(cfg)
+        self.down = nn.ModuleList(MMBlock(s, cfg, emb_dim) for s in down)
+        self.middle = nn.ModuleList(MMBlock(s, cfg, emb_dim) for s in middle)
+        self.up = nn.ModuleList(MMBlock(s, cfg, emb_dim) for s in up)
+
+    # ------------------------------------------------------------------------------------
+    def _check(self, name: str, x, expected: tuple[int, ...] | None) -> None:
+        if expected is None:
+            if x is not None:
+                raise ValueError(f"this model has no {name} stream (modalities={self.config.modalities}); pass None")
+            return
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape (B, {', '.join(map(str, expected))})")
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        if tuple(x.shape[1:]) != expected or x.ndim != len(expected) + 1:
+            raise ValueError(f"{name} must have shape (B, {', '.join(map(str, expected))}) for this config, "
+                             f"got {tuple(x.shape)}")
+
+    def _check_inputs(self, video, audio, t) -> int:
+        cfg = self.config
+        self._check("video", video, cfg.video_shape if self.has_video else None)
+        self._check("audio", audio, cfg.audio_shape if self.has_audio else None)
+        b = (video if video is not None else audio).shape[0]
+        if video is not None and audio is not None and audio.shape[0] != b:
+            raise ValueError(f"video batch {b} and audio batch {audio.shape[0]} differ")
+        if not isinstance(t, torch.Tensor) or t.shape != (b,) or t.is_floating_point():
+            raise ValueError(f"t must be an integer tensor of shape ({b},), got "
+                             f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
+        return b
+
+    def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None, t: torch.Tensor):
+        self._check_inputs(video, audio, t)
+        emb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))   # (B, 4 * time_embed_dim)
+        dtype = next(self.parameters()).dtype
+        v = self.video_in(video.to(dtype).transpose(1, 2)) if self.has_video else None   # (B, C, F, H, W)
+        a = self.audio_in(audio.to(dtype)) if self.has_audio else None                  # (B, C, T)
+        skips = [(v, a)]
+        for block in self.down:
+            v, a = block(v, a, emb)
+            skips.append((v, a))
+        for block in self.middle:
+            v, a = block(v, a, emb)
+        for block in self.up:
+            if block.spec.takes_skip:
+                sv, sa = skips.pop()
+                v = torch.cat([v, sv], dim=1) if v is not None else None
+                a = torch.cat([a, sa], dim=1) if a is not None else None
+            v, a = block(v, a, emb)
+        eps_v = self.video_out(v).transpose(1, 2) if self.has_video else None        # (B, F, 3, H, W)
+        eps_a = self.audio_out(a) if self.has_audio else None                          # (B, 1, T)
+        return eps_v, eps_a
