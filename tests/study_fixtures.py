@@ -57,3 +57,55 @@ def make_clips_dir(root: Path, name: str, n: int, suffix: str = ".mp4", seed0: i
     for i in range(n):
         write_clip(d / f"clip{i:03d}{suffix}", seed=seed0 + i)
     return d
+
+
+# The columns of an MTurk batch results CSV before Input.* (REFERENCE.md section 4).
+RESULTS_META = ["HITId", "HITTypeId", "Title", "Description", "Keywords", "Reward", "CreationTime",
+                "MaxAssignments", "RequesterAnnotation", "AssignmentDurationInSeconds",
+                "AutoApprovalDelayInSeconds", "Expiration", "NumberOfSimilarHITs", "LifetimeInSeconds",
+                "AssignmentId", "WorkerId", "AssignmentStatus", "AcceptTime", "SubmitTime",
+                "AutoApprovalTime", "ApprovalTime", "RejectionTime", "RequesterFeedback",
+                "WorkTimeInSeconds", "LifetimeApprovalRate", "Last30DaysApprovalRate", "Last7DaysApprovalRate"]
+
+
+def results_rows(batch_header, batch_rows, answers, field, encoding, status="Submitted", start=0):
+    """MTurk results rows: one per (hit index, worker, {slot: answer}) in `answers`.
+
+    encoding "fields": Answer.<field>_<i> columns; "json": one Answer.taskAnswers column.
+    Returns (header, rows).
+    """
+    import json
+
+    slots = sorted(int(c.rsplit("_", 1)[1]) for c in batch_header if c.startswith("item_id_"))
+    if encoding == "fields":
+        answer_cols = [f"Answer.{field}_{i}" for i in slots] + [f"Answer.item_id_{i}" for i in slots]
+    else:
+        answer_cols = ["Answer.taskAnswers"]
+    header = RESULTS_META + [f"Input.{c}" for c in batch_header] + answer_cols + ["Approve", "Reject"]
+    rows = []
+    for n, (hit, worker, ans) in enumerate(answers, start):
+        r = dict.fromkeys(header, "")
+        r.update({"HITId": f"HIT{hit:04d}", "HITTypeId": "TYPE1", "Title": "t", "Reward": "$0.20",
+                  "MaxAssignments": "5", "AssignmentId": f"A{n:05d}", "WorkerId": worker,
+                  "AssignmentStatus": status, "AcceptTime": "Mon Nov 20 10:00:00 PST 2026",
+                  "SubmitTime": f"Mon Nov 20 10:{n // 60 % 60:02d}:{n % 60:02d} PST 2026",
+                  "WorkTimeInSeconds": "95", "LifetimeApprovalRate": "100% (10/10)"})
+        r.update({f"Input.{c}": v for c, v in batch_rows[hit].items()})
+        given = {f"{field}_{i}": a for i, a in ans.items()}
+        if encoding == "fields":
+            r.update({f"Answer.{k}": v for k, v in given.items()})
+            r.update({f"Answer.item_id_{i}": batch_rows[hit][f"item_id_{i}"] for i in slots})
+        else:
+            r["Answer.taskAnswers"] = json.dumps([{**given, **{f"played_{i}": "1" for i in slots}}])
+        rows.append(r)
+    return header, rows
+
+
+def write_csv(path, header, rows, bom=False):
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=header)
+        w.writeheader()
+        w.writerows(rows)
+    return path

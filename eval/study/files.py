@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -28,8 +29,19 @@ def write_text_atomic(path: Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def _no_nan(obj: object) -> object:
+    """NaN/inf -> None so the file is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_no_nan(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: Path, obj: object) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    return write_text_atomic(path, json.dumps(_no_nan(obj), indent=2, allow_nan=False) + "\n")
 
 
 def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[dict]) -> Path:
