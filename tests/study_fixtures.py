@@ -71,14 +71,18 @@ RESULTS_META = ["HITId", "HITTypeId", "Title", "Description", "Keywords", "Rewar
 def results_rows(batch_header, batch_rows, answers, field, encoding, status="Submitted", start=0):
     """MTurk results rows: one per (hit index, worker, {slot: answer}) in `answers`.
 
-    encoding "fields": Answer.<field>_<i> columns; "json": one Answer.taskAnswers column.
+    encoding "fields": Answer.<field>_<i> columns; "radio": Answer.<field>_<i>.<choice> = true/false
+    columns (crowd-form radio groups, flattened); "json": one Answer.taskAnswers column.
     Returns (header, rows).
     """
     import json
 
     slots = sorted(int(c.rsplit("_", 1)[1]) for c in batch_header if c.startswith("item_id_"))
+    choices = ("1", "2", "3", "4", "5") if field == "rating" else ("generated", "cannot_tell", "real")
     if encoding == "fields":
         answer_cols = [f"Answer.{field}_{i}" for i in slots] + [f"Answer.item_id_{i}" for i in slots]
+    elif encoding == "radio":
+        answer_cols = [f"Answer.{field}_{i}.{c}" for i in slots for c in choices]
     else:
         answer_cols = ["Answer.taskAnswers"]
     header = RESULTS_META + [f"Input.{c}" for c in batch_header] + answer_cols + ["Approve", "Reject"]
@@ -95,6 +99,8 @@ def results_rows(batch_header, batch_rows, answers, field, encoding, status="Sub
         if encoding == "fields":
             r.update({f"Answer.{k}": v for k, v in given.items()})
             r.update({f"Answer.item_id_{i}": batch_rows[hit][f"item_id_{i}"] for i in slots})
+        elif encoding == "radio":
+            r.update({f"Answer.{field}_{i}.{c}": str(ans.get(i) == c).lower() for i in slots for c in choices})
         else:
             r["Answer.taskAnswers"] = json.dumps([{**given, **{f"played_{i}": "1" for i in slots}}])
         rows.append(r)

@@ -182,6 +182,10 @@ def dropped_rows(loaded: LoadedResults, decisions: Decisions) -> list[dict]:
         elif a.status == "Rejected":
             rows.append({"what": "assignment", "task": a.task, "id": a.assignment_id,
                          "reason": "already Rejected on MTurk; ignored"})
+        elif not a.votes:
+            rows.append({"what": "assignment", "task": a.task, "id": a.assignment_id,
+                         "reason": f"no readable answer (worker {a.worker_id}); no approve/reject decision "
+                                   "written, review it by hand"})
     return rows
 
 

@@ -101,15 +101,18 @@ def turing_chart(rows: list[dict], path: Path) -> Path:
 
 
 def approve_reject_rows(loaded: LoadedResults, decisions: Decisions) -> dict[Path, tuple[list[str], list[dict]]]:
-    """Per results file: (header, rows) with Approve = "x" or Reject = reason for Submitted rows."""
+    """Per results file: (header, rows) with Approve = "x" or Reject = reason for Submitted rows
+    that were read and have at least one readable answer."""
     out = {}
+    readable = {a.assignment_id for a in loaded.assignments if a.votes}
     for rf in loaded.files:
         header = rf.header + [c for c in ("Approve", "Reject") if c not in rf.header]
         rows = []
         for row, aid in zip(rf.rows, rf.assignment_of_row):
             r = {c: row.get(c, "") or "" for c in header}
-            # aid is None for rows not read (duplicates, malformed): no decision is written for them
-            if aid is not None and (row.get("AssignmentStatus") or "").strip() == "Submitted":
+            # no decision for rows not read (duplicates, malformed) or without one readable answer:
+            # those are left for a person to review on the requester site
+            if aid in readable and (row.get("AssignmentStatus") or "").strip() == "Submitted":
                 reason = decisions.reject.get(aid)
                 r["Approve"], r["Reject"] = ("", reason) if reason else ("x", "")
             rows.append(r)
