@@ -268,3 +268,20 @@ def test_cli_analyze(studies, tmp_path, capsys):
     assert "Turing test" in printed and "| Ground truth |" in printed
     assert main(["analyze", "--results", str(paths[0]), "--key", str(tmp_path / "nope")]) == 1
     assert "key.json not found" in capsys.readouterr().err
+
+
+def test_parse_answers_encodings_and_times():
+    from datetime import datetime
+
+    from eval.study.results import parse_answers, parse_mturk_time
+    row = {"Answer.rating_1.label": "4", "Answer.vote_2.real": "true", "Answer.vote_2.generated": "false",
+           "Answer.rating_5": " 3 ", "Input.item_id_1": "abc",
+           "Answer.taskAnswers": '[{"rating_3": {"2": true, "3": false}, "rating_4": {"label": "5"}, '
+                                 '"rating_1": "9", "rating_6": 1}]'}
+    assert parse_answers(row) == {"rating_1": "4", "vote_2": "real", "rating_5": "3", "rating_3": "2",
+                                  "rating_4": "5", "rating_6": "1"}
+    with pytest.raises(ValueError):
+        parse_answers({"Answer.taskAnswers": "[{oops"})
+    assert parse_mturk_time("Mon Nov 20 10:04:05 PST 2026") == datetime(2026, 11, 20, 10, 4, 5)
+    assert parse_mturk_time("2026-11-20T10:04:05") == datetime(2026, 11, 20, 10, 4, 5)
+    assert parse_mturk_time("") is None and parse_mturk_time("yesterday") is None

@@ -216,3 +216,17 @@ def test_bad_configs_are_refused(clips, tmp_path):
         build_study(_cfg(clips, "ab"), tmp_path, progress=None)
     with pytest.raises(ValueError, match=r"asked for 6 clips but .* has only 5 usable"):
         build_study(_cfg(clips, "mos", num=6), tmp_path, progress=None)
+
+
+def test_cli_build(clips, tmp_path, capsys):
+    from eval.study.__main__ import main
+    args = ["build", "--kind", "turing", "--system", f"ours={clips['ours']}", "--real", str(clips["real"]),
+            "--num", "2", "--base-url", "https://h.example/m", "--out", str(tmp_path / "s"), "--items-per-hit", "3"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "4 clips" in out and (tmp_path / "s" / "mturk" / "turing" / "batch.csv").is_file()
+    assert main(args + ["--system", f"ours={clips['base']}"]) == 1
+    assert "distinct" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["build", "--kind", "mos", "--system", "no-equals-sign", "--real", "r", "--num", "1",
+              "--base-url", "https://h", "--out", "o"])

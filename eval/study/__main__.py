@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
 def _build(args) -> int:
     from .build import StudyConfig, build_study
 
+    names = [n for n, _ in args.system]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--system names must be distinct, got {names}")
     cfg = StudyConfig(kind=args.kind, systems=dict(args.system), real=args.real, num=args.num,
                       base_url=args.base_url, votes=args.votes, items_per_hit=args.items_per_hit,
                       seed=args.seed, gold=args.gold, max_hits_per_worker=args.max_hits_per_worker)

@@ -141,7 +141,9 @@ def write_outputs(res, loaded: LoadedResults, decisions: Decisions, confidence: 
     md += ["Inter-rater agreement (Krippendorff's alpha): "
            + ", ".join(f"{t} {_fmt(a, 3)}" for t, a in res.agreement.items()), "",
            "Counts: " + ", ".join(f"{k} {v}" for k, v in res.counts.items()), "",
-           f"QC dropped {len(res.dropped)} worker(s)/assignment(s); see dropped.csv.",
+           f"QC removed {len(res.dropped)} worker(s)/assignment(s) (details in dropped.csv):", "",
+           *[f"- {r['what']} {r['id']} ({r['task']}): {r['reason']}" for r in res.dropped[:30]],
+           *([f"- ... {len(res.dropped) - 30} more"] if len(res.dropped) > 30 else []), "",
            f"{len(res.problems)} input problem(s); see problems.txt."]
     paths["report"] = write_text_atomic(d / "report.md", "\n".join(md) + "\n")
     if res.workers:

@@ -96,7 +96,9 @@ def parse_answers(row: dict[str, str]) -> dict[str, str]:
             continue
         name = col[len("Answer."):]
         base, dot, choice = name.rpartition(".")
-        if dot and (val or "").strip().lower() in ("true", "false"):
+        if dot and choice == "label":                       # crowd element flattened as <name>.label
+            answers[base] = (val or "").strip()
+        elif dot and (val or "").strip().lower() in ("true", "false"):
             if val.strip().lower() == "true":
                 answers[base] = choice
         else:
