@@ -7,12 +7,12 @@ import statistics
 
 import pytest
 from scipy import stats as sps
+from study_fixtures import make_clips_dir, results_rows, write_csv
 
 from eval.study.__main__ import main
 from eval.study.analyze import analyze_results
 from eval.study.build import GOLD, StudyConfig, build_study
 from eval.study.qc import QCConfig
-from study_fixtures import make_clips_dir, results_rows, write_csv
 
 # 5 assignments per HIT; BADGOLD fails gold items, FLAT answers "1" to everything (passes gold).
 HIT_WORKERS = [["G1", "G2", "G3", "BADGOLD", "FLAT"], ["G1", "G2", "G3", "G4", "G5"],

@@ -4,12 +4,12 @@ import json
 from html.parser import HTMLParser
 
 import pytest
+from study_fixtures import make_clips_dir, write_clip
 
 from eval.study.build import GOLD, REAL, StudyConfig, build_study
 from eval.study.media import probe_clip
 from eval.study.tasks import TASKS
 from eval.study.template import fill_variables, template_variables
-from study_fixtures import make_clips_dir, write_clip
 
 VOID = {"meta", "input", "br", "img", "link", "hr", "source", "col", "area", "base", "embed", "track", "wbr"}
 
@@ -201,8 +201,9 @@ def test_preview_renders_real_values_escaped_and_offline(mos_study):
 
 def test_fill_variables_escapes_and_names_missing():
     t = '<p title="${a}">${a}</p>'
-    assert fill_variables(t, {"a": '<script>"x"&</script>'}) == (
-        '<p title="&lt;script&gt;&quot;x&quot;&amp;&lt;/script&gt;">&lt;script&gt;&quot;x&quot;&amp;&lt;/script&gt;</p>')
+    esc = "&lt;script&gt;&quot;x&quot;&amp;&lt;/script&gt;"
+    assert fill_variables(t, {"a": '<script>"x"&</script>'}) == f'<p title="{esc}">{esc}</p>'
+
     with pytest.raises(KeyError, match=r"\$\{a\}"):
         fill_variables(t, {})
 

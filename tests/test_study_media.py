@@ -2,9 +2,9 @@
 import av
 import numpy as np
 import pytest
+from study_fixtures import make_clips_dir, write_clip
 
 from eval.study.media import ClipError, clip_id, export_clip, make_gold_clip, probe_clip, sample_clips
-from study_fixtures import make_clips_dir, write_clip
 
 
 def _decode(path):

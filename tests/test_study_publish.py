@@ -7,13 +7,21 @@ import boto3
 import pytest
 from botocore.exceptions import NoCredentialsError
 from botocore.stub import ANY, Stubber
+from study_fixtures import make_clips_dir
 
 from eval.study.__main__ import main
 from eval.study.build import StudyConfig, build_study
-from eval.study.publish import (APPROVAL_RATE_QUAL, HTML_QUESTION_NS, SANDBOX_ENDPOINT, HitSettings,
-                                hit_type_params, html_question, make_client, publish_study,
-                                qualification_requirements)
-from study_fixtures import make_clips_dir
+from eval.study.publish import (
+    APPROVAL_RATE_QUAL,
+    HTML_QUESTION_NS,
+    SANDBOX_ENDPOINT,
+    HitSettings,
+    hit_type_params,
+    html_question,
+    make_client,
+    publish_study,
+    qualification_requirements,
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ Layout of STUDY_DIR (see docs/study.md):
   media/<id>.mp4                 host these at --base-url (public; names are anonymous ids)
   mturk/<task>/template.html     paste into the MTurk project layout (public)
   mturk/<task>/batch.csv         upload as the batch input (public; header = template ${variables})
+  mturk/<task>/hit_settings.json reward, durations, worker requirements to use when publishing
   preview/<task>.html            one HIT with real values, plays ../media locally (do not upload)
   private/key.json               id -> system, source clip, gold answer; the HIT layout (never upload)
   private/build_report.json      what was copied, transcoded and skipped
@@ -25,7 +26,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .files import write_csv_atomic, write_json_atomic, write_text_atomic
-from .media import ClipError, ClipInfo, clip_id, export_clip, make_gold_clip, sample_clips
+from .media import ClipInfo, clip_id, export_clip, make_gold_clip, sample_clips
+from .publish import HitSettings, write_hit_settings
 from .tasks import Task, tasks_for
 from .template import render_preview, render_task_template, template_variables
 
@@ -193,6 +195,7 @@ def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str],
             "preview": write_text_atomic(study_dir / "preview" / f"{task.name}.html",
                                          render_preview(template, rows[0], "../media/")),
         }
+        write_hit_settings(study_dir, task.name, HitSettings(), cfg.votes, cfg.max_hits_per_worker, sandbox=False)
         layout[task.name] = [[r[f"item_id_{i}"] for i in range(1, per_hit + cfg.gold + 1)] for r in rows]
         say(f"{task.name}: {len(rows)} HITs x {per_hit + cfg.gold} clips, {cfg.votes} assignments each")
 

@@ -152,7 +152,8 @@ def _row_votes(row: dict[str, str], task: Task, slots: list[int], known: set[str
             problems.append(f"{where}: answer {task.field}_{i} is empty; vote skipped")
             counts["empty_answers"] += 1
         elif ans not in task.choices:
-            problems.append(f"{where}: answer {task.field}_{i}={ans!r} is not one of {list(task.choices)}; vote skipped")
+            problems.append(f"{where}: answer {task.field}_{i}={ans!r} is not one of {list(task.choices)}; "
+                            "vote skipped")
             counts["invalid_answers"] += 1
         else:
             played = answers.get(f"played_{i}")

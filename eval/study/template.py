@@ -48,7 +48,8 @@ def instructions_html(task: Task, slots: int, gold_per_hit: int, max_hits_per_wo
         "The clips are short and small; judge them as they are, do not expect high resolution.",
     ]
     if gold_per_hit:
-        lines.append("Some clips are checks with an obvious answer (for example pure noise). Submissions "
+        lines.append("Some clips are checks with an obvious answer (for example pure noise"
+                     + (", which counts as generated" if task.kind == "turing" else "") + "). Submissions "
                      "that answer these wrongly, or give the same answer to every clip without watching, "
                      "will be rejected.")
     if max_hits_per_worker:
