@@ -117,6 +117,16 @@ def test_mos_round_trip_recovers_simulated_scores(studies, tmp_path):
     assert out.counts["rejected_ignored"] == 3
     assert out.counts["assignments_counted"] == 3 * (15 - 3)   # per task: 15 submitted, 2 BADGOLD + 1 FLAT
     assert all(math.isfinite(a) for a in out.agreement.values())
+    # per-worker statistics
+    w = {(r["task"], r["worker_id"]): r for r in out.workers}
+    g2 = [float(a) for s, wk, a, st, straight in truth["mos_av"] if wk == "G2" and s != GOLD]
+    assert w[("mos_av", "G2")]["votes_used"] == len(g2) == 12     # 3 HITs, 12 study clips in all
+    assert w[("mos_av", "G2")]["mean_answer"] == pytest.approx(statistics.mean(g2))
+    assert (w[("mos_av", "BADGOLD")]["gold_passed"], w[("mos_av", "BADGOLD")]["gold_total"]) == (0, 2)
+    assert w[("mos_av", "BADGOLD")]["votes_used"] == 0
+    assert w[("mos_aq", "G1")]["played_fraction"] == 1.0          # the JSON encoding carries played_<i>
+    assert math.isnan(w[("mos_av", "G1")]["played_fraction"])      # the radio encoding does not
+    assert -1 <= w[("mos_av", "G3")]["r_with_others"] <= 1
     md = (tmp_path / "out" / "mos_table.md").read_text()
     assert "| Ground truth |" in md and "VQ ↑" in md and "A-V ↑" in md
     for png in ("mos.png",):

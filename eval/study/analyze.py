@@ -145,11 +145,14 @@ def worker_stats(loaded: LoadedResults, decisions: Decisions, votes: dict[str, l
     groups = defaultdict(list)
     for a in loaded.assignments:
         groups[(a.task, a.worker_id)].append(a)
+    by_item: dict[str, dict[str, list[UsedVote]]] = defaultdict(lambda: defaultdict(list))  # task -> item
+    by_worker: dict[tuple[str, str], list[UsedVote]] = defaultdict(list)
+    for task, vs in votes.items():
+        for v in vs:
+            by_item[task][v.item_id].append(v)
+            by_worker[(task, v.worker_id)].append(v)
     for (task, worker), assigns in sorted(groups.items()):
-        by_item = defaultdict(list)
-        for v in votes.get(task, []):
-            by_item[v.item_id].append(v)
-        mine = [v for v in votes.get(task, []) if v.worker_id == worker]
+        mine = by_worker.get((task, worker), [])
         played = [v.played for a in assigns for v in a.votes if v.played is not None]
         times = [a.work_seconds for a in assigns if a.work_seconds is not None]
         gold_pass, gold_total = decisions.gold.get((task, worker), [0, 0])
@@ -164,7 +167,7 @@ def worker_stats(loaded: LoadedResults, decisions: Decisions, votes: dict[str, l
             "mean_answer": float(np.mean([v.value for v in mine])) if mine else float("nan"),
             "played_fraction": float(np.mean(played)) if played else float("nan"),
             "median_work_seconds": float(np.median(times)) if times else float("nan"),
-            "r_with_others": _consensus_r(worker, mine, by_item),
+            "r_with_others": _consensus_r(worker, mine, by_item[task]),
         })
     return rows
 
