@@ -122,7 +122,9 @@ def test_mos_round_trip_recovers_simulated_scores(studies, tmp_path):
     g2 = [float(a) for s, wk, a, st, straight in truth["mos_av"] if wk == "G2" and s != GOLD]
     assert w[("mos_av", "G2")]["votes_used"] == len(g2) == 12     # 3 HITs, 12 study clips in all
     assert w[("mos_av", "G2")]["mean_answer"] == pytest.approx(statistics.mean(g2))
-    assert (w[("mos_av", "BADGOLD")]["gold_passed"], w[("mos_av", "BADGOLD")]["gold_total"]) == (0, 2)
+    bad_gold = sum(1 for s, wk, *_ in truth["mos_av"] if wk == "BADGOLD" and s == GOLD)
+    assert bad_gold == 5                                           # 1 + (1 gold + 3 padding) in HIT 3
+    assert (w[("mos_av", "BADGOLD")]["gold_passed"], w[("mos_av", "BADGOLD")]["gold_total"]) == (0, bad_gold)
     assert w[("mos_av", "BADGOLD")]["votes_used"] == 0
     assert w[("mos_aq", "G1")]["played_fraction"] == 1.0          # the JSON encoding carries played_<i>
     assert math.isnan(w[("mos_av", "G1")]["played_fraction"])      # the radio encoding does not
