@@ -193,6 +193,12 @@ def test_per_worker_cap(studies, tmp_path):
     assert w[("mos_vq", "G2")]["over_cap"] == 2 and w[("mos_vq", "G1")]["over_cap"] == 1
     reasons = [d["reason"] for d in out.dropped if d["what"] == "assignment"]
     assert sum("per-worker limit" in r for r in reasons) == 3 * 7
+    # by default the cap written into the study key at build time applies
+    capped = dict(key, config={**key["config"], "max_hits_per_worker": 1})
+    (tmp_path / "k" / "private").mkdir(parents=True)
+    (tmp_path / "k" / "private" / "key.json").write_text(json.dumps(capped))
+    assert analyze_results(paths, tmp_path / "k").counts["assignments_counted"] == 3 * 5
+    assert analyze_results(paths, res.study_dir, tmp_path / "o2").counts["assignments_counted"] == 3 * 12
 
 
 def _rewrite(path, edit):

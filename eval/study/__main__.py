@@ -69,14 +69,11 @@ def _build(args) -> int:
 
 
 def _analyze(args) -> int:
-    from .analyze import analyze_results, load_key
+    from .analyze import analyze_results
     from .qc import QCConfig
 
-    cap = args.max_hits_per_worker
-    if cap is None:
-        cap = load_key(args.key)["config"].get("max_hits_per_worker", 0)
-    res = analyze_results(args.results, args.key, args.out, QCConfig(gold_tolerance=args.gold_tolerance,
-                                                                     max_hits_per_worker=cap), args.confidence)
+    qc = QCConfig(gold_tolerance=args.gold_tolerance, max_hits_per_worker=args.max_hits_per_worker)
+    res = analyze_results(args.results, args.key, args.out, qc, args.confidence)
     print(Path(res.paths["report"]).read_text(encoding="utf-8"))
     for msg in res.problems[:20]:
         print(f"problem: {msg}")

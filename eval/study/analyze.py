@@ -8,6 +8,7 @@ ordinal metric (generated < cannot tell < real) for the Turing test, over non-go
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -205,7 +206,9 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
     key = load_key(study_dir)
     if not results:
         raise ValueError("no results CSV given (--results Batch_*_batch_results.csv)")
-    qc = qc or QCConfig(max_hits_per_worker=key["config"].get("max_hits_per_worker", 0))
+    qc = qc or QCConfig()
+    if qc.max_hits_per_worker is None:
+        qc = dataclasses.replace(qc, max_hits_per_worker=key["config"].get("max_hits_per_worker", 0))
     loaded = load_results([Path(p) for p in results], key)
     if not loaded.files:
         raise ValueError("no usable results file:\n" + "\n".join(loaded.problems))

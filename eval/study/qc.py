@@ -23,7 +23,7 @@ from .results import Assignment
 class QCConfig:
     gold_tolerance: float = 0.0      # fraction of wrong gold answers a worker may have and be kept
     min_straight: int = 4            # fewest answers in an assignment for the straight-line rule
-    max_hits_per_worker: int = 20    # 0: no cap
+    max_hits_per_worker: int | None = None   # None: the study's (key.json); 0: no cap
 
 
 @dataclass
