@@ -115,3 +115,12 @@ def write_csv(path, header, rows, bom=False):
         w.writeheader()
         w.writerows(rows)
     return path
+
+
+def read_batch_csv(path):
+    """(header, rows) of a batch input CSV written by build."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        r = csv.DictReader(f)
+        return r.fieldnames, list(r)

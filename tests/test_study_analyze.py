@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 from scipy import stats as sps
-from study_fixtures import make_clips_dir, results_rows, write_csv
+from study_fixtures import make_clips_dir, read_batch_csv, results_rows, write_csv
 
 from eval.study.__main__ import main
 from eval.study.analyze import analyze_results
@@ -37,12 +37,6 @@ def studies(tmp_path_factory):
     return out
 
 
-def _batch(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        r = csv.DictReader(f)
-        return r.fieldnames, list(r)
-
-
 def _answer(kind, worker, system, gold_expected, rng):
     if worker == "FLAT":
         return "1" if kind == "mos" else "generated"
@@ -61,7 +55,7 @@ def simulate(res, key, tmp_path, encodings, seed=0):
     kind = key["config"]["kind"]
     paths, truth = [], {}
     for k, (task, files) in enumerate(res.tasks.items()):
-        header, brows = _batch(files["batch_csv"])
+        header, brows = read_batch_csv(files["batch_csv"])
         answers, statuses, truth[task] = [], [], []
         for h, row in enumerate(brows):
             workers = HIT_WORKERS[h % len(HIT_WORKERS)] + (["G6"] if h == 1 else [])

@@ -1,10 +1,9 @@
 """eval.study build: batch CSVs vs templates, HTML form fields vs analyze, layout, anonymity, preview."""
-import csv
 import json
 from html.parser import HTMLParser
 
 import pytest
-from study_fixtures import make_clips_dir, write_clip
+from study_fixtures import make_clips_dir, read_batch_csv, write_clip
 
 from eval.study.build import GOLD, REAL, StudyConfig, build_study
 from eval.study.media import probe_clip
@@ -79,18 +78,12 @@ def turing_study(clips, tmp_path_factory):
     return build_study(_cfg(clips, "turing", gold=2), out, progress=None)
 
 
-def _batch(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        r = csv.DictReader(f)
-        return r.fieldnames, list(r)
-
-
 @pytest.mark.parametrize("which", ["mos_study", "turing_study"])
 def test_batch_csv_matches_template_variables(which, request):
     res = request.getfixturevalue(which)
     for task, files in res.tasks.items():
         template = files["template"].read_text()
-        header, rows = _batch(files["batch_csv"])
+        header, rows = read_batch_csv(files["batch_csv"])
         assert header == template_variables(template)
         assert all(set(r) == set(header) and all(r.values()) for r in rows)
         fill_variables(template, rows[0])       # every variable has a value
@@ -135,7 +128,7 @@ def test_every_clip_once_per_task_with_gold_in_every_hit(mos_study, turing_study
         assert len(study_ids) == 12 and res.num_items == 12      # 4 per system + 4 real
         assert {e["system"] for e in key["items"].values()} == {REAL, "ours", "baseline_2stage", GOLD}
         for task, files in res.tasks.items():
-            _, rows = _batch(files["batch_csv"])
+            _, rows = read_batch_csv(files["batch_csv"])
             placed = []
             for r in rows:
                 ids = [r[f"item_id_{i}"] for i in range(1, key["slots_per_hit"] + 1)]
@@ -156,7 +149,7 @@ def test_every_clip_once_per_task_with_gold_in_every_hit(mos_study, turing_study
 def test_hit_order_differs_between_hits_and_tasks(mos_study):
     orders = []
     for task in ("mos_vq", "mos_aq", "mos_av"):
-        _, rows = _batch(mos_study.tasks[task]["batch_csv"])
+        _, rows = read_batch_csv(mos_study.tasks[task]["batch_csv"])
         orders.append([r["item_id_1"] for r in rows])
     assert len({tuple(o) for o in orders}) > 1
 
@@ -192,7 +185,7 @@ def test_rebuild_is_stable_and_resumes(clips, mos_study, tmp_path):
 def test_preview_renders_real_values_escaped_and_offline(mos_study):
     page = mos_study.tasks["mos_aq"]["preview"].read_text()
     p = check_html(page)
-    _, rows = _batch(mos_study.tasks["mos_aq"]["batch_csv"])
+    _, rows = read_batch_csv(mos_study.tasks["mos_aq"]["batch_csv"])
     for i, v in enumerate(p.videos, 1):
         assert v["src"] == f"../media/{rows[0][f'item_id_{i}']}.mp4"
         assert (mos_study.study_dir / "preview" / v["src"]).resolve().is_file()
