@@ -1,0 +1,225 @@
+"""Build a MOS or Turing-test study: media, MTurk batch CSVs, HTML templates, previews, private key.
+
+Layout of STUDY_DIR (see docs/study.md):
+  media/<id>.mp4                 host these at --base-url (public; names are anonymous ids)
+  mturk/<task>/template.html     paste into the MTurk project layout (public)
+  mturk/<task>/batch.csv         upload as the batch input (public; header = template ${variables})
+  mturk/<task>/hit_settings.json reward, durations, worker requirements to use when publishing
+  preview/<task>.html            one HIT with real values, plays ../media locally (do not upload)
+  private/key.json               id -> system, source clip, gold answer; the HIT layout (never upload)
+  private/build_report.json      what was copied, transcoded and skipped
+
+Gold items: every HIT holds `gold` check clips made from real clips (tasks.Task.gold_variant):
+broken video for video quality, broken audio for audio quality and alignment (expected 1 or 2),
+noise video + noise audio for the Turing test (expected "generated"). Real clips are not used as
+Turing gold: in the paper even ground truth passes only 85-93 %, so a "generated" vote on a real
+clip says little about attention. When the clips do not fill the last HIT, it is padded with more
+(distinct) gold clips rather than repeating study clips.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .files import write_csv_atomic, write_json_atomic, write_text_atomic
+from .media import ClipInfo, clip_id, export_clip, make_gold_clip, sample_clips
+from .publish import HitSettings, write_hit_settings
+from .tasks import Task, tasks_for
+from .template import render_preview, render_task_template, template_variables
+
+REAL = "real"                  # group name of the real (ground-truth) clips in the key
+GOLD = "__gold__"              # group name of gold clips in the key
+KEY_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that defines a study; saved into private/key.json."""
+
+    kind: str                           # "mos" or "turing"
+    systems: dict[str, str]             # system name -> clips dir
+    real: str                           # clips dir of real (ground-truth) clips
+    num: int                            # clips sampled per system and from the real data
+    base_url: str                       # where media/ will be served, e.g. https://host/study1/media
+    votes: int = 5                      # assignments (workers) per HIT
+    items_per_hit: int = 10             # study clips per HIT (gold clips come on top)
+    seed: int = 0
+    gold: int = 1                       # gold clips per HIT
+    max_hits_per_worker: int = 20       # per task; written to the HIT settings, enforced by analyze
+
+    def validate(self) -> None:
+        tasks_for(self.kind)
+        if not self.systems:
+            raise ValueError("give at least one --system NAME=CLIPS_DIR")
+        for name in self.systems:
+            if not name or name == REAL or name.startswith("__") or any(c in name for c in "=/\\"):
+                raise ValueError(f"system name {name!r} is reserved or invalid (not '{REAL}', not '__*', no = / \\)")
+        for label, v in (("--num", self.num), ("--votes", self.votes), ("--items-per-hit", self.items_per_hit)):
+            if v < 1:
+                raise ValueError(f"{label} must be >= 1, got {v}")
+        if self.gold < 0 or self.max_hits_per_worker < 0:
+            raise ValueError("--gold and --max-hits-per-worker must be >= 0")
+        if not self.base_url.startswith(("https://", "http://")):
+            raise ValueError(f"--base-url must be an http(s) URL where media/ is served, got {self.base_url!r}")
+
+
+@dataclass
+class BuildResult:
+    study_dir: Path
+    tasks: dict[str, dict[str, Path]]           # task -> {"template", "batch_csv", "preview"}
+    num_items: int                              # study clips (systems + real)
+    num_gold: int                               # gold clips made
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def media_url(base_url: str, item_id: str) -> str:
+    return base_url.rstrip("/") + "/" + item_id + ".mp4"
+
+
+def _sample_groups(cfg: StudyConfig) -> tuple[dict[str, list[ClipInfo]], list[str]]:
+    """group -> sampled clips (real first, then systems in the given order), and skip messages."""
+    groups, skipped = {}, []
+    for group, d in [(REAL, cfg.real), *cfg.systems.items()]:
+        clips, skip = sample_clips(d, cfg.num, cfg.seed, group)
+        groups[group] = clips
+        skipped += skip
+    return groups, skipped
+
+
+def _study_items(cfg: StudyConfig, groups: dict[str, list[ClipInfo]]
+                 ) -> tuple[dict[str, dict], dict[str, ClipInfo]]:
+    """id -> key entry and id -> clip for every sampled clip; ValueError on an id collision."""
+    items: dict[str, dict] = {}
+    infos: dict[str, ClipInfo] = {}
+    for group, clips in groups.items():
+        for c in clips:
+            i = clip_id(cfg.seed, group, c.path.name)
+            if i in items:
+                raise ValueError(f"anonymous id collision for {c.path} and {items[i]['source']}")
+            items[i] = {"system": group, "source": str(c.path.resolve()), "gold": None}
+            infos[i] = c
+    return items, infos
+
+
+def _gold_items(cfg: StudyConfig, tasks: tuple[Task, ...], real: list[ClipInfo], pool: int
+                ) -> tuple[dict[str, dict], dict[str, list[str]]]:
+    """Gold key entries and, per task, its pool of gold ids (`pool` clips of the task's variant)."""
+    items, pools = {}, {}
+    variants = list(dict.fromkeys(t.gold_variant for t in tasks))
+    for variant in variants:
+        ids = []
+        for j in range(pool):
+            src = real[j % len(real)]
+            gid = clip_id(cfg.seed, f"{GOLD}:{variant}:{j}", src.path.name)
+            items[gid] = {"system": GOLD, "source": str(src.path.resolve()), "variant": variant,
+                          "gold": {t.name: list(t.gold_expected) for t in tasks if t.gold_variant == variant}}
+            ids.append(gid)
+        for t in tasks:
+            if t.gold_variant == variant:
+                pools[t.name] = ids
+    return items, pools
+
+
+def _hit_rows(task: Task, item_ids: list[str], gold_pool: list[str], per_hit: int, gold: int,
+              seed: int, base_url: str) -> list[dict[str, str]]:
+    """Batch CSV rows: items shuffled into HITs of `per_hit`, plus gold, slot order shuffled per HIT."""
+    rng = random.Random(f"{seed}:{task.name}:hits")
+    order = sorted(item_ids)
+    rng.shuffle(order)
+    slots = per_hit + gold
+    rows = []
+    for start in range(0, len(order), per_hit):
+        chunk = order[start:start + per_hit]
+        chunk += rng.sample(gold_pool, slots - len(chunk))      # gold + padding, distinct in a HIT
+        rng.shuffle(chunk)
+        row = {"study_task": task.name}
+        for i, item in enumerate(chunk, 1):
+            row[f"item_id_{i}"] = item
+            row[f"video_url_{i}"] = media_url(base_url, item)
+        rows.append(row)
+    return rows
+
+
+def _export_media(study_dir: Path, items: dict[str, dict], infos: dict[str, ClipInfo], seed: int,
+                  progress: Callable[[str], None] | None) -> dict[str, int]:
+    """Write media/<id>.mp4 for every item (resumes: existing files are kept). Returns mode counts."""
+    counts = {"copied": 0, "transcoded": 0, "gold": 0, "existing": 0}
+    for n, (i, entry) in enumerate(tqdm(items.items(), desc="media", unit="clip", disable=progress is None)):
+        dst = study_dir / "media" / f"{i}.mp4"
+        if dst.exists():
+            counts["existing"] += 1
+            continue
+        if entry["system"] == GOLD:
+            make_gold_clip(infos[i], entry["variant"], dst, seed=seed * 1000 + n)
+            counts["gold"] += 1
+        else:
+            counts[export_clip(infos[i], dst)] += 1
+    return counts
+
+
+def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str], None] | None = print
+                ) -> BuildResult:
+    """Build the study in `out_dir` (see module docstring); rerunning with the same config resumes."""
+    cfg.validate()
+    study_dir = Path(out_dir)
+    say = progress or (lambda s: None)
+    tasks = tasks_for(cfg.kind)
+    groups, skipped = _sample_groups(cfg)
+    for s in skipped:
+        say(f"skipped: {s}")
+    items, infos = _study_items(cfg, groups)
+    per_hit = min(cfg.items_per_hit, len(items))
+    pad = -len(items) % per_hit
+    pool = max(3, cfg.gold + pad) if (cfg.gold or pad) else 0
+    gold_items, pools = _gold_items(cfg, tasks, groups[REAL], pool)
+    by_source = {str(c.path.resolve()): c for c in groups[REAL]}
+    infos.update({g: by_source[e["source"]] for g, e in gold_items.items()})
+    all_items = {**items, **gold_items}
+    counts = _export_media(study_dir, all_items, infos, cfg.seed, progress)
+    say(f"media: {counts}")
+
+    outputs, layout = {}, {}
+    for task in tasks:
+        rows = _hit_rows(task, list(items), pools.get(task.name, []), per_hit, cfg.gold, cfg.seed, cfg.base_url)
+        template = render_task_template(task, per_hit + cfg.gold, cfg.gold, cfg.max_hits_per_worker)
+        header = template_variables(template)
+        d = study_dir / "mturk" / task.name
+        outputs[task.name] = {
+            "template": write_text_atomic(d / "template.html", template),
+            "batch_csv": write_csv_atomic(d / "batch.csv", header, rows),
+            "preview": write_text_atomic(study_dir / "preview" / f"{task.name}.html",
+                                         render_preview(template, rows[0], "../media/")),
+        }
+        write_hit_settings(study_dir, task.name, HitSettings(), cfg.votes, cfg.max_hits_per_worker, sandbox=False)
+        layout[task.name] = [[r[f"item_id_{i}"] for i in range(1, per_hit + cfg.gold + 1)] for r in rows]
+        say(f"{task.name}: {len(rows)} HITs x {per_hit + cfg.gold} clips, {cfg.votes} assignments each")
+
+    warnings = [] if per_hit == cfg.items_per_hit else [
+        f"only {len(items)} clips: HITs hold {per_hit} study clips instead of {cfg.items_per_hit}"]
+    write_json_atomic(study_dir / "private" / "key.json", {
+        "version": KEY_VERSION, "config": asdict(cfg), "slots_per_hit": per_hit + cfg.gold,
+        "tasks": [t.name for t in tasks], "items": all_items, "hits": layout})
+    write_json_atomic(study_dir / "private" / "build_report.json",
+                      {"media": counts, "skipped": skipped, "warnings": warnings})
+    write_text_atomic(study_dir / "README.txt", STUDY_README)
+    return BuildResult(study_dir, outputs, len(items), len(gold_items), skipped, warnings)
+
+
+STUDY_README = """\
+This folder is a user study built by `python -m eval.study build`.
+
+Public (upload):
+  media/            serve these files at the --base-url given to build (names are anonymous ids)
+  mturk/<task>/     template.html -> MTurk project layout; batch.csv -> "Publish batch"
+Local only:
+  preview/<task>.html   open in a browser to try one HIT (plays ../media/)
+Private (never upload or share with workers):
+  private/key.json      which system made each clip, gold answers, HIT layout
+Results: download each batch's Batch_*_batch_results.csv, then
+  python -m eval.study analyze --results Batch_*_batch_results.csv --key <this folder>
+"""

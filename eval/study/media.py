@@ -1,0 +1,160 @@
+"""Clips for a study: listing, probing, seeded sampling, anonymous ids, export, gold variants.
+
+A "clips dir" is a folder of video files with audio (.mp4 .mov .mkv .webm .avi). Sampling shuffles
+the folder with a seed and probes clips in that order until N usable ones are found; clips that
+cannot be decoded or have no audio/video stream are skipped and reported. Fewer than N usable clips
+is an error (clips are never repeated).
+
+Export makes browser-playable mp4 (H.264 yuv420p + AAC, +faststart) with the ffmpeg binary of
+imageio-ffmpeg: clips that already are H.264/AAC mp4 are stream-copied (remuxed, no re-encode);
+everything else is transcoded. Container metadata is always stripped (`-map_metadata -1`) so a
+title or encoder tag cannot reveal which system made a clip.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from .tasks import GOLD_AUDIO_NOISE, GOLD_BOTH_NOISE, GOLD_VIDEO_NOISE
+
+CLIP_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
+
+
+class ClipError(ValueError):
+    """A clip that cannot be used in a study (unreadable, no audio, too few clips...)."""
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    path: Path
+    container: str          # e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    video_codec: str
+    audio_codec: str
+    pix_fmt: str
+    width: int
+    height: int
+    duration: float         # seconds
+
+    @property
+    def browser_ready(self) -> bool:
+        """True when a stream copy into mp4 plays in every browser (H.264 4:2:0 + AAC in mp4)."""
+        return (self.path.suffix.lower() == ".mp4" and "mp4" in self.container
+                and self.video_codec == "h264" and self.audio_codec == "aac" and self.pix_fmt == "yuv420p")
+
+
+def list_clips(clips_dir: str | os.PathLike) -> list[Path]:
+    """Video files directly inside `clips_dir`, sorted by name."""
+    d = Path(clips_dir)
+    if not d.is_dir():
+        raise ClipError(f"clips dir {d} does not exist or is not a folder")
+    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in CLIP_EXTENSIONS)
+
+
+def probe_clip(path: Path) -> ClipInfo:
+    """Read stream info with PyAV; ClipError naming the file when it has no video or no audio."""
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise ClipError(f"{path}: no video stream")
+            if not c.streams.audio:
+                raise ClipError(f"{path}: no audio track (a study clip needs sound)")
+            v, a = c.streams.video[0], c.streams.audio[0]
+            dur = float(c.duration / av.time_base) if c.duration else float(v.duration * v.time_base or 0)
+            return ClipInfo(path, c.format.name, v.codec_context.name, a.codec_context.name,
+                            v.codec_context.pix_fmt or "", v.codec_context.width,
+                            v.codec_context.height, dur)
+    except ClipError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise ClipError(f"{path}: cannot be read as video ({e})") from e
+
+
+def sample_clips(clips_dir: str | os.PathLike, n: int, seed: int, label: str
+                 ) -> tuple[list[ClipInfo], list[str]]:
+    """N usable clips of `clips_dir` in a seeded order, and a message per skipped clip.
+
+    The order depends only on (seed, label, file names), so reruns pick the same clips.
+    """
+    paths = list_clips(clips_dir)
+    random.Random(f"{seed}:{label}").shuffle(paths)
+    chosen: list[ClipInfo] = []
+    skipped: list[str] = []
+    for p in paths:
+        if len(chosen) == n:
+            break
+        try:
+            chosen.append(probe_clip(p))
+        except ClipError as e:
+            skipped.append(str(e))
+    if len(chosen) < n:
+        raise ClipError(f"{label}: asked for {n} clips but {clips_dir} has only {len(chosen)} usable "
+                        f"({len(paths)} video files, {len(skipped)} skipped"
+                        + (": " + "; ".join(skipped) if skipped else "") + "). Lower --num or add clips.")
+    return chosen, skipped
+
+
+def clip_id(seed: int, group: str, source: str) -> str:
+    """Anonymous, stable id: 12 hex digits of sha256(seed, group, source). Reveals nothing of `group`."""
+    return hashlib.sha256(f"mmdiff-study\0{seed}\0{group}\0{source}".encode()).hexdigest()[:12]
+
+
+def _run_ffmpeg(args: list[str], dst: Path) -> None:
+    """Run ffmpeg writing to a temp file beside `dst`, then move it into place (atomic)."""
+    import imageio_ffmpeg
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=dst.parent, prefix=".tmp-")
+    os.close(fd)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args, tmp]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ClipError(f"ffmpeg failed writing {dst.name}: {proc.stderr.strip()[-800:]}")
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+_ENCODE = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "18",
+           "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+           "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-map_metadata", "-1", "-f", "mp4"]
+
+
+def export_clip(info: ClipInfo, dst: Path) -> str:
+    """Write `info.path` to `dst` as browser-playable mp4; returns "copied" or "transcoded"."""
+    if info.browser_ready:
+        _run_ffmpeg(["-i", str(info.path), "-map", "0:v:0", "-map", "0:a:0", "-c", "copy",
+                     "-movflags", "+faststart", "-map_metadata", "-1", "-f", "mp4"], dst)
+        return "copied"
+    _run_ffmpeg(["-i", str(info.path), "-map", "0:v:0", "-map", "0:a:0", *_ENCODE], dst)
+    return "transcoded"
+
+
+def make_gold_clip(info: ClipInfo, variant: str, dst: Path, seed: int) -> None:
+    """Broken copy of a real clip for attention checks (see eval.study.tasks GOLD_*).
+
+    video_noise: frames replaced by uniform random noise, audio kept. audio_noise: frames kept, audio
+    replaced by loud white noise. both_noise: both replaced. Same size and duration as the source.
+    """
+    dur = f"{max(info.duration, 0.1):.3f}"
+    size = f"{info.width + info.width % 2}x{info.height + info.height % 2}"
+    noise_v = ["-f", "lavfi", "-i", f"nullsrc=s={size}:r=25:d={dur},geq=random(1)*255:128:128"]
+    noise_a = ["-f", "lavfi", "-i", f"anoisesrc=color=white:amplitude=0.7:seed={seed % 2**31}:d={dur}"]
+    src = ["-i", str(info.path)]
+    if variant == GOLD_VIDEO_NOISE:
+        inputs, maps = noise_v + src, ["-map", "0:v:0", "-map", "1:a:0"]
+    elif variant == GOLD_AUDIO_NOISE:
+        inputs, maps = src + noise_a, ["-map", "0:v:0", "-map", "1:a:0"]
+    elif variant == GOLD_BOTH_NOISE:
+        inputs, maps = noise_v + noise_a, ["-map", "0:v:0", "-map", "1:a:0"]
+    else:
+        raise ValueError(f"unknown gold variant {variant!r}")
+    _run_ffmpeg([*inputs, *maps, "-t", dur, *_ENCODE], dst)
