@@ -1,0 +1,130 @@
+"""Checkpoints: one torch file of plain tensors and primitives, written atomically, read with weights_only=True.
+
+Layout (a dict):
+    format: "mmdiff-checkpoint", version: 1
+    model_config: ModelConfig.to_dict(), diffusion_config: DiffusionConfig.to_dict()
+    model: state dict (None in an inference export), ema: state dict (or None)
+    optimizer: optimizer state dict (training checkpoints only)
+    step: int, rng: {"torch": uint8 tensor, "generator": uint8 tensor, "cuda": [uint8 tensors]}
+    train_args: dict of the command-line settings, metrics: dict of floats
+Every checkpoint rebuilds its own network: `load_model(path)`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmdiff.config import DiffusionConfig, ModelConfig
+
+FORMAT = "mmdiff-checkpoint"
+VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "tiny-synthetic.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, corrupt or not an mmdiff checkpoint."""
+
+
+def default_checkpoint() -> Path:
+    """The shipped default model (the `tiny` preset trained on the synthetic dataset)."""
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise CheckpointError(
+            f"the shipped default model {DEFAULT_CHECKPOINT} is missing; reinstall from a full clone, "
+            "or pass a checkpoint with --ckpt")
+    return DEFAULT_CHECKPOINT
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, *, model_config: ModelConfig, diffusion_config: DiffusionConfig,
+                    model: dict | None, ema: dict | None, optimizer: dict | None = None, step: int = 0,
+                    rng: dict | None = None, train_args: dict | None = None,
+                    metrics: dict | None = None) -> Path:
+    return atomic_torch_save({
+        "format": FORMAT, "version": VERSION,
+        "model_config": model_config.to_dict(), "diffusion_config": diffusion_config.to_dict(),
+        "model": model, "ema": ema, "optimizer": optimizer, "step": int(step), "rng": rng or {},
+        "train_args": train_args or {}, "metrics": metrics or {},
+    }, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read and validate a checkpoint (weights_only=True: no code is unpickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({e.__class__.__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); use an earlier checkpoint") from e
+    except Exception as e:  # weights_only refuses pickled code: a foreign or unsafe file
+        raise CheckpointError(f"{path} is not an mmdiff checkpoint (it holds objects beyond tensors: "
+                              f"{str(e).splitlines()[0]})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        keys = sorted(ckpt)[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not an mmdiff checkpoint (found {keys}); "
+                              "expected a file written by mmdiff.train or mmdiff.checkpoint.export")
+    if ckpt.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {ckpt['version']}; this mmdiff reads up to {VERSION}")
+    if ckpt.get("model") is None and ckpt.get("ema") is None:
+        raise CheckpointError(f"{path} holds no weights (neither 'model' nor 'ema')")
+    return ckpt
+
+
+def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu", use_ema: bool = True):
+    """Rebuild the network a checkpoint describes and load its (EMA) weights; returns (model, schedule)."""
+    from mmdiff import build_model
+    from mmdiff.diffusion.schedule import Schedule
+
+    ckpt = load_checkpoint(path if path is not None else default_checkpoint())
+    cfg = ModelConfig.from_dict(ckpt["model_config"])
+    model = build_model(cfg)
+    weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match its config (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
+    model.to(device).eval()
+    return model, Schedule(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
+
+
+def export_inference(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
+    """Write a small inference checkpoint: config + EMA weights only (no optimizer, no raw weights)."""
+    ckpt = load_checkpoint(src)
+    weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
+    return save_checkpoint(dst, model_config=ModelConfig.from_dict(ckpt["model_config"]),
+                           diffusion_config=DiffusionConfig.from_dict(ckpt["diffusion_config"]),
+                           model=None, ema=weights, step=ckpt["step"], train_args=ckpt.get("train_args"),
+                           metrics=ckpt.get("metrics"))
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,160 @@
+"""Sample clips from a checkpoint: mp4 (H.264 + AAC) and wav per sample, plus a manifest.
+
+    python -m mmdiff.sample --num 8 --out samples/                       # the shipped default model
+    python -m mmdiff.sample --ckpt RUN/last.pt --num 64 --out DIR --sampler ddim --steps 50 --seed 1
+    python -m mmdiff.sample --condition-video clip.mp4 --guidance gradient --scale 1 --num 4 --out DIR
+    torchrun --nproc_per_node 4 -m mmdiff.sample --ckpt ... --num 2048 --out DIR   # shards the N samples
+
+Sample i always comes from batch i // batch-size seeded with seed + that batch number, so the same
+(seed, batch size) gives the same clips whatever the number of processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mmdiff.checkpoint import default_checkpoint, file_sha256, load_model
+from mmdiff.diffusion.guidance import GUIDANCE_MODES, Condition
+from mmdiff.diffusion.samplers import SAMPLERS
+from mmdiff.generate import SamplerOptions, generate
+
+
+def to_uint8_video(video: torch.Tensor) -> np.ndarray:
+    """(B, F, 3, H, W) in [-1, 1] -> (B, F, H, W, 3) uint8."""
+    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+
+
+def load_condition(path: str, modality: str, model_config) -> torch.Tensor:
+    """Decode a conditioning file into the model's layout: video (1, F, 3, H, W) or audio (1, 1, T) in [-1, 1]."""
+    from mmdiff.data.av_io import read_av, read_wav
+
+    cfg = model_config
+    if modality == "audio" and str(path).lower().endswith(".wav"):
+        from mmdiff.data.av_io import resample_audio
+
+        samples, rate = read_wav(path)
+        samples = resample_audio(samples, rate, cfg.audio_rate)
+        if len(samples) < cfg.audio_samples:
+            raise ValueError(f"{path}: {len(samples) / cfg.audio_rate:.2f} s of audio, the model needs "
+                             f"{cfg.duration:.2f} s")
+        return torch.from_numpy(np.ascontiguousarray(samples[:cfg.audio_samples], dtype=np.float32)).view(1, 1, -1)
+    clip = read_av(path, fps=cfg.fps, size=cfg.video_size, audio_rate=cfg.audio_rate,
+                   need_audio=modality == "audio", need_video=modality == "video")
+    if modality == "video":
+        frames = clip.video
+        if frames is None or len(frames) < cfg.video_frames:
+            n = 0 if frames is None else len(frames)
+            raise ValueError(f"{path}: {n} frames at {cfg.fps} fps, the model needs {cfg.video_frames} "
+                             f"({cfg.duration:.2f} s)")
+        v = torch.from_numpy(frames[:cfg.video_frames]).float().div(127.5).sub(1)   # (F, H, W, 3)
+        return v.permute(0, 3, 1, 2).unsqueeze(0)                                    # (1, F, 3, H, W)
+    a = clip.audio
+    if len(a) < cfg.audio_samples:
+        raise ValueError(f"{path}: {len(a) / cfg.audio_rate:.2f} s of audio, the model needs {cfg.duration:.2f} s")
+    return torch.from_numpy(np.ascontiguousarray(a[:cfg.audio_samples], dtype=np.float32)).view(1, 1, -1)
+
+
+def batch_plan(num: int, batch_size: int, rank: int = 0, world: int = 1) -> list[tuple[int, int, int]]:
+    """(batch number, first sample, count) of the batches this rank generates."""
+    batches = [(b, b * batch_size, min(batch_size, num - b * batch_size)) for b in range((num + batch_size - 1) // batch_size)]
+    return batches[rank::world]
+
+
+def generate_clips(ckpt: str | None, num: int, seed: int = 0, batch_size: int = 8, device: str = "auto",
+                   sampler: str = "dpm-solver++", steps: int = 20,
+                   rank: int = 0, world: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Yield (video uint8 (B, F, H, W, 3), audio float32 (B, T) in [-1, 1], audio_rate) batches.
+
+    The evaluation package calls this; `ckpt=None` uses the shipped default model.
+    """
+    from mmdiff.device import resolve_device
+
+    model, schedule = load_model(ckpt, resolve_device(device))
+    opts = SamplerOptions(sampler, steps=steps)
+    for b, _, count in batch_plan(num, batch_size, rank, world):
+        video, audio = generate(model, count, opts, seed=seed + b, schedule=schedule)
+        yield to_uint8_video(video), audio[:, 0].float().cpu().numpy(), model.config.audio_rate
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m mmdiff.sample", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped tiny model)")
+    p.add_argument("--num", type=int, default=4, help="number of clips (default: 4)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--sampler", default="dpm-solver++", choices=sorted(SAMPLERS), help="sampler (default: dpm-solver++)")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps (DDPM always uses all 1000)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
+    p.add_argument("--order", type=int, default=3, choices=[2, 3], help="DPM-Solver++ order (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    cond = p.add_mutually_exclusive_group()
+    cond.add_argument("--condition-video", help="zero-shot video->audio: generate audio for this video")
+    cond.add_argument("--condition-audio", help="zero-shot audio->video: generate video for this audio (mp4 or wav)")
+    p.add_argument("--guidance", default="replacement", choices=GUIDANCE_MODES, help="zero-shot method")
+    p.add_argument("--scale", type=float, default=1.0, help="gradient-guidance weight lambda (default: 1)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mmdiff.data.av_io import write_clip, write_wav
+    from mmdiff.device import resolve_device
+
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    device = resolve_device(args.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint()
+    model, schedule = load_model(ckpt, device)
+    cfg = model.config
+    condition = None
+    if args.condition_video or args.condition_audio:
+        modality = "video" if args.condition_video else "audio"
+        value = load_condition(args.condition_video or args.condition_audio, modality, cfg)
+        condition = Condition(modality, value, args.guidance, args.scale)
+    opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta, order=args.order)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = batch_plan(args.num, args.batch_size, rank, world)
+    written = []
+    with tqdm(total=sum(c for _, _, c in plan), desc=f"sample[{rank}]", disable=rank != 0) as bar:
+        for b, first, count in plan:
+            video, audio = generate(model, count, opts, seed=args.seed + b, condition=condition, schedule=schedule)
+            for k in range(count):
+                name = f"sample_{first + k:06d}"
+                v = video[k].cpu().numpy() if video is not None else None
+                a = audio[k, 0].cpu().numpy() if audio is not None else None
+                write_clip(out / f"{name}.mp4", v, a, cfg.fps, cfg.audio_rate)
+                if a is not None:
+                    write_wav(out / f"{name}.wav", a, cfg.audio_rate)
+                written.append(name)
+            bar.update(count)
+    manifest = {
+        "checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt), "num": args.num, "seed": args.seed,
+        "batch_size": args.batch_size, "sampler": args.sampler, "steps": args.steps, "eta": args.eta,
+        "order": args.order, "fps": cfg.fps, "audio_rate": cfg.audio_rate,
+        "condition": None if condition is None else {
+            "modality": condition.modality, "file": args.condition_video or args.condition_audio,
+            "guidance": args.guidance, "scale": args.scale},
+        "samples": written,
+    }
+    name = "manifest.json" if world == 1 else f"manifest.rank{rank}.json"
+    tmp = out / f".{name}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, out / name)
+    print(f"wrote {len(written)} clips to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The training loop shared by every mmdiff trainer: AdamW, gradient clipping, EMA, optional bf16 autocast,
+DDP under torchrun, atomic checkpoints, exact resume, CSV log + loss curve, periodic previews.
+
+Reproducibility: every step re-seeds torch's RNG (dropout, RS-MMA shifts) and the noise generator from
+(seed, rank, step), and the batch at a step is a pure function of (seed, step, rank), so a run resumed from
+a checkpoint continues exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from mmdiff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mmdiff.config import DiffusionConfig, ModelConfig
+from mmdiff.training.distributed import DistInfo, all_reduce_mean, batch_indices
+from mmdiff.training.ema import EMA
+from mmdiff.training.logs import CSVLog, plot_losses
+
+LossFn = Callable[[torch.nn.Module, tuple, torch.Generator], dict]
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 10_000
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    ema: float = 0.9999
+    grad_clip: float = 1.0
+    precision: str = "fp32"
+    save_every: int = 500
+    preview_every: int = 1000
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("--steps and --batch-size must be positive")
+
+
+class _EpochIndexed(Dataset):
+    """Items are requested as (epoch, index) so DataLoader workers need no shared epoch state."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+class _StepBatches(Sampler):
+    """Local batches of (epoch, index) for steps start, start+1, ... (see distributed.batch_indices)."""
+
+    def __init__(self, n: int, batch: int, seed: int, start: int, stop: int, rank: int, world: int):
+        self.args = (n, batch, seed)
+        self.start, self.stop, self.rank, self.world = start, stop, rank, world
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __iter__(self):
+        n, batch, seed = self.args
+        for step in range(self.start, self.stop):
+            epoch, idx = batch_indices(n, batch, seed, step, self.rank, self.world)
+            yield [(epoch, i) for i in idx]
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2 ** 63)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+class Trainer:
+    """Owns the model, optimizer, EMA and run folder of one training run."""
+
+    def __init__(self, run_dir: str | Path, model: torch.nn.Module, model_config: ModelConfig,
+                 diffusion_config: DiffusionConfig, dataset, loss_fn: LossFn, cfg: TrainConfig, dist: DistInfo,
+                 resume: bool = False, preview_fn: Callable | None = None, train_args: dict | None = None):
+        self.run_dir = Path(run_dir)
+        self.cfg, self.dist, self.loss_fn, self.preview_fn = cfg, dist, loss_fn, preview_fn
+        self.model_config, self.diffusion_config = model_config, diffusion_config
+        self.train_args = dict(train_args or {}, **{f"train.{k}": v for k, v in asdict(cfg).items()})
+        self.dataset = dataset
+        self.model = model.to(dist.device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = EMA(self.model, cfg.ema)
+        self.step = 0
+        self.ckpt_path = self.run_dir / "last.pt"
+        if self.ckpt_path.exists() and not resume:
+            raise FileExistsError(f"{self.ckpt_path} exists; pass --resume to continue that run, or choose a new --out")
+        if resume and self.ckpt_path.exists():
+            self._load()
+        self.ddp = self.model
+        if dist.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+
+    # ---------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        ckpt = load_checkpoint(self.ckpt_path, map_location=self.dist.device)
+        if ModelConfig.from_dict(ckpt["model_config"]) != self.model_config:
+            raise CheckpointError(f"{self.ckpt_path} was trained with a different model config; "
+                                  "resume with the same --preset, or choose a new --out")
+        if ckpt.get("optimizer") is None or ckpt.get("model") is None:
+            raise CheckpointError(f"{self.ckpt_path} is an inference export; it cannot resume training")
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.ema.load_state_dict(ckpt["ema"], ckpt["step"])
+        self.step = int(ckpt["step"])
+
+    def save(self, metrics: dict | None = None) -> Path:
+        return save_checkpoint(self.ckpt_path, model_config=self.model_config,
+                               diffusion_config=self.diffusion_config, model=self.model.state_dict(),
+                               ema=self.ema.state_dict(), optimizer=self.opt.state_dict(), step=self.step,
+                               rng=_rng_state(self.dist.device), train_args=self.train_args, metrics=metrics)
+
+    def _loader(self) -> DataLoader:
+        sampler = _StepBatches(len(self.dataset), self.cfg.batch_size, self.cfg.seed, self.step, self.cfg.steps,
+                               self.dist.rank, self.dist.world)
+        return DataLoader(_EpochIndexed(self.dataset), batch_sampler=sampler, num_workers=self.cfg.workers,
+                          pin_memory=self.dist.device.type == "cuda")
+
+    def _train_step(self, batch) -> dict:
+        cfg, dev = self.cfg, self.dist.device
+        seed = step_seed(cfg.seed, self.dist.rank, self.step)
+        torch.manual_seed(seed)
+        gen = torch.Generator(dev).manual_seed(seed)
+        batch = tuple(b.to(dev, non_blocking=True) for b in batch)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            terms = self.loss_fn(self.ddp, batch, gen)
+        terms["loss"].backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+        self.step += 1
+        return {k: float(all_reduce_mean(v.detach().float())) for k, v in terms.items()}
+
+    def run(self) -> dict:
+        cfg, main = self.cfg, self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        log = CSVLog(self.run_dir / "log.csv", resume_step=self.step) if main else None
+        self.model.train()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not main, desc="train", dynamic_ncols=True)
+        t0, last_t, last_step, metrics = time.time(), time.time(), self.step, {}
+        for batch in self._loader():
+            metrics = self._train_step(batch)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", **{k: f"{v:.4f}" for k, v in metrics.items() if k != "loss"})
+            done = self.step == cfg.steps
+            if main and (self.step % cfg.log_every == 0 or done):
+                now = time.time()
+                rate = (self.step - last_step) * cfg.batch_size * self.dist.world / max(now - last_t, 1e-9)
+                log.write({"step": self.step, **metrics, "lr": cfg.lr, "clips_per_s": round(rate, 3),
+                           "elapsed_s": round(now - t0, 1)})
+                last_t, last_step = now, self.step
+            if main and (self.step % cfg.save_every == 0 or done):
+                self.save(metrics)
+                plot_losses(self.run_dir / "log.csv", self.run_dir / "loss.png")
+            if main and self.preview_fn is not None and (self.step % cfg.preview_every == 0 or done):
+                self.preview_fn(self, self.step)
+        bar.close()
+        return metrics
