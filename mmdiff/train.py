@@ -75,6 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=10, help="log.csv row every N steps (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed for data order, noise and dropout (default: 0)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (default: 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--clips-per-item", type=int, default=4, help="random clips drawn per cached item per epoch")
     return p.parse_args(argv)
 
@@ -82,6 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmdiff.data.dataset import AVClipDataset
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     info = distributed.setup(args.device)
     try:
