@@ -30,7 +30,7 @@ from PIL import Image
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 RESIZE_MODES = ("crop", "letterbox")
-FRAME_TIME_EPS = 1e-4          # s; a frame with pts <= t + eps is on screen at t
+FRAME_TIME_EPS = 1e-5          # s; a frame with pts <= t + eps is on screen at t (absorbs pts rounding)
 AUDIO_END_TOLERANCE_S = 0.025  # s; an audio stream ending this much before the video is zero-padded
 
 
