@@ -278,12 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Iterable[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    spec = spec_from_args(args, resize=args.resize)
-    cfg = PRESETS[args.preset]
-    min_seconds = args.min_seconds if args.min_seconds is not None else cfg.video_frames / spec.fps
-    settings = PrepareSettings(segment_seconds=args.segment_seconds, skip_head=args.skip_head,
-                               min_seconds=min_seconds)
     try:
+        spec = spec_from_args(args, resize=args.resize)
+        cfg = PRESETS[args.preset]
+        min_seconds = args.min_seconds if args.min_seconds is not None else cfg.video_frames / spec.fps
+        settings = PrepareSettings(segment_seconds=args.segment_seconds, skip_head=args.skip_head,
+                                   min_seconds=min_seconds)
         index = prepare(args.src, args.out, spec, settings, workers=args.workers, progress=not args.quiet)
     except (CacheError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
