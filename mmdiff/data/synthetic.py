@@ -33,7 +33,7 @@ MIN_GAP_S = 0.25          # shortest time between two events
 EDGE_S = (0.1, 0.15)      # no event in the first / last this many seconds
 EXPOSURE_STEPS = 4        # sub-frame samples averaged per frame (motion blur)
 FLOOR_FRAC = 0.125        # floor height as a fraction of the frame
-FLASH_TAU_S = 0.06        # flash brightness decay
+FLASH_TAU_S = 0.1         # flash brightness decay
 NOISE_FLOOR = 0.002       # std of the background hiss
 
 
@@ -67,9 +67,10 @@ class ClipSpec:
     x0: float                      # ball: start x; flash: square centre x (fractions of the width)
     y0: float                      # flash: square centre y (fraction of the height)
     vx: float                      # ball: horizontal speed (frame widths / s)
-    lead: float                    # ball: time from the virtual bounce before the first event
-    tail: float                    # ball: time to the virtual bounce after the last event
+    lead: float                    # ball: time from the virtual bounce before the first event (at least)
+    tail: float                    # ball: time to the virtual bounce after the last event (at least)
     gain: float
+    duration: float                # clip length in s
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def sample_clip_spec(rng: np.random.Generator, duration: float) -> ClipSpec:
         x0=float(rng.uniform(0.25, 0.75)), y0=float(rng.uniform(0.3, 0.6)),
         vx=float(rng.uniform(-0.4, 0.4)),
         lead=float(rng.uniform(0.3, 0.6)), tail=float(rng.uniform(0.3, 0.6)),
-        gain=float(rng.uniform(0.5, 0.9)))
+        gain=float(rng.uniform(0.5, 0.9)), duration=float(duration))
 
 
 def caption(spec: ClipSpec) -> str:
@@ -117,8 +118,15 @@ def exposure_times(frames: int, fps: float) -> np.ndarray:
 
 
 def ball_height(t: np.ndarray, spec: ClipSpec) -> np.ndarray:
-    """Height above the floor in [0, 1] at times t: parabolic arcs touching 0 at every event."""
-    bounces = np.array([spec.events[0] - spec.lead, *spec.events, spec.events[-1] + spec.tail])
+    """Height above the floor in [0, 1] at times t: parabolic arcs touching 0 at every event.
+
+    The virtual bounces before the first and after the last event are placed so that their arcs
+    peak outside [0, duration]: the ball enters falling and leaves rising, with no silent bounce.
+    """
+    first, last = spec.events[0], spec.events[-1]
+    before = min(first - spec.lead, -first)                      # apex at or before t = 0
+    after = max(last + spec.tail, 2 * spec.duration - last)      # apex at or after the clip end
+    bounces = np.array([before, *spec.events, after])
     seg = np.clip(np.searchsorted(bounces, t, side="right") - 1, 0, len(bounces) - 2)
     ta, tb = bounces[seg], bounces[seg + 1]
     peak = np.minimum(0.75, 0.2 + 1.0 * (tb - ta))
