@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmdiff.config import PAPER, TINY
-from mmdiff.data.cache import CacheConfigMismatch, CacheIndex, CacheItem, CacheSpec, save_index, write_item
+from mmdiff.data.cache import (CacheConfigMismatch, CacheError, CacheIndex, CacheItem, CacheSpec, save_index,
+                               write_item)
 from mmdiff.data.dataset import AVClipDataset
 
 SPEC = CacheSpec(fps=10, video_size=(32, 32), audio_rate=8000)
@@ -96,7 +97,8 @@ def test_determinism_given_seed_and_epoch(cache):
     a.set_epoch(0)
     assert draws(a) == epoch0
     # the same clips whatever the worker count (each index seeds its own generator)
-    loader = lambda n: [x for batch in DataLoader(a, batch_size=8, num_workers=n) for x in batch[1]]  # noqa: E731
+    def loader(n):
+        return [x for batch in DataLoader(a, batch_size=8, num_workers=n) for x in batch[1]]
     single, multi = loader(0), loader(2)
     assert all(torch.equal(s, m) for s, m in zip(single, multi)) and len(single) == len(multi) == 40
 
@@ -124,3 +126,15 @@ def test_config_mismatch_and_info(cache):
     info = ds.clip_info(0)
     assert info["item"] == "item0" and info["meta"] == {"caption": "item0"}
     assert info["start_seconds"] == pytest.approx(info["start_frame"] / 10)
+
+
+def test_index_and_arrays_must_agree(tmp_path):
+    index = CacheIndex(spec=SPEC)
+    item = write_item(tmp_path, SPEC, CacheItem(id="x", frames=0), np.zeros((16, 32, 32, 3), np.uint8),
+                      np.zeros(16 * SPF))
+    item.frames = 20                                   # an index that lies about the arrays
+    index.items.append(item)
+    save_index(tmp_path, index)
+    ds = AVClipDataset(tmp_path, clip_frames=16)
+    with pytest.raises(CacheError, match="item x has arrays"):
+        ds[0]

@@ -9,16 +9,18 @@ before each epoch (as with DistributedSampler) to draw new clips.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmdiff.data.cache import (CacheIndex, CacheItem, int16_to_audio, load_config_check, load_index,
-                               open_audio, open_video)
+from mmdiff.data.cache import (CacheError, CacheIndex, CacheItem, int16_to_audio, load_config_check,
+                               load_index, open_audio, open_video)
 
 START_MODES = ("random", "all")
+MAX_OPEN_ITEMS = 64        # memory maps kept open per process (two file handles each)
 
 
 class AVClipDataset(Dataset):
@@ -36,7 +38,8 @@ class AVClipDataset(Dataset):
                  seed: int = 0, flip_prob: float = 0.5, starts: str = "random",
                  clips_per_item: int = 1, stride: int = 1) -> None:
         self.cache_dir = str(cache_dir)
-        index = load_config_check(cache_dir, model_config) if model_config is not None else load_index(cache_dir)
+        index = (load_config_check(cache_dir, model_config) if model_config is not None
+                 else load_index(cache_dir))
         self.spec = index.spec
         self.clip_frames = int(model_config.video_frames if model_config is not None else (clip_frames or 16))
         if starts not in START_MODES:
@@ -52,7 +55,7 @@ class AVClipDataset(Dataset):
         self.clips_per_item, self.stride, self.epoch = int(clips_per_item), int(stride), 0
         n_starts = [(i.frames - self.clip_frames) // self.stride + 1 for i in self.items]
         self._cum_starts = np.cumsum([0] + n_starts)          # (items + 1,)
-        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._arrays: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()   # LRU
 
     # -----------------------------------------------------------------------------------------
     @property
@@ -84,8 +87,18 @@ class AVClipDataset(Dataset):
         return item, start, bool(rng.random() < self.flip_prob)
 
     def _open(self, item: CacheItem) -> tuple[np.ndarray, np.ndarray]:
-        if item.id not in self._arrays:
-            self._arrays[item.id] = (open_video(self.cache_dir, item), open_audio(self.cache_dir, item))
+        if item.id in self._arrays:
+            self._arrays.move_to_end(item.id)
+        else:
+            video, audio = open_video(self.cache_dir, item), open_audio(self.cache_dir, item)
+            spf, (h, w) = self.spec.samples_per_frame, self.spec.video_size
+            if video.shape != (item.frames, h, w, 3) or audio.shape != (item.frames * spf,):
+                raise CacheError(f"{self.cache_dir}: item {item.id} has arrays {video.shape} and "
+                                 f"{audio.shape}, index says {item.frames} frames of {h}x{w} and "
+                                 f"{item.frames * spf} samples; re-run prepare to rebuild it")
+            self._arrays[item.id] = (video, audio)
+            if len(self._arrays) > MAX_OPEN_ITEMS:
+                self._arrays.popitem(last=False)
         return self._arrays[item.id]
 
     def clip_arrays(self, item_no: int, start: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +125,7 @@ class AVClipDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_arrays"] = {}        # memory maps are reopened in each worker
+        state["_arrays"] = OrderedDict()     # memory maps are reopened in each worker
         return state
 
 

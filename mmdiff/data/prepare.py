@@ -6,8 +6,8 @@
 Each source is decoded at the cache's fps/size/rate, optionally cut into fixed-length segments
 (skip the first --skip-head seconds, then consecutive --segment-seconds pieces, the remainder
 dropped, as for the concert and game-clip datasets of Paredes La Torre), and each piece stored as
-one item. The index is rewritten atomically after every source, so an interrupted run resumes
-where it stopped: a source already in the index (same size and mtime) is not decoded again.
+one item. The index is rewritten atomically every few seconds and on exit, so an interrupted run
+resumes where it stopped: a source already in the index (same size and mtime) is not decoded again.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -198,8 +199,13 @@ def _run_jobs(jobs: list[tuple], workers: int) -> Iterator[SourceResult]:
 
 def prepare(src: str | os.PathLike, out: str | os.PathLike, spec: CacheSpec,
             settings: PrepareSettings = PrepareSettings(), workers: int = 1,
-            progress: bool = True) -> CacheIndex:
-    """Build or resume the cache at `out` from the videos under `src`; returns the final index."""
+            progress: bool = True, save_every_s: float = 2.0) -> CacheIndex:
+    """Build or resume the cache at `out` from the videos under `src`; returns the final index.
+
+    The index is rewritten atomically at most every `save_every_s` seconds and when the run ends or
+    is interrupted; item files written after the last save are orphans that the next run deletes
+    and redoes.
+    """
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise FileNotFoundError(f"--src {src} is not a folder")
@@ -213,11 +219,17 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, spec: CacheSpec,
     jobs = [(p, rel, out, spec, settings) for p, rel in todo]
     bar = tqdm(total=len(files), initial=len(files) - len(jobs), desc="prepare", unit="video",
                disable=not progress)
-    for result in _run_jobs(jobs, workers):
-        apply_result(index, result)
+    last_save = time.monotonic()
+    try:
+        for result in _run_jobs(jobs, workers):
+            apply_result(index, result)
+            bar.update(1)
+            if time.monotonic() - last_save > save_every_s:
+                save_index(out, index)
+                last_save = time.monotonic()
+    finally:                             # also on Ctrl-C: keep every source finished so far
         save_index(out, index)
-        bar.update(1)
-    bar.close()
+        bar.close()
     return index
 
 
@@ -245,8 +257,10 @@ def add_spec_flags(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default=default_preset,
                    help=f"model preset whose fps/size/audio rate to use (default {default_preset})")
     p.add_argument("--fps", type=float, default=None, help="frames per second (overrides the preset)")
-    p.add_argument("--size", type=int, default=None, help="square frame side in pixels (overrides the preset)")
-    p.add_argument("--audio-rate", type=int, default=None, help="audio sample rate in Hz (overrides the preset)")
+    p.add_argument("--size", type=int, default=None,
+                   help="square frame side in pixels (overrides the preset)")
+    p.add_argument("--audio-rate", type=int, default=None,
+                   help="audio sample rate in Hz (overrides the preset)")
 
 
 def spec_from_args(args: argparse.Namespace, resize: str = "crop") -> CacheSpec:
@@ -268,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--segment-seconds", type=float, default=None,
                    help="cut each source into consecutive pieces of this length (remainder dropped); "
                         "default: one item per source")
-    p.add_argument("--skip-head", type=float, default=0.0, help="seconds to drop from the start of each source")
+    p.add_argument("--skip-head", type=float, default=0.0,
+                   help="seconds to drop from the start of each source")
     p.add_argument("--min-seconds", type=float, default=None,
                    help="shortest item kept (default: the preset's clip length, frames / fps)")
     p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
