@@ -156,10 +156,16 @@ def write_item(cache_dir: str | os.PathLike, spec: CacheSpec, item: CacheItem, v
     return item
 
 
-def remove_item_files(cache_dir: str | os.PathLike, item_id: str) -> None:
-    item = CacheItem(id=item_id, frames=0)
-    for rel in (item.video_file, item.audio_file):
-        (Path(cache_dir) / rel).unlink(missing_ok=True)
+def remove_orphans(cache_dir: str | os.PathLike, index: CacheIndex) -> list[str]:
+    """Delete item files and temp files the index does not reference (left by an interrupted run)."""
+    items_dir = Path(cache_dir) / ITEMS_DIR
+    if not items_dir.is_dir():
+        return []
+    keep = {Path(f).name for i in index.items for f in (i.video_file, i.audio_file)}
+    removed = [p.name for p in items_dir.iterdir() if p.is_file() and p.name not in keep]
+    for name in removed:
+        (items_dir / name).unlink(missing_ok=True)
+    return removed
 
 
 def save_index(cache_dir: str | os.PathLike, index: CacheIndex) -> None:
@@ -236,6 +242,6 @@ def load_config_check(cache: "str | os.PathLike | CacheIndex", model_config) -> 
 
 __all__ = [
     "CacheSpec", "CacheItem", "CacheIndex", "CacheError", "CacheConfigMismatch", "write_item",
-    "remove_item_files", "save_index", "load_index", "open_video", "open_audio", "audio_to_int16",
+    "remove_orphans", "save_index", "load_index", "open_video", "open_audio", "audio_to_int16",
     "int16_to_audio", "load_config_check", "atomic_write_bytes", "atomic_save_npy", "INDEX_NAME",
 ]

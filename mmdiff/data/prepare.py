@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from mmdiff.config import PRESETS
 from mmdiff.data import av_io
-from mmdiff.data.cache import (CacheError, CacheIndex, CacheItem, CacheSpec, INDEX_NAME, ITEMS_DIR,
-                               load_index, save_index, write_item)
+from mmdiff.data.cache import (CacheError, CacheIndex, CacheItem, CacheSpec, INDEX_NAME, load_index,
+                               remove_orphans, save_index, write_item)
 
 
 @dataclass(frozen=True)
@@ -168,18 +168,6 @@ def drop_source(index: CacheIndex, rel: str) -> None:
     """Forget a source and its items in the index (files are left for remove_orphans)."""
     index.sources.pop(rel, None)
     index.items = [i for i in index.items if i.source != rel]
-
-
-def remove_orphans(out: Path, index: CacheIndex) -> list[str]:
-    """Delete item files and temp files the index does not reference (left by an interrupted run)."""
-    items_dir = out / ITEMS_DIR
-    if not items_dir.is_dir():
-        return []
-    keep = {Path(f).name for i in index.items for f in (i.video_file, i.audio_file)}
-    removed = [p.name for p in items_dir.iterdir() if p.is_file() and p.name not in keep]
-    for name in removed:
-        (items_dir / name).unlink(missing_ok=True)
-    return removed
 
 
 def apply_result(index: CacheIndex, result: SourceResult) -> None:

@@ -27,7 +27,8 @@ import numpy as np
 from tqdm import tqdm
 
 from mmdiff.data import av_io
-from mmdiff.data.cache import CacheIndex, CacheItem, CacheSpec, atomic_write_bytes, save_index, write_item
+from mmdiff.data.cache import (CacheIndex, CacheItem, CacheSpec, atomic_write_bytes, remove_orphans,
+                               save_index, write_item)
 
 MIN_GAP_S = 0.25          # shortest time between two events
 EDGE_S = (0.1, 0.15)      # no event in the first / last this many seconds
@@ -254,6 +255,7 @@ def generate(out: str | Path, num: int, seed: int, frames: int, fps: float, size
     write_sidecar(out / "events.jsonl", records)
     if to_cache:
         save_index(out, index)
+        remove_orphans(out, index)       # items of an earlier, larger run in the same folder
     return records
 
 
