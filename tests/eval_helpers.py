@@ -1,4 +1,5 @@
 """Shared helpers for the eval tests: synthetic weight files in the real layouts, tiny clips on disk."""
+import math
 import pickle
 from pathlib import Path
 
@@ -71,3 +72,27 @@ def write_clip_folder(folder: Path, count: int, seed=0, audio=True, rate=8000, *
         v, a = av_clip(seed * 1000 + i, rate=rate, **kw)
         write_clip(folder / f"clip{i:03d}.mp4", v, 10, a if audio else None, rate)
     return folder
+
+
+def synthetic_audioclip_state_dict(seed=0):
+    """A full-AudioCLIP-like state dict: audio.* with the module's exact keys, plus image/text keys."""
+    import torch
+
+    from eval.features.audioclip import ESResNeXtFBSP
+
+    torch.manual_seed(seed)
+    model = ESResNeXtFBSP()
+    sd = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("fbsp.") or k == "window" or not v.is_floating_point():
+            sd["audio." + k] = v.clone()
+        elif "running_var" in k:
+            sd["audio." + k] = torch.rand_like(v) + 0.5
+        elif k.endswith("weight") and v.dim() > 1:
+            fan_in = v[0].numel()
+            sd["audio." + k] = torch.randn_like(v) * math.sqrt(1.0 / fan_in)
+        else:
+            sd["audio." + k] = torch.randn_like(v) * 0.05
+    sd["visual.conv1.weight"] = torch.zeros(64, 3, 3, 3)
+    sd["logit_scale_ai"] = torch.tensor(4.6)
+    return sd

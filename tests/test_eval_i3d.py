@@ -171,17 +171,28 @@ def test_same_padding_matches_tf():
     assert same_padding(3, 2, 2) == (0, 1)
 
 
-def test_fused_batch_norm_and_shapes(flax_ckpt):
-    path, _ = flax_ckpt
-    model = build_i3d(path)
-    x = torch.empty(1, 3, 9, 224, 224).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        y = model(x)
-        y_fused = model.fuse_batch_norm()(x)
-    assert y.shape == (1, 400)
-    torch.testing.assert_close(y_fused, y, atol=1e-4, rtol=1e-4)
+def test_fused_batch_norm_matches_unfused():
+    from eval.features.i3d import Unit3D
+
+    torch.manual_seed(0)
+    for kernel, stride in (((3, 3, 3), (1, 1, 1)), ((7, 7, 7), (2, 2, 2))):
+        unit = Unit3D(4, 6, kernel, stride).eval()
+        with torch.no_grad():
+            unit.bn.bias.normal_()
+            unit.bn.running_mean.normal_()
+            unit.bn.running_var.uniform_(0.5, 2.0)
+        x = torch.randn(2, 4, 9, 11, 11)
+        with torch.no_grad():
+            y = unit(x)
+            unit.fuse_batch_norm()
+            assert unit.bn is None
+            torch.testing.assert_close(unit(x), y, atol=1e-5, rtol=1e-5)
+        assert y.shape[2:] == ((9, 11, 11) if stride[0] == 1 else (5, 6, 6))      # TF SAME: ceil(n / s)
+
+
+def test_too_few_frames_for_the_network():
     with pytest.raises(ValueError, match="at least 9 frames"):
-        model(torch.zeros(1, 3, 8, 224, 224))
+        InceptionI3d()(torch.zeros(1, 3, 8, 224, 224))
 
 
 def test_preprocess_conventions():

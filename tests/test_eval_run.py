@@ -100,7 +100,7 @@ def test_audioless_clips(setup, capsys):
     assert main(args(setup, fake="mute", metric="fvd,av-align")) == 2
     assert "has no audio stream" in capsys.readouterr().err
     # Video-only metrics work on them.
-    assert main(args(setup, "--out", str(setup / "mute.json"), fake="mute", metric="fvd", runs=1)) == 0
+    assert main(args(setup, "--out", str(setup / "mute.json"), fake="mute", metric="fvd", n=2, runs=1)) == 0
 
 
 def test_mismatched_sample_rates(setup, capsys):
@@ -140,12 +140,39 @@ def test_ckpt_generation_path(setup, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "mmdiff.sample", types.SimpleNamespace(generate_clips=generate_clips))
     ckpt = tmp_path / "model.pt"
     ckpt.write_bytes(b"weights")
-    a = args(setup, "--out", str(tmp_path / "gen.json"), metric="fvd,av-align", runs=2)
+    a = args(setup, "--out", str(tmp_path / "gen.json"), metric="av-align", runs=2)
     a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(ckpt)]
     assert main(a) == 0
     assert [c[0] for c in calls] == [2, 2, 2]                         # 2 runs x 3 samples in chunks of 2
     assert len({c[1] for c in calls}) == 3
     res = json.loads((tmp_path / "gen.json").read_text())
-    assert res["fake_source"]["kind"] == "generated" and res["summary"]["fvd"]["mean"] > 0
+    assert res["fake_source"]["kind"] == "generated" and res["summary"]["av-align"]["mean"] > 0.5
     calls.clear()
     assert main(a) == 0 and calls == []                              # all cached: nothing regenerated
+
+
+def test_fad_end_to_end(setup, tmp_path):
+    """FAD through the protocol = 1e4 x Frechet distance of AudioCLIP embeddings computed directly."""
+    import torch
+
+    from tests.eval_helpers import synthetic_audioclip_state_dict
+
+    torch.save(synthetic_audioclip_state_dict(), setup / "weights" / "AudioCLIP-Full-Training.pt")
+    out = tmp_path / "fad.json"
+    assert main(args(setup, "--out", str(out), metric="fad", runs=1)) == 0
+    res = json.loads(out.read_text())
+    run = res["runs"][0]
+    assert run["fad"] == pytest.approx(1e4 * run["fad_raw"])
+    assert res["extractors"]["audioclip"]["input_range"] == "float"
+    from eval.protocol import run_indices
+
+    ex = load_extractor("audioclip", weights_dir=setup / "weights", device="cpu")
+
+    def feats(folder, idx):
+        files = sorted((setup / folder).glob("*.mp4"))
+        clips = [read_clip(files[i], 9) for i in idx]
+        return ex(np.stack([c.audio for c in clips]), sample_rate=clips[0].audio_rate)
+
+    real = feats("real", run_indices(5, 3, 7, 0, 0))
+    fake = feats("fake", run_indices(4, 3, 7, 0, 1))
+    assert run["fad_raw"] == pytest.approx(M.frechet_distance(real, fake), rel=1e-4)
