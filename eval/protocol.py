@@ -323,16 +323,14 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], bank:
     done = bank.load()
     missing = [int(i) for i in indices if int(i) not in done]
     mine: list[tuple[list[int], dict[str, np.ndarray]]] = []
-    groups = _group(missing, source, batch_size)
-    bar = tqdm(total=len(missing), desc=desc, unit="clip", disable=rank != 0 or not missing)
-    for g, group in enumerate(groups):
-        if g % world != rank:
-            continue
+    my_groups = [g for k, g in enumerate(_group(missing, source, batch_size)) if k % world == rank]
+    bar = tqdm(total=sum(map(len, my_groups)), desc=desc, unit="clip", disable=rank != 0 or not missing)
+    for group in my_groups:
         for idx, clips in source.batches(group, batch_size):
             feats = {f.name: np.asarray(f.fn(clips), np.float32) for f in fns}
             bank.save(idx, feats)
             mine.append((idx, feats))
-            bar.update(len(idx) * world)
+            bar.update(len(idx))
     bar.close()
     if world > 1:
         import torch.distributed as dist
