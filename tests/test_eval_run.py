@@ -61,6 +61,15 @@ def test_end_to_end_matches_direct_computation_and_resumes(setup, capsys):
     assert sorted((root / "cache" / "features").rglob("part-*.npz")) == parts
     assert json.loads((root / "res2.json").read_text())["runs"] == res["runs"]
 
+    # Refinements from the cached features: bootstrap interval, FD at infinite N, per-sample FD.
+    assert main(args(root, "--out", str(root / "extra.json"), "--bootstrap", "20", "--fd-infinity", "--per-sample",
+                     metric="fvd")) == 0
+    extra = json.loads((root / "extra.json").read_text())["runs"][0]
+    assert extra["fvd"] == pytest.approx(res["runs"][0]["fvd"])
+    assert extra["fvd_ci95_low"] <= extra["fvd_ci95_high"] and np.isfinite(extra["fvd_infinity"])
+    mu, sigma = M.gaussian_stats(real)
+    np.testing.assert_allclose(extra["fvd_per_sample"], M.per_sample_frechet(list(fake), mu, sigma), rtol=1e-4)
+
     # Interrupted run: drop some finished batches; the resumed run recomputes only those.
     for p in parts[::2]:
         p.unlink()
