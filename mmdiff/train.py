@@ -45,6 +45,7 @@ def write_previews(trainer: Trainer, step: int, num: int = 2) -> list[Path]:
     video, audio = generate(model, num, SamplerOptions("dpm-solver++", steps=20), seed=step,
                             schedule=Schedule(trainer.diffusion_config))
     out = []
+    (trainer.run_dir / "previews").mkdir(parents=True, exist_ok=True)
     for k in range(num):
         path = trainer.run_dir / "previews" / f"step{step:07d}_{k}.mp4"
         write_clip(path, video[k].cpu().numpy() if video is not None else None,
