@@ -16,7 +16,7 @@ from mmdiff.config import TINY, DiffusionConfig
 from mmdiff.data import synthetic
 from mmdiff.data.dataset import AVClipDataset
 from mmdiff.diffusion import JointLayout, Schedule
-from mmdiff.train import joint_loss_fn
+from mmdiff.train import joint_loss_fn, write_previews
 from mmdiff.training.distributed import DistInfo
 from mmdiff.training.loop import Trainer, TrainConfig
 
@@ -31,14 +31,14 @@ def cache(tmp_path_factory):
     return out
 
 
-def trainer(run_dir, cache, steps, resume=False, cfg=SMALL, lr=1e-3, save_every=3):
+def trainer(run_dir, cache, steps, resume=False, cfg=SMALL, lr=1e-3, save_every=3, preview_every=10 ** 9):
     torch.manual_seed(0)
     ds = AVClipDataset(cache, model_config=cfg, seed=0)
-    tcfg = TrainConfig(steps=steps, batch_size=4, lr=lr, ema=0.99, save_every=save_every, preview_every=10 ** 9,
-                       log_every=1, seed=0, workers=0)
+    tcfg = TrainConfig(steps=steps, batch_size=4, lr=lr, ema=0.99, save_every=save_every,
+                       preview_every=preview_every, log_every=1, seed=0, workers=0)
     return Trainer(run_dir, mmdiff.build_model(cfg), cfg, DiffusionConfig(), ds,
                    joint_loss_fn(JointLayout.from_config(cfg), Schedule()), tcfg,
-                   DistInfo(0, 1, 0, torch.device("cpu")), resume=resume)
+                   DistInfo(0, 1, 0, torch.device("cpu")), resume=resume, preview_fn=write_previews)
 
 
 def fixed_loss(model, cache, cfg=SMALL):
@@ -60,6 +60,14 @@ def test_a_few_steps_lower_the_loss(tmp_path, cache):
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert rows[0].startswith("step,loss,video,audio") and len(rows) == 26
     assert (tmp_path / "run" / "loss.png").stat().st_size > 1000
+
+
+def test_previews_are_written_as_playable_clips(tmp_path, cache):
+    trainer(tmp_path / "run", cache, steps=2, save_every=2, preview_every=2).run()
+    clips = sorted((tmp_path / "run" / "previews").glob("*.mp4"))
+    assert [c.name for c in clips] == ["step0000002_0.mp4", "step0000002_1.mp4"]
+    with av.open(str(clips[0])) as c:
+        assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio
 
 
 def test_kill_and_resume_reproduces_the_same_state(tmp_path, cache):
