@@ -141,14 +141,20 @@ def flow_magnitudes(video: np.ndarray) -> np.ndarray:
     return mags
 
 
+def envelope_peak_times(env: np.ndarray, fps: float, floor: float, rel: float, plateau: bool = False) -> np.ndarray:
+    """Times in seconds of interior local maxima of a per-frame envelope (F,) that reach
+    max(floor, rel * env.max()); strict on both sides unless `plateau` admits a flat rise."""
+    if env.shape[0] < 3:
+        return np.zeros(0)
+    thresh = max(floor, rel * env.max())
+    rise = env[1:-1] >= env[:-2] if plateau else env[1:-1] > env[:-2]
+    inner = rise & (env[1:-1] > env[2:]) & (env[1:-1] >= thresh)
+    return (np.nonzero(inner)[0] + 1) / fps
+
+
 def video_peak_times(video: np.ndarray, fps: float, min_flow: float = 0.01, rel_flow: float = 0.1) -> np.ndarray:
     """Times in seconds of motion peaks: strict local maxima of flow magnitude above the thresholds."""
-    m = flow_magnitudes(video)
-    if m.shape[0] < 3:
-        return np.zeros(0)
-    thresh = max(min_flow, rel_flow * m.max())
-    inner = (m[1:-1] > m[:-2]) & (m[1:-1] > m[2:]) & (m[1:-1] >= thresh)
-    return (np.nonzero(inner)[0] + 1) / fps
+    return envelope_peak_times(flow_magnitudes(video), fps, min_flow, rel_flow)
 
 
 def change_energy(video: np.ndarray) -> np.ndarray:
@@ -163,12 +169,7 @@ def change_energy(video: np.ndarray) -> np.ndarray:
 
 def change_peak_times(video: np.ndarray, fps: float, min_change: float = 0.5, rel_change: float = 0.5) -> np.ndarray:
     """Times in seconds of abrupt-change peaks: local maxima of change_energy above the thresholds."""
-    e = change_energy(video)
-    if e.shape[0] < 3:
-        return np.zeros(0)
-    thresh = max(min_change, rel_change * e.max())
-    inner = (e[1:-1] >= e[:-2]) & (e[1:-1] > e[2:]) & (e[1:-1] >= thresh)
-    return (np.nonzero(inner)[0] + 1) / fps
+    return envelope_peak_times(change_energy(video), fps, min_change, rel_change, plateau=True)
 
 
 VIDEO_DETECTORS = {"flow": video_peak_times, "change": change_peak_times}
