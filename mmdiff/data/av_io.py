@@ -1,0 +1,451 @@
+"""Decode any common audio-video container into model-ready arrays, and write clips back as mp4 + wav.
+
+Decoding (PyAV, one demux pass over the file):
+- time origin t = 0 is the first decoded video frame; audio is placed on the same clock
+  (leading audio before it is dropped, a late audio start is zero-padded);
+- video is resampled to the target fps by frame *selection*: output frame k shows the source frame
+  on screen at t_k = start + k / fps (the last one with pts <= t_k); frames are never blended;
+- frames are resized to the target size by centre-crop (default) or letterbox (black bars);
+- audio is resampled with libswresample to the target rate and downmixed to mono by averaging
+  the channels;
+- the clip keeps only whole output frames inside both streams, and the audio is cut (or, for a
+  gap under AUDIO_END_TOLERANCE_S, zero-padded) to exactly n_frames * audio_rate / fps samples.
+  This makes AAC padding/priming irrelevant: a written 1.6 s clip decodes to exactly 1.6 s.
+
+Layouts: video uint8 (F, H, W, 3) RGB; audio float32 (T,) mono in [-1, 1].
+"""
+from __future__ import annotations
+
+import math
+import os
+import wave
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+from PIL import Image
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+RESIZE_MODES = ("crop", "letterbox")
+FRAME_TIME_EPS = 1e-4          # s; a frame with pts <= t + eps is on screen at t
+AUDIO_END_TOLERANCE_S = 0.025  # s; an audio stream ending this much before the video is zero-padded
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+class MediaError(ValueError):
+    """A media file could not be turned into a clip; `path` names it."""
+
+    def __init__(self, path: str | os.PathLike, message: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class AVDecodeError(MediaError):
+    """The file is unreadable, corrupt or not a media container."""
+
+
+class NoVideoError(MediaError):
+    """The container has no video stream."""
+
+
+class NoAudioError(MediaError):
+    """The container has no audio stream."""
+
+
+class EmptyMediaError(MediaError):
+    """The streams decode to zero frames / zero whole output frames."""
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AVClip:
+    """Decoded audio-video at a fixed frame rate and sample rate, covering the same time."""
+
+    video: np.ndarray        # (F, H, W, 3) uint8
+    audio: np.ndarray        # (T,) float32, T = F * audio_rate / fps
+    fps: float
+    audio_rate: int
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.video.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What a container holds, read from its headers (durations may be estimates)."""
+
+    path: str
+    has_video: bool
+    has_audio: bool
+    width: int
+    height: int
+    fps: float
+    duration: float
+    audio_rate: int
+    audio_channels: int
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    if not Path(path).is_file():
+        raise AVDecodeError(path, "no such file")
+    try:
+        return av.open(str(path), mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise AVDecodeError(path, f"cannot open as audio-video ({e})") from e
+
+
+def probe(path: str | os.PathLike) -> MediaInfo:
+    """Read stream headers without decoding."""
+    with _open(path) as c:
+        vs = c.streams.video[0] if c.streams.video else None
+        as_ = c.streams.audio[0] if c.streams.audio else None
+        duration = float(c.duration / av.time_base) if c.duration else 0.0
+        rate = vs.guessed_rate or vs.average_rate if vs is not None else None
+        return MediaInfo(
+            path=str(path), has_video=vs is not None, has_audio=as_ is not None,
+            width=vs.codec_context.width if vs is not None else 0,
+            height=vs.codec_context.height if vs is not None else 0,
+            fps=float(rate) if rate else 0.0, duration=duration,
+            audio_rate=as_.codec_context.sample_rate if as_ is not None else 0,
+            audio_channels=as_.codec_context.channels if as_ is not None else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# pure pieces: size, resize, frame selection
+def as_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    """An int means a square; a pair is (H, W)."""
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    return h, w
+
+
+def crop_box(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Centred (top, left, height, width) of the largest src region with the aspect of dst."""
+    sh, sw = src_hw
+    dh, dw = dst_hw
+    if sw * dh > sh * dw:                       # source is wider: cut left and right
+        w = max(1, round(sh * dw / dh))
+        return 0, (sw - w) // 2, sh, w
+    h = max(1, round(sw * dh / dw))             # source is taller: cut top and bottom
+    return (sh - h) // 2, 0, h, sw
+
+
+def letterbox_box(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Centred (top, left, height, width) where the whole scaled source sits inside dst."""
+    sh, sw = src_hw
+    dh, dw = dst_hw
+    scale = min(dh / sh, dw / sw)
+    h, w = min(dh, max(1, round(sh * scale))), min(dw, max(1, round(sw * scale)))
+    return (dh - h) // 2, (dw - w) // 2, h, w
+
+
+def resize_frame(rgb: np.ndarray, size: int | tuple[int, int], mode: str = "crop") -> np.ndarray:
+    """(h, w, 3) uint8 -> (H, W, 3) uint8 by centre-crop or letterbox, then antialiased bicubic."""
+    dh, dw = as_hw(size)
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
+    sh, sw = rgb.shape[:2]
+    if mode == "crop":
+        top, left, h, w = crop_box((sh, sw), (dh, dw))
+        region = rgb[top:top + h, left:left + w]
+        if (h, w) == (dh, dw):
+            return np.ascontiguousarray(region)
+        return np.asarray(Image.fromarray(region).resize((dw, dh), Image.Resampling.BICUBIC))
+    top, left, h, w = letterbox_box((sh, sw), (dh, dw))
+    out = np.zeros((dh, dw, 3), np.uint8)
+    inner = rgb if (h, w) == (sh, sw) else np.asarray(
+        Image.fromarray(np.ascontiguousarray(rgb)).resize((w, h), Image.Resampling.BICUBIC))
+    out[top:top + h, left:left + w] = inner
+    return out
+
+
+def select_frames(times: np.ndarray, fps: float, end: float, start: float = 0.0) -> np.ndarray:
+    """Indices of the source frames on screen at t_k = start + k / fps for every whole output frame.
+
+    times: (N,) increasing source frame times in s; end: time the last source frame stops showing.
+    Output frame k is kept when its whole interval [t_k, t_k + 1/fps) lies before `end`.
+    """
+    n_out = num_whole_frames(end - start, fps)
+    targets = start + np.arange(n_out) / fps
+    idx = np.searchsorted(times, targets + FRAME_TIME_EPS, side="right") - 1
+    return np.clip(idx, 0, len(times) - 1)
+
+
+def num_whole_frames(seconds: float, fps: float) -> int:
+    """Whole frame periods in `seconds` (tolerant to float rounding)."""
+    return max(0, math.floor(seconds * fps + 1e-6))
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding
+class _FramePicker:
+    """Streams decoded frames and keeps, resized, the one on screen at each output time."""
+
+    def __init__(self, fps: float, size: tuple[int, int] | None, resize: str, start: float,
+                 stop: float | None) -> None:
+        self.fps, self.size, self.resize, self.start, self.stop = fps, size, resize, start, stop
+        self.out: list[np.ndarray] = []   # each (H, W, 3) uint8
+        self.prev = None                  # last av.VideoFrame seen
+        self.prev_rgb: np.ndarray | None = None
+        self.times: list[float] = []      # relative times of decoded frames (last two are kept)
+
+    def _target(self) -> float:
+        return self.start + len(self.out) / self.fps
+
+    def _emit_prev(self) -> None:
+        if self.prev_rgb is None:
+            rgb = self.prev.to_ndarray(format="rgb24")           # (h, w, 3)
+            self.prev_rgb = rgb if self.size is None else resize_frame(rgb, self.size, self.resize)
+        self.out.append(self.prev_rgb)
+
+    def _room(self) -> bool:
+        return self.stop is None or self._target() < self.stop - FRAME_TIME_EPS
+
+    def push(self, frame, rel_time: float) -> None:
+        while self.prev is not None and self._room() and self._target() + FRAME_TIME_EPS < rel_time:
+            self._emit_prev()
+        self.prev, self.prev_rgb = frame, None
+        self.times = (self.times + [rel_time])[-2:]
+
+    def finish(self, frame_dur: float) -> tuple[np.ndarray, float]:
+        """Emit the tail and return (frames (F, H, W, 3), end time of the last source frame)."""
+        if self.prev is None:
+            return np.zeros((0, 0, 0, 3), np.uint8), 0.0
+        if len(self.times) == 2 and self.times[1] > self.times[0]:
+            frame_dur = self.times[1] - self.times[0]
+        end = self.times[-1] + frame_dur
+        if self.stop is not None:
+            end = min(end, self.stop)
+        n_keep = num_whole_frames(end - self.start, self.fps)
+        while len(self.out) < n_keep:
+            self._emit_prev()
+        return np.stack(self.out[:n_keep]) if n_keep else np.zeros((0, 0, 0, 3), np.uint8), end
+
+
+class _AudioCollector:
+    """Resamples decoded audio to `rate` (channels kept) and records where it starts."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.resampler = av.AudioResampler(format="fltp", rate=rate)
+        self.chunks: list[np.ndarray] = []   # each (C, n) float32
+        self.first_time: float | None = None
+
+    def push(self, frame) -> None:
+        if self.first_time is None and frame.time is not None:
+            self.first_time = float(frame.time)
+        for g in self.resampler.resample(frame):
+            self.chunks.append(g.to_ndarray())
+
+    def finish(self) -> np.ndarray:
+        """(T,) float32 mono: the mean over channels."""
+        for g in self.resampler.resample(None):
+            self.chunks.append(g.to_ndarray())
+        if not self.chunks:
+            return np.zeros(0, np.float32)
+        channels = min(c.shape[0] for c in self.chunks)
+        return np.concatenate([c[:channels] for c in self.chunks], axis=1).mean(axis=0).astype(np.float32)
+
+
+def _iter_frames(path, container, streams) -> Iterator:
+    try:
+        for packet in container.demux(*streams):
+            yield from packet.decode()
+    except av.FFmpegError as e:
+        raise AVDecodeError(path, f"decoding failed ({e})") from e
+
+
+def _place_audio(audio: np.ndarray, offset_s: float, rate: int) -> np.ndarray:
+    """Shift audio that starts at `offset_s` on the video clock so that index 0 is t = 0."""
+    shift = round(offset_s * rate)
+    if shift > 0:
+        return np.concatenate([np.zeros(shift, np.float32), audio])
+    return audio[-shift:]
+
+
+def read_av(path: str | os.PathLike, fps: float, size: int | tuple[int, int] | None, audio_rate: int,
+            resize: str = "crop", start: float = 0.0, duration: float | None = None) -> AVClip:
+    """Decode `path` into an AVClip at (fps, size, audio_rate).
+
+    size None keeps the source size. start/duration select a window (s, on the video clock);
+    the file is decoded from its beginning. Raises AVDecodeError, NoVideoError, NoAudioError,
+    EmptyMediaError.
+    """
+    if int(audio_rate) != audio_rate or audio_rate <= 0 or fps <= 0:
+        raise ValueError(f"fps and audio_rate must be positive, got fps={fps}, audio_rate={audio_rate}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {resize!r}")
+    hw = None if size is None else as_hw(size)
+    stop = None if duration is None else start + duration
+    with _open(path) as c:
+        if not c.streams.video:
+            raise NoVideoError(path, "no video stream")
+        if not c.streams.audio:
+            raise NoAudioError(path, "no audio track")
+        vs, as_ = c.streams.video[0], c.streams.audio[0]
+        vs.thread_type = "AUTO"
+        rate_guess = vs.guessed_rate or vs.average_rate or Fraction(25)
+        picker, audio = _FramePicker(fps, hw, resize, start, stop), _AudioCollector(int(audio_rate))
+        t0, n_decoded = None, 0
+        for frame in _iter_frames(path, c, (vs, as_)):
+            if isinstance(frame, av.VideoFrame):
+                t = frame.time if frame.time is not None else n_decoded / float(rate_guess)
+                t0 = t if t0 is None else t0
+                picker.push(frame, t - t0)
+                n_decoded += 1
+            elif isinstance(frame, av.AudioFrame):
+                audio.push(frame)
+        video, video_end = picker.finish(1.0 / float(rate_guess))
+        samples = audio.finish()
+    if n_decoded == 0:
+        raise EmptyMediaError(path, "the video stream has no decodable frames")
+    if samples.size == 0:
+        raise EmptyMediaError(path, "the audio track has no decodable samples")
+    samples = _place_audio(samples, (audio.first_time or 0.0) - (t0 or 0.0), int(audio_rate))
+    return _join(path, video, samples, fps, int(audio_rate), start, video_end)
+
+
+def _join(path, video: np.ndarray, samples: np.ndarray, fps: float, rate: int, start: float,
+          video_end: float) -> AVClip:
+    """Trim both streams to the whole frames they share; audio gets exactly F * rate / fps samples."""
+    audio_end = samples.size / rate + AUDIO_END_TOLERANCE_S
+    n = min(video.shape[0], num_whole_frames(min(video_end, audio_end) - start, fps))
+    if n == 0:
+        raise EmptyMediaError(
+            path, f"no whole frame at {fps} fps from {start:.3f} s (video ends {video_end:.3f} s, "
+                  f"audio ends {samples.size / rate:.3f} s)")
+    a0, a1 = round(start * rate), round(start * rate) + round(n * rate / fps)
+    audio = samples[a0:a1]
+    audio = np.pad(audio, (0, a1 - a0 - audio.size)) if audio.size < a1 - a0 else audio
+    return AVClip(video=video[:n], audio=np.clip(audio, -1.0, 1.0).astype(np.float32), fps=fps,
+                  audio_rate=rate)
+
+
+# ---------------------------------------------------------------------------------------------
+# encoding
+def to_uint8_frames(video) -> np.ndarray:
+    """uint8 (F, H, W, 3) passes through; float (F, 3, H, W) in [-1, 1] -> uint8 (F, H, W, 3)."""
+    v = np.asarray(video)
+    if v.dtype == np.uint8:
+        if v.ndim != 4 or v.shape[-1] != 3:
+            raise ValueError(f"uint8 video must be (F, H, W, 3), got shape {v.shape}")
+        return v
+    if not np.issubdtype(v.dtype, np.floating):
+        raise ValueError(f"video must be uint8 (F, H, W, 3) or float (F, 3, H, W), got dtype {v.dtype}")
+    if v.ndim != 4 or v.shape[1] != 3:
+        raise ValueError(f"float video must be (F, 3, H, W) in [-1, 1], got shape {v.shape}")
+    v = np.clip((v.astype(np.float32) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
+    return np.ascontiguousarray(v.transpose(0, 2, 3, 1))     # (F, H, W, 3)
+
+
+def to_mono_float(audio) -> np.ndarray:
+    """(T,) or (1, T) float in [-1, 1] -> (T,) float32, clipped."""
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 2 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 1:
+        raise ValueError(f"audio must be (T,) or (1, T), got shape {a.shape}")
+    return np.clip(a, -1.0, 1.0)
+
+
+def _even(frames: np.ndarray) -> np.ndarray:
+    """yuv420p needs even sides: repeat the last row/column where a side is odd."""
+    f, h, w, _ = frames.shape
+    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _encode_mp4(tmp: Path, frames: np.ndarray, audio: np.ndarray, fps: float, audio_rate: int,
+                crf: int) -> None:
+    with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as c:
+        vs = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        vs.width, vs.height, vs.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        vs.options = {"crf": str(crf), "preset": "medium"}
+        as_ = c.add_stream("aac", rate=audio_rate)
+        as_.layout = "mono"
+        as_.bit_rate = min(128_000, 4 * audio_rate)
+        for rgb in frames:
+            c.mux(vs.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        c.mux(vs.encode(None))
+        for s in range(0, audio.size, 1024):
+            frame = av.AudioFrame.from_ndarray(audio[None, s:s + 1024], format="flt", layout="mono")
+            frame.sample_rate, frame.pts = audio_rate, s
+            c.mux(as_.encode(frame))
+        c.mux(as_.encode(None))
+
+
+def write_clip(path_mp4: str | os.PathLike, video, audio, fps: float, audio_rate: int,
+               wav_path: str | os.PathLike | None = None, crf: int = 18) -> Path:
+    """Write an H.264/AAC yuv420p mp4 (+faststart, browser-playable) and optionally a 16-bit wav.
+
+    video: uint8 (F, H, W, 3) or float (F, 3, H, W) in [-1, 1]; audio: (T,) float in [-1, 1].
+    Odd sides are padded by one repeated row/column (yuv420p). Both files are written to a temp
+    name in the same folder and renamed into place.
+    """
+    frames, samples = _even(to_uint8_frames(video)), to_mono_float(audio)
+    if frames.shape[0] == 0 or samples.size == 0:
+        raise ValueError(f"{path_mp4}: refusing to write an empty clip ({frames.shape[0]} frames, "
+                         f"{samples.size} samples)")
+    path = Path(path_mp4)
+    tmp = _tmp_path(path)
+    try:
+        _encode_mp4(tmp, frames, samples, fps, int(audio_rate), crf)
+        os.replace(tmp, path)
+    except av.FFmpegError as e:
+        raise ValueError(f"{path}: encoding failed ({e})") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    if wav_path is not None:
+        write_wav(wav_path, samples, int(audio_rate))
+    return path
+
+
+def write_wav(path: str | os.PathLike, audio, rate: int) -> Path:
+    """Mono 16-bit PCM wav, written atomically. audio: (T,) float in [-1, 1]."""
+    pcm = np.round(to_mono_float(audio) * 32767.0).astype("<i2")
+    path = Path(path)
+    tmp = _tmp_path(path)
+    try:
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(int(rate))
+            w.writeframes(pcm.tobytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """16-bit PCM wav -> ((T,) float32 mono (channel mean), rate)."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise AVDecodeError(path, f"expected 16-bit PCM wav, got {8 * w.getsampwidth()}-bit")
+            ch, rate, raw = w.getnchannels(), w.getframerate(), w.readframes(w.getnframes())
+    except (wave.Error, EOFError) as e:
+        raise AVDecodeError(path, f"not a readable wav ({e})") from e
+    pcm = np.frombuffer(raw, "<i2").reshape(-1, ch).astype(np.float32) / 32767.0
+    return pcm.mean(axis=1), rate
+
+
+__all__ = [
+    "AVClip", "MediaInfo", "MediaError", "AVDecodeError", "NoVideoError", "NoAudioError",
+    "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "probe", "read_av", "write_clip",
+    "write_wav", "read_wav", "resize_frame", "crop_box", "letterbox_box", "select_frames",
+    "num_whole_frames", "to_uint8_frames", "to_mono_float", "as_hw",
+]
