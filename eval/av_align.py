@@ -1,0 +1,182 @@
+"""AV-Align (Yariv et al. 2023): audio-video synchrony with no learned weights.
+
+Audio onset peaks and optical-flow-magnitude peaks are detected separately; the score is the
+intersection over union of the two peak sets, an audio peak and a video peak counting as one
+match when they lie within `window_frames` video frames of each other (each peak matched at most
+once). 1.0 = every onset has a motion peak and vice versa, 0.0 = none do.
+
+Written here with numpy/scipy only (the public script uses librosa onsets and OpenCV's Farneback
+flow); sized to work from 16-frame 32x32 clips at 8 kHz up to full-size clips:
+- onsets: spectral flux of the log-magnitude STFT (32 ms window, 10 ms hop), peaks picked like
+  librosa's `onset_detect` (local max, above the local mean + delta, minimum spacing);
+- motion: dense pyramidal Lucas-Kanade flow between consecutive grey frames; frame i carries
+  the mean flow magnitude from frame i-1 to i, and its peaks are strict local maxima above
+  max(min_flow, rel_flow * max); as in the public metric, peaks at the first/last frame are not
+  detectable.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+# ------------------------------------------------------------------------------------ audio
+
+
+def onset_envelope(audio: np.ndarray, rate: int, hop_s: float = 0.010, win_s: float = 0.032
+                   ) -> tuple[np.ndarray, float]:
+    """Spectral-flux onset strength (K,) and its frame rate in Hz; frame k is centred at k*hop."""
+    hop = max(1, int(round(hop_s * rate)))
+    nfft = max(16, int(2 ** np.ceil(np.log2(win_s * rate))))
+    x = np.asarray(audio, np.float64)
+    if x.shape[0] < nfft:
+        x = np.pad(x, (0, nfft - x.shape[0]))
+    x = np.pad(x, nfft // 2, mode="reflect")             # reflect: no fake onset at the clip start
+    frames = np.lib.stride_tricks.sliding_window_view(x, nfft)[::hop]     # (K, nfft)
+    spec = np.abs(np.fft.rfft(frames * np.hanning(nfft), axis=1))         # (K, nfft/2+1)
+    logspec = np.log1p(10.0 * spec / (spec.max() + 1e-12))   # ~30 dB range: quiet noise barely counts
+    flux = np.maximum(np.diff(logspec, axis=0), 0.0).sum(axis=1)         # (K-1,)
+    flux = np.concatenate([flux[:1], flux])   # frame 0 has no predecessor: repeat frame 1   # (K,)
+    return flux, rate / hop
+
+
+def pick_peaks(env: np.ndarray, pre_max: int, post_max: int, pre_avg: int, post_avg: int,
+               delta: float, wait: int) -> np.ndarray:
+    """Indices of peaks of env: max over [i-pre_max, i+post_max], >= local mean + delta, >= wait apart."""
+    n = env.shape[0]
+    peaks: list[int] = []
+    for i in range(n):
+        lo, hi = max(0, i - pre_max), min(n, i + post_max + 1)
+        if env[i] <= 0 or env[i] < env[lo:hi].max():
+            continue
+        alo, ahi = max(0, i - pre_avg), min(n, i + post_avg + 1)
+        if env[i] < env[alo:ahi].mean() + delta:
+            continue
+        if peaks and i - peaks[-1] <= wait:
+            continue
+        peaks.append(i)
+    return np.asarray(peaks, dtype=np.int64)
+
+
+def audio_peak_times(audio: np.ndarray, rate: int, delta: float = 0.07) -> np.ndarray:
+    """Onset times in seconds of a mono waveform (T,)."""
+    audio = np.asarray(audio, np.float64)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be a mono waveform (T,), got shape {audio.shape}")
+    if not np.any(audio):
+        return np.zeros(0)
+    env, env_rate = onset_envelope(audio, rate)
+    env = env / (env.max() + 1e-12)                       # delta is relative to the strongest onset
+    ms = lambda s: max(1, int(round(s * env_rate)))       # noqa: E731  seconds -> envelope frames
+    idx = pick_peaks(env, pre_max=ms(0.03), post_max=ms(0.03), pre_avg=ms(0.10), post_avg=ms(0.10),
+                     delta=delta, wait=ms(0.03))
+    return idx / env_rate
+
+
+# ------------------------------------------------------------------------------------ video
+
+
+def _grey(video: np.ndarray) -> np.ndarray:
+    """uint8 (F, H, W, 3) -> float64 (F, H, W) luminance in [0, 1]."""
+    v = np.asarray(video)
+    if v.ndim != 4 or v.shape[-1] != 3:
+        raise ValueError(f"video must be (F, H, W, 3) RGB frames, got shape {v.shape}")
+    return (v.astype(np.float64) @ np.array([0.299, 0.587, 0.114])) / 255.0
+
+
+def _lk_step(a: np.ndarray, b: np.ndarray, u: np.ndarray, v: np.ndarray, sigma: float,
+             min_eig: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """One Lucas-Kanade refinement of flow (u, v) from a to b: warp b back, solve 2x2 per pixel."""
+    h, w = a.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    bw = ndimage.map_coordinates(b, [yy + v, xx + u], order=1, mode="nearest")
+    iy, ix = np.gradient((a + bw) / 2)
+    it = bw - a
+    sxx = ndimage.gaussian_filter(ix * ix, sigma)
+    syy = ndimage.gaussian_filter(iy * iy, sigma)
+    sxy = ndimage.gaussian_filter(ix * iy, sigma)
+    sxt = ndimage.gaussian_filter(ix * it, sigma)
+    syt = ndimage.gaussian_filter(iy * it, sigma)
+    det = sxx * syy - sxy ** 2
+    # Trust only well-textured pixels (smaller eigenvalue of the structure tensor above a floor);
+    # flat regions and straight edges (aperture problem) get no update instead of a blown-up one.
+    lam_min = (sxx + syy) / 2 - np.sqrt(((sxx - syy) / 2) ** 2 + sxy ** 2)
+    ok = lam_min > min_eig
+    safe = np.where(ok, det, 1.0)
+    # The linearisation holds for about a pixel per level: clip each update there.
+    du = np.clip(np.where(ok, (-syy * sxt + sxy * syt) / safe, 0.0), -1.0, 1.0)
+    dv = np.clip(np.where(ok, (sxy * sxt - sxx * syt) / safe, 0.0), -1.0, 1.0)
+    return u + du, v + dv
+
+
+def optical_flow(a: np.ndarray, b: np.ndarray, levels: int | None = None, iters: int = 3,
+                 sigma: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Dense flow (u, v) in pixels from grey frame a to b (H, W): pyramidal Lucas-Kanade."""
+    if levels is None:                                     # down to about 8 pixels on the short side
+        levels = max(1, int(np.log2(min(a.shape) / 8)) + 1)
+    pyr = [(a, b)]
+    for _ in range(levels - 1):
+        pa, pb = pyr[-1]
+        pyr.append((ndimage.zoom(ndimage.gaussian_filter(pa, 1.0), 0.5, order=1),
+                    ndimage.zoom(ndimage.gaussian_filter(pb, 1.0), 0.5, order=1)))
+    u = v = None
+    for pa, pb in reversed(pyr):
+        if u is None:
+            u, v = np.zeros_like(pa), np.zeros_like(pa)
+        else:                                              # upsample the coarser flow, double it
+            zoom = (pa.shape[0] / u.shape[0], pa.shape[1] / u.shape[1])
+            u = 2 * ndimage.zoom(u, zoom, order=1)
+            v = 2 * ndimage.zoom(v, zoom, order=1)
+        for _ in range(iters):
+            u, v = _lk_step(pa, pb, u, v, sigma)
+    return u, v
+
+
+def flow_magnitudes(video: np.ndarray) -> np.ndarray:
+    """Mean optical-flow magnitude (F,) per frame; entry i is the motion from frame i-1 to i (0 for i=0)."""
+    g = _grey(video)
+    mags = np.zeros(g.shape[0])
+    for i in range(1, g.shape[0]):
+        u, v = optical_flow(g[i - 1], g[i])
+        mags[i] = np.hypot(u, v).mean()
+    return mags
+
+
+def video_peak_times(video: np.ndarray, fps: float, min_flow: float = 0.01, rel_flow: float = 0.1) -> np.ndarray:
+    """Times in seconds of motion peaks: strict local maxima of flow magnitude above the thresholds."""
+    m = flow_magnitudes(video)
+    if m.shape[0] < 3:
+        return np.zeros(0)
+    thresh = max(min_flow, rel_flow * m.max())
+    inner = (m[1:-1] > m[:-2]) & (m[1:-1] > m[2:]) & (m[1:-1] >= thresh)
+    return (np.nonzero(inner)[0] + 1) / fps
+
+
+# ------------------------------------------------------------------------------------ score
+
+
+def peak_iou(audio_times: np.ndarray, video_times: np.ndarray, tolerance: float) -> float:
+    """IoU of two peak sets: greedy one-to-one matches within +-tolerance seconds / (|A| + |V| - matches)."""
+    used = np.zeros(len(video_times), bool)
+    hits = 0
+    for t in audio_times:
+        d = np.abs(np.asarray(video_times) - t)
+        d[used] = np.inf
+        if d.size and d.min() <= tolerance + 1e-9:
+            used[int(d.argmin())] = True
+            hits += 1
+    union = len(audio_times) + len(video_times) - hits
+    return hits / union if union else 0.0
+
+
+def av_align(video: np.ndarray, audio: np.ndarray, fps: float, audio_rate: int, window_frames: int = 1) -> float:
+    """AV-Align score in [0, 1] of one clip: video uint8 (F, H, W, 3), mono audio float (T,) in [-1, 1].
+
+    A clip with no peaks in either stream scores 0 (as in the public metric).
+    """
+    if fps <= 0 or audio_rate <= 0:
+        raise ValueError(f"fps and audio_rate must be positive, got fps={fps}, audio_rate={audio_rate}")
+    if window_frames < 0:
+        raise ValueError(f"window_frames must be >= 0, got {window_frames}")
+    a = audio_peak_times(audio, audio_rate)
+    v = video_peak_times(video, fps)
+    return peak_iou(a, v, window_frames / fps)

@@ -1,0 +1,138 @@
+"""Reading and writing audio-video clips for evaluation (PyAV).
+
+A clip in memory is `Clip(video uint8 (F, H, W, 3), audio float32 (T,) mono in [-1, 1] or None,
+fps, audio_rate)`. `read_clip` takes the first `frames` frames and the audio that covers them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+@dataclass
+class Clip:
+    video: np.ndarray            # (F, H, W, 3) uint8
+    audio: np.ndarray | None     # (T,) float32 mono in [-1, 1], None if the file has no audio stream
+    fps: float
+    audio_rate: int | None
+    name: str = ""
+
+
+class ClipError(ValueError):
+    """A clip file cannot be used; the message names the file and what was expected."""
+
+
+def list_clips(folder: str | Path) -> list[Path]:
+    """Video files directly in `folder`, sorted by name; a clear error if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ClipError(f"clip folder {folder} does not exist or is not a directory")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    if not files:
+        raise ClipError(f"no video clips ({', '.join(VIDEO_EXTENSIONS)}) in {folder}")
+    return files
+
+
+def _decode_audio(container, stream, seconds: float | None) -> tuple[np.ndarray, int]:
+    """Mono float32 (T,) at the stream's own rate, at most `seconds` long."""
+    import av
+
+    rate = stream.codec_context.sample_rate or stream.rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+    need = None if seconds is None else int(math.ceil(seconds * rate))
+    chunks, have = [], 0
+    for frame in container.decode(stream):
+        for out in resampler.resample(frame):
+            chunks.append(out.to_ndarray().reshape(-1))
+            have += chunks[-1].shape[0]
+        if need is not None and have >= need:
+            break
+    else:
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().reshape(-1))
+    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return (audio[:need] if need is not None else audio), int(rate)
+
+
+def read_clip(path: str | Path, frames: int | None = None, with_audio: bool = True) -> Clip:
+    """First `frames` frames (all if None) of a video file and the audio covering them."""
+    import av
+
+    path = Path(path)
+    try:
+        container = av.open(str(path))
+    except Exception as e:  # noqa: BLE001 - PyAV raises many types; say which file failed
+        raise ClipError(f"cannot open {path}: {e}") from e
+    with container:
+        if not container.streams.video:
+            raise ClipError(f"{path} has no video stream")
+        vstream = container.streams.video[0]
+        fps = float(vstream.average_rate or vstream.guessed_rate or 0)
+        if fps <= 0:
+            raise ClipError(f"{path}: cannot tell its frame rate")
+        imgs = []
+        for frame in container.decode(vstream):
+            imgs.append(frame.to_ndarray(format="rgb24"))
+            if frames is not None and len(imgs) == frames:
+                break
+        if not imgs or (frames is not None and len(imgs) < frames):
+            raise ClipError(f"{path} has {len(imgs)} frames; {frames} are needed")
+        video = np.stack(imgs)                                       # (F, H, W, 3)
+        audio, rate = None, None
+        if with_audio and container.streams.audio:
+            container.seek(0)
+            audio, rate = _decode_audio(container, container.streams.audio[0], len(imgs) / fps)
+    return Clip(video, audio, fps, rate, path.name)
+
+
+def write_clip(path: str | Path, video: np.ndarray, fps: float, audio: np.ndarray | None = None,
+               audio_rate: int | None = None) -> None:
+    """Write uint8 (F, H, W, 3) video (H, W even) and optional mono float audio as H.264/AAC mp4, atomically."""
+    import av
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    with av.open(str(tmp), "w", format="mp4") as c:
+        vs = c.add_stream("libx264", rate=int(round(fps)) if float(fps).is_integer() else fps)
+        vs.width, vs.height, vs.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
+        vs.options = {"crf": "12"}
+        as_ = None
+        if audio is not None:
+            as_ = c.add_stream("aac", rate=int(audio_rate))
+            as_.layout = "mono"
+        for img in video:
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                c.mux(p)
+        for p in vs.encode():
+            c.mux(p)
+        if as_ is not None:
+            frame = av.AudioFrame.from_ndarray(np.asarray(audio, np.float32).reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = int(audio_rate)
+            frame.pts = 0     # lets the muxer mark the AAC priming samples, so readers trim them
+            for p in as_.encode(frame):
+                c.mux(p)
+            for p in as_.encode(None):
+                c.mux(p)
+    tmp.replace(path)
+
+
+def resize_frames(video: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (F, H, W, 3) -> (F, size, size, 3): short side to `size` (antialiased bilinear), centre crop."""
+    import torch
+    import torch.nn.functional as F
+
+    f, h, w, _ = video.shape
+    if (h, w) == (size, size):
+        return video
+    x = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2).float()   # (F, 3, H, W)
+    scale = size / min(h, w)
+    th, tw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
+    top, left = (th - size) // 2, (tw - size) // 2
+    x = x[:, :, top: top + size, left: left + size]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
