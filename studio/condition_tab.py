@@ -97,7 +97,7 @@ def build(ctx: StudioContext):
                f"with {mode}{f' (lambda {float(scale):g})' if mode == 'gradient' else ''}, {spec_.sampler} "
                f"{spec_.steps} steps, seed {spec_.seed}.")
         all_files = [str(p) for p in (clip.mp4, clip.wav, clip.png, given_png, given_v, given_a) if p]
-        yield (gr.skip(), gr.skip(), gr.skip(), gr.skip(), str(clip.mp4), str(clip.png), msg, all_files)
+        yield (*first, gr.skip(), str(clip.mp4), str(clip.png), msg, all_files)
 
     event = go.click(run, [choice, upload_ckpt, direction, media, mode, scale, sampler, steps, seed, eta, order],
                      [cond_video, cond_audio, cond_spec, preview, result, result_spec, status, files],

@@ -1,9 +1,11 @@
 """Generate tab: unconditional joint audio-video samples with live previews, players, downloads and spectrograms."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
-from mmdiff.checkpoint import load_checkpoint
+from mmdiff.checkpoint import CheckpointError, load_checkpoint
 from mmdiff.diffusion.samplers import SAMPLERS
 from mmdiff.jobs import JobSpec, run_generation, write_clips
 from studio.context import StudioContext, user_errors
@@ -25,7 +27,13 @@ def model_picker(ctx: StudioContext):
 def checked_checkpoint(ctx: StudioContext, choice, upload):
     path = ctx.checkpoint_for(choice, upload)
     if upload:
-        load_checkpoint(path)                       # weights_only; CheckpointError names the problem
+        try:
+            load_checkpoint(path)                   # weights_only=True: no code in an upload is run
+        except CheckpointError as e:
+            reason = "it is truncated or corrupt" if "truncated or corrupt" in str(e) else (
+                "it holds no weights" if "holds no weights" in str(e) else "it is not a file written by mmdiff")
+            raise gr.Error(f"uploaded checkpoint {Path(upload).name} cannot be used: {reason}. Upload a .pt "
+                           "written by python -m mmdiff.train (last.pt) or mmdiff.checkpoint.export_inference.")
     return path
 
 

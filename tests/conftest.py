@@ -5,6 +5,9 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# helper modules beside the tests (study_fixtures, studio_fixtures) import by bare name even though
+# tests/ is a package (tests/__init__.py)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
