@@ -103,7 +103,7 @@ def step_callback(model, on_step: StepFn | None, cancel: threading.Event | None,
             raise JobCancelled("cancelled")
         if on_step is None:
             return
-        step, steps = int(info["step"]) + 1, int(info["steps"])
+        step, steps = int(info["step"]), int(info["steps"])          # step is 1-based
         preview = None
         if "video" in layout.slices and (step % preview_every == 0 or step == steps or step == 1):
             video, _ = layout.unpack(info["x0"])

@@ -28,7 +28,7 @@ def zip_study(study_dir: str | os.PathLike, out_zip: str | os.PathLike, include_
                 rel = p.relative_to(root)
                 if not p.is_file() or (rel.parts[0] == PRIVATE and not include_private):
                     continue
-                if p.resolve() == out.resolve():
+                if p.resolve() in (out.resolve(), Path(tmp).resolve()):
                     continue
                 # media is already compressed: store it as is
                 kind = zipfile.ZIP_STORED if p.suffix.lower() in (".mp4", ".png", ".jpg") else zipfile.ZIP_DEFLATED
