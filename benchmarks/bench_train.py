@@ -1,0 +1,82 @@
+"""Training throughput on this machine: clips/s for a preset, model FLOPs utilisation against the measured
+matmul peak, and data-loading time per batch against step time.
+
+    python -m benchmarks.bench_train --preset tiny --batch-size 8 [--precision bf16] [--data CACHE_DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import mmdiff
+from benchmarks._util import machine
+from mmdiff.config import resolve_config
+from mmdiff.diffusion import JointLayout, Schedule
+from mmdiff.train import joint_loss_fn
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeat: int = 5) -> float:
+    """Measured GFLOP/s of an n x n matmul in `dtype` (best of `repeat`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="tiny", help="model preset (default: tiny)")
+    ap.add_argument("--batch-size", type=int, default=8, help="clips per step")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="autocast precision")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up")
+    ap.add_argument("--data", default=None, help="a cache folder: also time loading batches from it")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = resolve_config(args.preset)
+    model = mmdiff.build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loss_fn = joint_loss_fn(JointLayout.from_config(cfg), Schedule())
+    bs = args.batch_size
+    batch = (torch.rand(bs, *cfg.video_shape) * 2 - 1, torch.rand(bs, *cfg.audio_shape) * 2 - 1)
+    bf16 = args.precision == "bf16"
+
+    def step(i: int) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = loss_fn(model, batch, torch.Generator().manual_seed(i))
+        out["loss"].backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    with FlopCounterMode(display=False) as fc:
+        step(0)
+    flops = fc.get_total_flops()
+    sec = min(_timed(lambda: step(i)) for i in range(1, args.steps + 1))
+    peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32)
+    result = {"preset": args.preset, "batch": bs, "precision": args.precision, "step_s": round(sec, 3),
+              "clips_per_s": round(bs / sec, 3), "train_GFLOP_per_step": round(flops / 1e9, 1),
+              "achieved_GFLOPs": round(flops / sec / 1e9, 1), "matmul_peak_GFLOPs": round(peak, 1),
+              "MFU": round(flops / sec / 1e9 / peak, 3)}
+    if args.data:
+        from mmdiff.data.dataset import AVClipDataset
+
+        ds = AVClipDataset(args.data, model_config=cfg)
+        load = min(_timed(lambda: [ds[j % len(ds)] for j in range(bs)]) for _ in range(3))
+        result["data_load_s_per_batch"] = round(load, 4)
+        result["data_fraction_of_step"] = round(load / sec, 4)
+    print(f"machine: {machine()}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
