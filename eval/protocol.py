@@ -56,6 +56,9 @@ class ProtocolConfig:
     clap_checkpoint: str | None = None
     kvd_subsets: int | None = None        # None: one MMD^2 over all samples (as the paper); K: KID-style
     allow_rate_mismatch: bool = False
+    bootstrap: int = 0                    # >0: percentile-bootstrap 95% interval of FVD/FAD with this many resamples
+    fd_infinity: bool = False             # also report FVD/FAD extrapolated to infinite N
+    per_sample: bool = False              # also store per-sample FD of every fake clip (CMMD Fig. 4)
     sampler: str = "dpm-solver++"
     steps: int = 20
 
@@ -323,16 +326,14 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], bank:
     done = bank.load()
     missing = [int(i) for i in indices if int(i) not in done]
     mine: list[tuple[list[int], dict[str, np.ndarray]]] = []
-    groups = _group(missing, source, batch_size)
-    bar = tqdm(total=len(missing), desc=desc, unit="clip", disable=rank != 0 or not missing)
-    for g, group in enumerate(groups):
-        if g % world != rank:
-            continue
+    my_groups = [g for k, g in enumerate(_group(missing, source, batch_size)) if k % world == rank]
+    bar = tqdm(total=sum(map(len, my_groups)), desc=desc, unit="clip", disable=rank != 0 or not missing)
+    for group in my_groups:
         for idx, clips in source.batches(group, batch_size):
             feats = {f.name: np.asarray(f.fn(clips), np.float32) for f in fns}
             bank.save(idx, feats)
             mine.append((idx, feats))
-            bar.update(len(idx) * world)
+            bar.update(len(idx))
     bar.close()
     if world > 1:
         import torch.distributed as dist
@@ -440,11 +441,17 @@ def run_metrics(cfg: ProtocolConfig, real: dict, fake: dict, cache: Path, key: s
         x, y = real[feat].astype(np.float64), fake[feat].astype(np.float64)
         if m in ("fvd", "fad", "fad-clap"):
             mu, sigma = reference_stats(cache, key, cfg.num_samples, cfg.seed, run, feat, x)
-            fd = M.frechet_distance_from_stats(mu, sigma, *M.gaussian_stats(y))
+            scale = M.FAD_SCALE if m == "fad" else 1.0
+            out[m] = M.frechet_distance_from_stats(mu, sigma, *M.gaussian_stats(y)) * scale
             if m == "fad":
-                out["fad"], out["fad_raw"] = fd * M.FAD_SCALE, fd
-            else:
-                out[m] = fd
+                out["fad_raw"] = out["fad"] / M.FAD_SCALE
+            if cfg.bootstrap:
+                iv = M.bootstrap_ci(x, y, M.frechet_distance, num_boot=cfg.bootstrap, seed=cfg.seed + run)
+                out[f"{m}_ci95_low"], out[f"{m}_ci95_high"] = iv.low * scale, iv.high * scale
+            if cfg.fd_infinity:
+                out[f"{m}_infinity"] = M.frechet_distance_infinity(x, y, seed=cfg.seed + run).value * scale
+            if cfg.per_sample:
+                out[f"{m}_per_sample"] = (M.per_sample_frechet(list(y), mu, sigma) * scale).tolist()
         elif m == "kvd":
             out["kvd"] = M.kernel_distance(x, y, subsets=cfg.kvd_subsets, seed=cfg.seed + run)
         elif m == "av-align":
@@ -453,7 +460,7 @@ def run_metrics(cfg: ProtocolConfig, real: dict, fake: dict, cache: Path, key: s
 
 
 def summarise(runs: list[dict]) -> dict[str, dict[str, float]]:
-    keys = [k for k in runs[0] if k not in ("run", "seed", "num_samples")]
+    keys = [k for k, v in runs[0].items() if k not in ("run", "seed", "num_samples") and not isinstance(v, list)]
     return {k: {"mean": float(np.mean([r[k] for r in runs])),
                 "std": float(np.std([r[k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0} for k in keys}
 
@@ -505,7 +512,7 @@ def write_outputs(results: dict, out_json: Path) -> tuple[Path, Path]:
     """results.json and a CSV beside it (one row per run, then mean and std rows), both atomic."""
     out_json = Path(out_json)
     atomic_write_text(out_json, json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
-    keys = [k for k in results["runs"][0] if k != "run"]
+    keys = [k for k, v in results["runs"][0].items() if k != "run" and not isinstance(v, list)]
     meta = {"resize": results["config"]["i3d_resize"], "video_size": results["config"]["video_size"],
             "frames": results["config"]["frames"], "torch": results["versions"]["torch"]}
     lines = [",".join(["row", *keys, *meta])]

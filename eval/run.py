@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clap-weights", default=None, help="path of the laion-clap checkpoint (e.g. 630k-audioset-best.pt)")
     p.add_argument("--weights-dir", default=None, help="folder holding weight files (default: $MMDIFF_WEIGHTS_DIR or ~/.cache/mmdiff/weights)")
     p.add_argument("--kvd-subsets", type=int, default=None, help="KID-style KVD over this many subsets of 1,000 (default: one MMD over all, as the paper)")
+    p.add_argument("--bootstrap", type=int, default=0, help="add a 95%% bootstrap interval of FVD/FAD from this many resamples (0: off)")
+    p.add_argument("--fd-infinity", action="store_true", help="also report FVD/FAD extrapolated to infinite N (fit FD = a/N + b)")
+    p.add_argument("--per-sample", action="store_true", help="store the per-sample FD of every fake clip in the JSON (CMMD Fig. 4)")
     p.add_argument("--allow-rate-mismatch", action="store_true", help="go on when real and fake audio sample rates differ")
     p.add_argument("--sampler", default="dpm-solver++", help="sampler for --ckpt")
     p.add_argument("--steps", type=int, default=20, help="sampling steps for --ckpt")
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             video_size=args.video_size, device=args.device, weights_dir=args.weights_dir, cache_dir=args.cache_dir,
             i3d_format=args.i3d_format, i3d_checkpoint=args.i3d_weights, i3d_resize=args.resize,
             audioclip_checkpoint=args.audioclip_weights, clap_checkpoint=args.clap_weights,
-            kvd_subsets=args.kvd_subsets, allow_rate_mismatch=args.allow_rate_mismatch,
+            kvd_subsets=args.kvd_subsets, allow_rate_mismatch=args.allow_rate_mismatch, bootstrap=args.bootstrap,
+            fd_infinity=args.fd_infinity, per_sample=args.per_sample,
             sampler=args.sampler, steps=args.steps)
         real = real_source(args.real, cfg)
         fake = fake_source(args, cfg)

@@ -61,6 +61,15 @@ def test_end_to_end_matches_direct_computation_and_resumes(setup, capsys):
     assert sorted((root / "cache" / "features").rglob("part-*.npz")) == parts
     assert json.loads((root / "res2.json").read_text())["runs"] == res["runs"]
 
+    # Refinements from the cached features: bootstrap interval, FD at infinite N, per-sample FD.
+    assert main(args(root, "--out", str(root / "extra.json"), "--bootstrap", "20", "--fd-infinity", "--per-sample",
+                     metric="fvd")) == 0
+    extra = json.loads((root / "extra.json").read_text())["runs"][0]
+    assert extra["fvd"] == pytest.approx(res["runs"][0]["fvd"])
+    assert extra["fvd_ci95_low"] <= extra["fvd_ci95_high"] and np.isfinite(extra["fvd_infinity"])
+    mu, sigma = M.gaussian_stats(real)
+    np.testing.assert_allclose(extra["fvd_per_sample"], M.per_sample_frechet(list(fake), mu, sigma), rtol=1e-4)
+
     # Interrupted run: drop some finished batches; the resumed run recomputes only those.
     for p in parts[::2]:
         p.unlink()
@@ -176,3 +185,23 @@ def test_fad_end_to_end(setup, tmp_path):
     real = feats("real", run_indices(5, 3, 7, 0, 0))
     fake = feats("fake", run_indices(4, 3, 7, 0, 1))
     assert run["fad_raw"] == pytest.approx(M.frechet_distance(real, fake), rel=1e-4)
+
+
+def test_torchrun_two_processes_match_one(setup, tmp_path):
+    """Two ranks (gloo) split the clips and gather to rank 0: same numbers as one process."""
+    import subprocess
+
+    common = ["--metric", "av-align", "--real", str(setup / "real"), "--fake", str(setup / "fake"),
+              "--num-samples", "3", "--runs", "2", "--frames", "9", "--video-size", "32", "--batch-size", "1"]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "eval.run",
+                    *common, "--cache-dir", str(tmp_path / "c2"), "--out", str(tmp_path / "two.json")],
+                   check=True, capture_output=True, env=env, timeout=300)
+    assert main([*common, "--cache-dir", str(tmp_path / "c1"), "--out", str(tmp_path / "one.json")]) == 0
+    two, one = (json.loads((tmp_path / f).read_text()) for f in ("two.json", "one.json"))
+    assert two["runs"] == one["runs"]
+    from eval.protocol import run_indices
+
+    used = (len({int(i) for r in range(2) for i in run_indices(5, 3, 0, r, 0)})
+            + len({int(i) for r in range(2) for i in run_indices(4, 3, 0, r, 1)}))
+    assert len(list((tmp_path / "c2" / "features").rglob("part-*.npz"))) == used   # one part per clip (batch 1)
