@@ -169,17 +169,17 @@ def test_evaluate_av_align_on_clip_folders_and_missing_weights(studio, tmp_path_
     write_clip_folder(root / "fake", 4, seed=9, frames=16)
     (root / "noweights").mkdir()
     md, table, plot, files = studio["client"].predict(
-        "real", "a folder of clips", "fake", None, None, ["fvd", "av-align"], 4, 1, 20, "noweights",
+        "real", "a folder of clips", "fake", None, None, ["fad", "av-align"], 4, 1, 20, "noweights",
         api_name="/evaluate")
-    assert "AV-Align" in md and "Weights missing" in md and "fvd" in md
+    assert "AV-Align" in md and "Weights missing" in md and "**fad**" in md
     assert "not found" in md and "It is published at" in md                  # the extractor's how-to message
     row = {r[0]: r for r in table["data"]}
     assert 0 <= float(row["av-align"][1]) <= 1
     res = json.loads(open([f for f in files if f.endswith(".json")][0]).read())
     assert res["config"]["num_samples"] == 4 and res["config"]["metrics"] == ["av-align"]
-    md, *_ = studio["client"].predict("real", "a folder of clips", "fake", None, None, ["fvd"], 4, 1, 20,
+    md, *_ = studio["client"].predict("real", "a folder of clips", "fake", None, None, ["fad"], 4, 1, 20,
                                       "noweights", api_name="/evaluate")
-    assert "Weights missing" in md and "i3d" in md.lower()
+    assert "Weights missing" in md and "AudioCLIP-Full-Training.pt" in md
     with pytest.raises(AppError, match="does not exist"):
         studio["client"].predict("nowhere", "a folder of clips", "fake", None, None, ["av-align"], 4, 1, 20, "",
                                  api_name="/evaluate")

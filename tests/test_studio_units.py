@@ -125,9 +125,9 @@ def test_zip_study_leaves_the_key_out(tmp_path):
 def test_eval_dashboard_helpers(tmp_path):
     from eval.dashboard import missing_weights, results_plot, results_rows
 
-    msgs = missing_weights(["fvd", "kvd", "fad", "av-align"], weights_dir=tmp_path)
-    assert set(msgs) == {"fvd", "kvd", "fad"}
-    assert "not found" in msgs["fvd"] and str(tmp_path) in msgs["fvd"]
+    msgs = missing_weights(["fad", "av-align"], weights_dir=tmp_path)       # AudioCLIP is never shipped
+    assert set(msgs) == {"fad"}
+    assert "AudioCLIP-Full-Training.pt" in msgs["fad"] and str(tmp_path) in msgs["fad"]
     results = {"config": {"num_samples": 8}, "runs": [{"run": 0, "fvd": 10.0, "av-align": 0.5},
                                                        {"run": 1, "fvd": 14.0, "av-align": 0.7}],
                "summary": {"fvd": {"mean": 12.0, "std": float(np.std([10, 14], ddof=1))},
