@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-batch", type=int, default=4, help="largest batch a user may generate (default: 4)")
     p.add_argument("--concurrency", type=int, default=2, help="jobs running at once (default: 2)")
     p.add_argument("--queue-size", type=int, default=32, help="waiting jobs before new ones are refused (default: 32)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (default 0: torch's choice; 1 is faster on a CPU shared with other jobs)")
     p.add_argument("--eval-cache-dir", default=None, help="feature cache of the Evaluate tab (default: in the app's work folder)")
     return p.parse_args(argv)
 
@@ -37,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for k, v in OFFLINE_ENV.items():          # before gradio is imported: no calls home at launch
         os.environ.setdefault(k, v)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from mmdiff.uploads import UploadLimits
     from studio import build_app
     from studio.app import launch_kwargs

@@ -71,6 +71,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_studio", description=__doc__.splitlines()[0])
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped tiny model)")
     p.add_argument("--repeat", type=int, default=3, help="Generate clicks to time (default: 3)")
+    p.add_argument("--threads", type=int, default=0, help="passed to app.py --threads (0: torch's default)")
     p.add_argument("--chromium", default="/usr/bin/chromium", help="chromium executable")
     args = p.parse_args(argv)
     from playwright.sync_api import sync_playwright
@@ -82,7 +83,12 @@ def main(argv=None) -> int:
     cmd = [sys.executable, str(root / "app.py"), "--port", str(port), "--device", "cpu"]
     if args.ckpt:
         cmd += ["--ckpt", args.ckpt]
-    print(machine())
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+        import torch
+
+        torch.set_num_threads(args.threads)
+    print(machine(), f"; load average {os.getloadavg()[0]:.1f}")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -97,6 +103,7 @@ def main(argv=None) -> int:
             print(f"cold start: HTTP 200 after {http:.2f} s, Generate button visible in chromium after {ready:.2f} s")
             times = []
             for k in range(args.repeat + 1):                          # the first click also loads the model
+                page.locator("#gen-seed input").fill(str(k))            # a new clip (same seed -> same file URL)
                 prev = page.evaluate("document.querySelector('#gen-video-0 video')?.src || ''")
                 c0 = time.perf_counter()
                 button.click()
@@ -112,6 +119,7 @@ def main(argv=None) -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     for stage, sec in breakdown(args.ckpt, args.repeat).items():
         print(f"  {stage}: {sec:.2f} s")
     return 0

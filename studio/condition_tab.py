@@ -39,7 +39,7 @@ def build(ctx: StudioContext):
     with gr.Row():
         mode = gr.Radio(["replacement", "gradient"], value="gradient", label="Method")
         scale = gr.Slider(0, 10, value=1.0, step=0.1, label="lambda (gradient guidance weight)")
-    sampler, steps, seed, num, eta, order = sampler_controls(ctx, batch=False)
+    sampler, steps, seed, num, eta, order = sampler_controls(ctx, batch=False, prefix="cond")
     with gr.Row():
         go = gr.Button("Generate from condition", variant="primary", elem_id="condition-btn")
         stop = gr.Button("Cancel", variant="stop")

@@ -37,13 +37,13 @@ def checked_checkpoint(ctx: StudioContext, choice, upload):
     return path
 
 
-def sampler_controls(ctx: StudioContext, batch: bool = True):
+def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen"):
     with gr.Row():
         sampler = gr.Radio(sorted(SAMPLERS), value="dpm-solver++", label="Sampler",
                            info="DDPM always runs all 1,000 steps")
         steps = gr.Slider(1, 200, value=20, step=1, label="Steps")
     with gr.Row():
-        seed = gr.Number(0, precision=0, label="Seed", minimum=0)
+        seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id=f"{prefix}-seed")
         num = gr.Slider(1, ctx.max_batch, value=1, step=1, label="Batch size", visible=batch)
     with gr.Accordion("Sampler settings", open=False):
         eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM eta")
