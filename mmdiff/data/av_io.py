@@ -30,7 +30,7 @@ from PIL import Image
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 RESIZE_MODES = ("crop", "letterbox")
-FRAME_TIME_EPS = 1e-4          # s; a frame with pts <= t + eps is on screen at t
+FRAME_TIME_EPS = 1e-5          # s; a frame with pts <= t + eps is on screen at t (absorbs pts rounding)
 AUDIO_END_TOLERANCE_S = 0.025  # s; an audio stream ending this much before the video is zero-padded
 
 
@@ -297,16 +297,21 @@ def read_av(path: str | os.PathLike, fps: float, size: int | tuple[int, int] | N
         rate_guess = vs.guessed_rate or vs.average_rate or Fraction(25)
         picker, audio = _FramePicker(fps, hw, resize, start, stop), _AudioCollector(int(audio_rate))
         t0, n_decoded = None, 0
-        for frame in _iter_frames(path, c, (vs, as_)):
-            if isinstance(frame, av.VideoFrame):
-                t = frame.time if frame.time is not None else n_decoded / float(rate_guess)
-                t0 = t if t0 is None else t0
-                picker.push(frame, t - t0)
-                n_decoded += 1
-            elif isinstance(frame, av.AudioFrame):
-                audio.push(frame)
-        video, video_end = picker.finish(1.0 / float(rate_guess))
-        samples = audio.finish()
+        try:
+            for frame in _iter_frames(path, c, (vs, as_)):
+                if isinstance(frame, av.VideoFrame):
+                    t = frame.time if frame.time is not None else n_decoded / float(rate_guess)
+                    t0 = t if t0 is None else t0
+                    picker.push(frame, t - t0)
+                    n_decoded += 1
+                elif isinstance(frame, av.AudioFrame):
+                    audio.push(frame)
+            video, video_end = picker.finish(1.0 / float(rate_guess))
+            samples = audio.finish()
+        except (av.FFmpegError, ValueError) as e:      # pixel/sample conversion of odd formats
+            if isinstance(e, MediaError):
+                raise
+            raise AVDecodeError(path, f"cannot convert decoded frames ({type(e).__name__}: {e})") from e
     if n_decoded == 0:
         raise EmptyMediaError(path, "the video stream has no decodable frames")
     if samples.size == 0:
