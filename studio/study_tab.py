@@ -102,7 +102,8 @@ def build(ctx: StudioContext):
         else:
             raise gr.Error("no study: build one above or upload its key.json")
         res = analyze_results([Path(r) for r in results], sdir, out / "analysis")
-        md = Path(res.paths["report"]).read_text() if "report" in res.paths else ""
+        # the report quotes worker ids and file names from the uploaded CSVs: escape them
+        md = html.escape(Path(res.paths["report"]).read_text()) if "report" in res.paths else ""
         if res.problems:
             md += "\n\n**Problems in the input:**\n" + "\n".join(f"- {html.escape(p)}" for p in res.problems)
         pngs = [str(p) for k, p in res.paths.items() if str(p).endswith(".png")]

@@ -19,7 +19,7 @@ def test_walkthrough_notebook_executes(tmp_path, monkeypatch):
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     work = tmp_path / "work"
     assert (work / "run" / "last.pt").is_file() and (work / "run" / "log.csv").is_file()
-    assert "trained to step 3" in text
+    assert "trained to step 2" in text
     assert len(list((work / "samples").glob("*.mp4"))) == 2 and (work / "compare.png").is_file()
     assert "AV-Align" in text
     assert ("FVD" in text) or ("fvd skipped" in text and "i3d-kinetics-400.ckpt" in text)

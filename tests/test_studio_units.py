@@ -29,9 +29,9 @@ def test_store_caches_and_progress_reports_every_step(ckpt):
     store = ModelStore("cpu")
     assert store.get(ckpt)[0] is store.get(str(ckpt))[0]
     seen = []
-    cfg, video, audio = run_generation(store, ckpt, JobSpec(num=2, sampler="ddim", steps=5),
+    cfg, video, audio = run_generation(store, ckpt, JobSpec(num=2, sampler="ddim", steps=3),
                                        on_step=lambda s, n, p: seen.append((s, n, None if p is None else p.shape)))
-    assert [s for s, _, _ in seen] == [1, 2, 3, 4, 5] and all(n == 5 for _, n, _ in seen)
+    assert [s for s, _, _ in seen] == [1, 2, 3] and all(n == 3 for _, n, _ in seen)
     assert seen[0][2] == (2, 16, 32, 32, 3) and seen[-1][2] == (2, 16, 32, 32, 3)   # x0 previews
     assert video.shape == (2, 16, 3, 32, 32) and audio.shape == (2, 1, 12800)
 
