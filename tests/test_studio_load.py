@@ -30,3 +30,24 @@ def test_ten_concurrent_generations(tmp_path):
     assert len({w.tobytes() for w in wavs}) == 10
     assert np.array_equal(read_wav([f for f in again[2] if f.endswith(".wav")][0])[0], wavs[0])
     print(f"10 concurrent requests served in {elapsed:.1f} s")
+
+
+def test_cancel_frees_the_model_for_the_next_job(tmp_path):
+    """A cancelled 1000-step DDPM job stops at its next step: a short job queued behind it finishes soon."""
+    from gradio_client import Client
+
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    with running_app(ckpt, [tmp_path]) as (demo, url):
+        client = Client(url, verbose=False)
+        long_job = client.submit(str(ckpt), None, "ddpm", 20, 0, 1, 0, 3, api_name="/generate")
+        t0 = time.perf_counter()
+        while demo.studio.cancels.get(next(iter(demo.studio.cancels), ""), []) == [] and time.perf_counter() - t0 < 60:
+            time.sleep(0.1)                                     # the job is sampling
+        assert any(demo.studio.cancels.values()), "the long job never started"
+        long_job.cancel()
+        t1 = time.perf_counter()
+        out = Client(url, verbose=False).predict(str(ckpt), None, "ddim", 2, 1, 1, 0, 3, api_name="/generate")
+        waited = time.perf_counter() - t1
+        assert "1 clip(s)" in out[1]
+        assert waited < 60, f"the next job waited {waited:.0f} s: the cancelled DDPM job kept the model"
+        assert not any(demo.studio.cancels.values())            # every job's cancel event was released
