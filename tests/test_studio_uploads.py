@@ -83,3 +83,16 @@ def test_read_for_view_handles_one_stream(media):
     assert a is None and v.shape[1:] == (64, 64, 3)
     v, a = read_for_view(media["wav_11k"], LIMITS, audio_rate=16000)
     assert v is None and abs(a.size - 32000) <= 4
+
+
+def test_sample_cli_condition_loader_reads_one_stream(media):
+    import torch
+
+    from mmdiff.sample import load_condition
+
+    v = load_condition(str(media["silent_video"]), "video", TINY)      # a video without sound conditions audio
+    frames = condition_video(media["silent_video"], TINY, LIMITS)
+    assert v.shape == (1, 16, 3, 32, 32)
+    assert torch.equal(v[0, 3, 0], torch.from_numpy(frames[3, :, :, 0]).float() / 127.5 - 1)
+    a = load_condition(str(media["wav_11k"]), "audio", TINY)
+    assert a.shape == (1, 1, 12800) and torch.equal(a[0, 0], torch.from_numpy(condition_audio(media["wav_11k"], TINY, LIMITS)))
