@@ -151,6 +151,29 @@ def video_peak_times(video: np.ndarray, fps: float, min_flow: float = 0.01, rel_
     return (np.nonzero(inner)[0] + 1) / fps
 
 
+def change_energy(video: np.ndarray) -> np.ndarray:
+    """Mean |f[i+1] - 2 f[i] + f[i-1]| (F,) of grey frames in [0, 255]: high where the picture changes
+    abruptly (an impact reverses a motion, a flash lights up), low under smooth motion; 0 at both ends."""
+    g = _grey(video) * 255.0                                             # (F, H, W)
+    e = np.zeros(g.shape[0])
+    if g.shape[0] >= 3:
+        e[1:-1] = np.abs(g[2:] - 2 * g[1:-1] + g[:-2]).mean(axis=(1, 2))
+    return e
+
+
+def change_peak_times(video: np.ndarray, fps: float, min_change: float = 0.5, rel_change: float = 0.5) -> np.ndarray:
+    """Times in seconds of abrupt-change peaks: local maxima of change_energy above the thresholds."""
+    e = change_energy(video)
+    if e.shape[0] < 3:
+        return np.zeros(0)
+    thresh = max(min_change, rel_change * e.max())
+    inner = (e[1:-1] >= e[:-2]) & (e[1:-1] > e[2:]) & (e[1:-1] >= thresh)
+    return (np.nonzero(inner)[0] + 1) / fps
+
+
+VIDEO_DETECTORS = {"flow": video_peak_times, "change": change_peak_times}
+
+
 # ------------------------------------------------------------------------------------ score
 
 
@@ -168,15 +191,21 @@ def peak_iou(audio_times: np.ndarray, video_times: np.ndarray, tolerance: float)
     return hits / union if union else 0.0
 
 
-def av_align(video: np.ndarray, audio: np.ndarray, fps: float, audio_rate: int, window_frames: int = 1) -> float:
+def av_align(video: np.ndarray, audio: np.ndarray, fps: float, audio_rate: int, window_frames: int = 1,
+             video_events: str = "flow") -> float:
     """AV-Align score in [0, 1] of one clip: video uint8 (F, H, W, 3), mono audio float (T,) in [-1, 1].
 
-    A clip with no peaks in either stream scores 0 (as in the public metric).
+    `video_events="flow"` is the published metric (optical-flow magnitude peaks); `"change"` detects
+    abrupt visual changes instead (second temporal difference of the frames: impacts and flashes), which
+    flow misses at 10 fps (on the synthetic dataset: real pairs 0.68 vs 0.41 with flow; see
+    benchmarks/bench_alignment.py). A clip with no peaks in either stream scores 0 (as in the public metric).
     """
+    if video_events not in VIDEO_DETECTORS:
+        raise ValueError(f"video_events must be one of {sorted(VIDEO_DETECTORS)}, got {video_events!r}")
     if fps <= 0 or audio_rate <= 0:
         raise ValueError(f"fps and audio_rate must be positive, got fps={fps}, audio_rate={audio_rate}")
     if window_frames < 0:
         raise ValueError(f"window_frames must be >= 0, got {window_frames}")
     a = audio_peak_times(audio, audio_rate)
-    v = video_peak_times(video, fps)
+    v = VIDEO_DETECTORS[video_events](video, fps)
     return peak_iou(a, v, window_frames / fps)

@@ -1,4 +1,6 @@
-"""Reading and writing audio-video clips for evaluation (PyAV).
+"""Reading audio-video clips for evaluation (PyAV), at their native frame rate, size and sample rate.
+
+Writing clips is `mmdiff.data.av_io.write_clip` (one writer for the project).
 
 A clip in memory is `Clip(video uint8 (F, H, W, 3), audio float32 (T,) mono in [-1, 1] or None,
 fps, audio_rate)`. `read_clip` takes the first `frames` frames and the audio that covers them.
@@ -88,37 +90,6 @@ def read_clip(path: str | Path, frames: int | None = None, with_audio: bool = Tr
             container.seek(0)
             audio, rate = _decode_audio(container, container.streams.audio[0], len(imgs) / fps)
     return Clip(video, audio, fps, rate, path.name)
-
-
-def write_clip(path: str | Path, video: np.ndarray, fps: float, audio: np.ndarray | None = None,
-               audio_rate: int | None = None) -> None:
-    """Write uint8 (F, H, W, 3) video (H, W even) and optional mono float audio as H.264/AAC mp4, atomically."""
-    import av
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    with av.open(str(tmp), "w", format="mp4") as c:
-        vs = c.add_stream("libx264", rate=int(round(fps)) if float(fps).is_integer() else fps)
-        vs.width, vs.height, vs.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
-        vs.options = {"crf": "12"}
-        as_ = None
-        if audio is not None:
-            as_ = c.add_stream("aac", rate=int(audio_rate))
-            as_.layout = "mono"
-        for img in video:
-            for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
-                c.mux(p)
-        for p in vs.encode():
-            c.mux(p)
-        if as_ is not None:
-            frame = av.AudioFrame.from_ndarray(np.asarray(audio, np.float32).reshape(1, -1), format="flt", layout="mono")
-            frame.sample_rate = int(audio_rate)
-            frame.pts = 0     # lets the muxer mark the AAC priming samples, so readers trim them
-            for p in as_.encode(frame):
-                c.mux(p)
-            for p in as_.encode(None):
-                c.mux(p)
-    tmp.replace(path)
 
 
 def resize_frames(video: np.ndarray, size: int) -> np.ndarray:

@@ -45,6 +45,7 @@ def write_previews(trainer: Trainer, step: int, num: int = 2) -> list[Path]:
     video, audio = generate(model, num, SamplerOptions("dpm-solver++", steps=20), seed=step,
                             schedule=Schedule(trainer.diffusion_config))
     out = []
+    (trainer.run_dir / "previews").mkdir(parents=True, exist_ok=True)
     for k in range(num):
         path = trainer.run_dir / "previews" / f"step{step:07d}_{k}.mp4"
         write_clip(path, video[k].cpu().numpy() if video is not None else None,
@@ -75,6 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=10, help="log.csv row every N steps (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed for data order, noise and dropout (default: 0)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (default: 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--clips-per-item", type=int, default=4, help="random clips drawn per cached item per epoch")
     return p.parse_args(argv)
 
@@ -82,6 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmdiff.data.dataset import AVClipDataset
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     info = distributed.setup(args.device)
     try:

@@ -5,10 +5,8 @@ import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# helper modules beside the tests (study_fixtures, studio_fixtures) import by bare name even though
-# tests/ is a package (tests/__init__.py)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # test helper modules (data_media, ...)
+torch.set_num_threads(int(os.environ.get("MMDIFF_TEST_THREADS", min(2, os.cpu_count() or 1))))
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.clips import write_clip
+from fractions import Fraction
+
+from data_media import write_source
 
 
 def synthetic_i3d_flax_tree(seed=0):
@@ -70,7 +72,7 @@ def write_clip_folder(folder: Path, count: int, seed=0, audio=True, rate=8000, *
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         v, a = av_clip(seed * 1000 + i, rate=rate, **kw)
-        write_clip(folder / f"clip{i:03d}.mp4", v, 10, a if audio else None, rate)
+        write_source(folder / f"clip{i:03d}.mp4", v, Fraction(10), a[None] if audio else None, rate)
     return folder
 
 

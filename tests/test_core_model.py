@@ -118,3 +118,19 @@ def test_single_modality_submodels():
     audio_only = mmdiff.build_model(TINY.replace(modalities=("audio",)))
     ev, ea = audio_only(None, torch.randn(1, *TINY.audio_shape), torch.tensor([5]))
     assert ev is None and ea.shape == (1, *TINY.audio_shape)
+
+
+def test_every_parameter_learns():
+    # Zero-initialised residual outputs must not block gradients for good: after two optimiser steps
+    # every parameter has a non-zero gradient (a zero-init factorised head once froze the whole video path).
+    torch.manual_seed(0)
+    model = mmdiff.build_model(TINY)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    v, a, t = torch.randn(1, *TINY.video_shape), torch.randn(1, *TINY.audio_shape), torch.tensor([300])
+    for _ in range(3):
+        opt.zero_grad()
+        ev, ea = model(v, a, t)
+        (((ev - v) ** 2).mean() + ((ea - a) ** 2).mean()).backward()
+        opt.step()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert not dead, dead

