@@ -1,24 +1,60 @@
-"""mmdiff studio launcher.
+"""mmdiff studio: the browser app for generation, zero-shot conditioning, spectrograms, evaluation and studies.
 
-The Gradio studio is built in its own issue; until it lands this launcher checks that the core
-imports and says what is available, so `python app.py` runs on a fresh machine.
+    python app.py                         # http://127.0.0.1:7860, the shipped default model
+    python app.py --ckpt runs/tiny/last.pt --device cuda --port 8000
+    python app.py --workspace /data --workspace runs   # folders the UI may read (real data, runs, clips)
+
+Flags only: the UI is built by studio.build_app; models and jobs live in mmdiff/ and eval/.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python app.py", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    p.add_argument("--ckpt", default=None, help="checkpoint selected at start (default: the shipped tiny model)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    p.add_argument("--workspace", action="append", default=None,
+                   help="folder the UI may read data, runs and checkpoints from; repeatable (default: the current folder)")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload in MB (default: 200)")
+    p.add_argument("--max-upload-seconds", type=float, default=60.0, help="longest uploaded clip in s (default: 60)")
+    p.add_argument("--max-batch", type=int, default=4, help="largest batch a user may generate (default: 4)")
+    p.add_argument("--concurrency", type=int, default=2, help="jobs running at once (default: 2)")
+    p.add_argument("--queue-size", type=int, default=32, help="waiting jobs before new ones are refused (default: 32)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (default 0: torch's choice; 1 is faster on a CPU shared with other jobs)")
+    p.add_argument("--eval-cache-dir", default=None, help="feature cache of the Evaluate tab (default: in the app's work folder)")
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="mmdiff studio (placeholder until the studio issue lands)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on")
-    args = parser.parse_args(argv)
-    import mmdiff
+    args = parse_args(argv)
+    for k, v in OFFLINE_ENV.items():          # before gradio is imported: no calls home at launch
+        os.environ.setdefault(k, v)
+    if args.threads > 0:
+        import torch
 
-    print("mmdiff studio: the browser studio is not built yet (see the studio issue).")
-    print(f"Core is installed; presets available: {', '.join(sorted(mmdiff.PRESETS))}.")
-    print(f"(would serve on http://{args.host}:{args.port})")
+        torch.set_num_threads(args.threads)
+    from mmdiff.uploads import UploadLimits
+    from studio import build_app
+    from studio.app import launch_kwargs
+
+    limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_upload_seconds)
+    demo = build_app(ckpt=args.ckpt, device=args.device, workspace=args.workspace or ["."], limits=limits,
+                     max_batch=args.max_batch, concurrency=args.concurrency, queue_size=args.queue_size,
+                     eval_cache_dir=args.eval_cache_dir)
+    try:
+        demo.launch(**launch_kwargs(demo, args.host, args.port, args.share))
+    finally:
+        demo.studio.close()
     return 0
 
 

@@ -33,33 +33,19 @@ def to_uint8_video(video: torch.Tensor) -> np.ndarray:
 
 
 def load_condition(path: str, modality: str, model_config) -> torch.Tensor:
-    """Decode a conditioning file into the model's layout: video (1, F, 3, H, W) or audio (1, 1, T) in [-1, 1]."""
-    from mmdiff.data.av_io import read_av, read_wav
+    """Decode a conditioning file into the model's layout: video (1, F, 3, H, W) or audio (1, 1, T) in [-1, 1].
 
-    cfg = model_config
-    if modality == "audio" and str(path).lower().endswith(".wav"):
-        from mmdiff.data.av_io import resample_audio
+    Only the given stream is read (a silent video can condition audio; wav/flac/mp3 or a video with
+    sound can condition video); errors (mmdiff.uploads.UploadError, a ValueError) name the file.
+    """
+    from mmdiff.uploads import UploadLimits, condition_audio, condition_video
 
-        samples, rate = read_wav(path)
-        samples = resample_audio(samples, rate, cfg.audio_rate)
-        if len(samples) < cfg.audio_samples:
-            raise ValueError(f"{path}: {len(samples) / cfg.audio_rate:.2f} s of audio, the model needs "
-                             f"{cfg.duration:.2f} s")
-        return torch.from_numpy(np.ascontiguousarray(samples[:cfg.audio_samples], dtype=np.float32)).view(1, 1, -1)
-    clip = read_av(path, fps=cfg.fps, size=cfg.video_size, audio_rate=cfg.audio_rate,
-                   need_audio=modality == "audio", need_video=modality == "video")
+    limits = UploadLimits(max_bytes=2**40, max_seconds=float("inf"))      # the CLI trusts its own files
     if modality == "video":
-        frames = clip.video
-        if frames is None or len(frames) < cfg.video_frames:
-            n = 0 if frames is None else len(frames)
-            raise ValueError(f"{path}: {n} frames at {cfg.fps} fps, the model needs {cfg.video_frames} "
-                             f"({cfg.duration:.2f} s)")
-        v = torch.from_numpy(frames[:cfg.video_frames]).float().div(127.5).sub(1)   # (F, H, W, 3)
-        return v.permute(0, 3, 1, 2).unsqueeze(0)                                    # (1, F, 3, H, W)
-    a = clip.audio
-    if len(a) < cfg.audio_samples:
-        raise ValueError(f"{path}: {len(a) / cfg.audio_rate:.2f} s of audio, the model needs {cfg.duration:.2f} s")
-    return torch.from_numpy(np.ascontiguousarray(a[:cfg.audio_samples], dtype=np.float32)).view(1, 1, -1)
+        frames = condition_video(path, model_config, limits)                 # (F, H, W, 3) uint8
+        return torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 3, 1, 2).unsqueeze(0)
+    audio = condition_audio(path, model_config, limits)                      # (T,) float32
+    return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).view(1, 1, -1)
 
 
 def batch_plan(num: int, batch_size: int, rank: int = 0, world: int = 1) -> list[tuple[int, int, int]]:

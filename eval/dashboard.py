@@ -1,0 +1,123 @@
+"""Evaluation for interactive front ends: weight checks with how-to-fix messages, a run, its table and plot.
+
+No UI imports; the studio's Evaluate tab calls these. The run itself is `eval.protocol.evaluate`.
+
+    problems = missing_weights(("fvd", "fad"), weights_dir=None)     # {metric: message}; empty when ready
+    results = run_evaluation(EvalRequest(real="data/real", fake="samples/", metrics=("av-align",), num_samples=8))
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eval.protocol import (COLUMNS, METRIC_FEATURE, METRICS, FolderSource, GeneratedSource, ProtocolConfig,
+                           evaluate, format_table, write_outputs)
+
+# Metrics whose features need a published weight file (AV-Align needs none).
+WEIGHTED = {m for m, f in METRIC_FEATURE.items() if f != "av-align"}
+
+
+def missing_weights(metrics, weights_dir: str | os.PathLike | None = None, checkpoints: dict | None = None
+                    ) -> dict[str, str]:
+    """Metric -> the extractor's MissingWeightsError message (what the file is, where it is published,
+    where to put it), for every chosen metric whose weights are not on disk."""
+    from eval.features.base import MissingWeightsError, extractor_class
+
+    checkpoints = checkpoints or {}
+    out: dict[str, str] = {}
+    for m in metrics:
+        if m not in WEIGHTED:
+            continue
+        name = METRIC_FEATURE[m]
+        try:
+            cls = extractor_class(name)
+            ex = cls(checkpoint=checkpoints.get(name), weights_dir=weights_dir)
+            ex.weight_path                      # noqa: B018 - resolves the file or raises
+        except MissingWeightsError as e:
+            out[m] = str(e)
+        except ImportError as e:               # an optional package (e.g. laion-clap) is not installed
+            out[m] = f"{name} features need an optional package that is not installed: {e}"
+    return out
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    real: str                              # folder of real clips
+    fake: str | None = None                # folder of generated clips, or
+    ckpt: str | None = None                # a checkpoint to sample from
+    metrics: tuple[str, ...] = ("av-align",)
+    num_samples: int = 16
+    runs: int = 1
+    seed: int = 0
+    batch_size: int = 8
+    frames: int = 16
+    video_size: int = 64
+    weights_dir: str | None = None
+    cache_dir: str = "~/.cache/mmdiff/eval"
+    device: str | None = None
+    sampler: str = "dpm-solver++"
+    steps: int = 20
+
+
+def run_evaluation(req: EvalRequest) -> dict:
+    """Run the protocol for one request; returns the results dict of `eval.protocol.evaluate`."""
+    cfg = ProtocolConfig(metrics=tuple(req.metrics), num_samples=req.num_samples, runs=req.runs, seed=req.seed,
+                         batch_size=req.batch_size, frames=req.frames, video_size=req.video_size,
+                         weights_dir=req.weights_dir, cache_dir=req.cache_dir, device=req.device,
+                         sampler=req.sampler, steps=req.steps)
+    real = FolderSource(req.real, cfg.frames, cfg.video_size, cfg.needs_audio, "real")
+    if (req.fake is None) == (req.ckpt is None):
+        raise ValueError("give exactly one of a folder of generated clips or a checkpoint")
+    if req.fake is not None:
+        fake = FolderSource(req.fake, cfg.frames, cfg.video_size, cfg.needs_audio, "fake")
+    else:
+        fake = GeneratedSource(req.ckpt, cfg.num_samples * cfg.runs, cfg.seed, cfg.batch_size, cfg.device,
+                               cfg.sampler, cfg.steps, cfg.video_size)
+    return evaluate(cfg, real, fake)
+
+
+def results_rows(results: dict) -> tuple[list[str], list[list]]:
+    """(header, rows) of the summary: one row per metric with mean, std and the per-run values."""
+    runs = results["runs"]
+    header = ["metric", "mean", "std"] + [f"run {r['run']}" for r in runs]
+    rows = []
+    for key, stats in results["summary"].items():
+        rows.append([key, round(stats["mean"], 4), round(stats["std"], 4)] + [round(float(r[key]), 4) for r in runs])
+    return header, rows
+
+
+def results_plot(results: dict, png: str | os.PathLike) -> Path:
+    """One bar per metric (mean over runs, std as error bar, each run as a dot); atomic PNG."""
+    from mmdiff.viz import _plt, save_png
+
+    plt = _plt()
+    s = results["summary"]
+    keys = [k for k, _, _ in COLUMNS if k in s] + [k for k in s if k not in dict((c[0], 0) for c in COLUMNS)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(2.6 * len(keys) + 0.6, 3.0), dpi=100, squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        vals = np.array([float(r[k]) for r in results["runs"]])
+        ax.bar([0], [s[k]["mean"]], yerr=[s[k]["std"]], color="tab:blue", alpha=0.6, capsize=6)
+        ax.scatter(np.zeros_like(vals), vals, color="black", s=12, zorder=3)
+        ax.set_xticks([])
+        ax.set_title(k, fontsize=10)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(f"N = {results['config']['num_samples']}, {len(results['runs'])} run(s)", fontsize=9)
+    fig.tight_layout()
+    return save_png(fig, png)
+
+
+def save_results(results: dict, out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
+    """results.json + results.csv (eval.protocol's writer), a table text file and the plot."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    j, c = write_outputs(results, out / "results.json")
+    table = out / "table.txt"
+    table.write_text(format_table(results, name) + "\n")
+    return {"json": j, "csv": c, "table": table, "plot": results_plot(results, out / "results.png")}
+
+
+__all__ = ["METRICS", "WEIGHTED", "EvalRequest", "missing_weights", "run_evaluation", "results_rows",
+           "results_plot", "save_results"]

@@ -1,0 +1,181 @@
+"""Generation jobs for interactive front ends: a model store, cancellable sampling, clips written to files.
+
+No UI imports: the studio wraps these functions; tests and notebooks call them directly.
+
+    store = ModelStore(device="cpu")
+    model, schedule = store.get(None)                 # the shipped default model (clear error if missing)
+    clips = generate_clips_to(out_dir, model, schedule, JobSpec(num=2, seed=0), on_step=...)
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mmdiff.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from mmdiff.diffusion.guidance import Condition
+from mmdiff.diffusion.joint import JointLayout
+from mmdiff.generate import SamplerOptions, generate
+
+
+class JobCancelled(RuntimeError):
+    """Raised from the sampler callback when the job's cancel event is set."""
+
+
+class ModelStore:
+    """Loaded models by checkpoint path (None = the shipped default), one lock per model.
+
+    The lock serialises sampling on one model, so a seed always gives the same clip even when
+    several users generate at once (generate() seeds torch's global RNG for RS-MMA shifts).
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", default_ckpt: str | Path | None = None):
+        self.device = torch.device(device)
+        self.default_ckpt = Path(default_ckpt) if default_ckpt else DEFAULT_CHECKPOINT
+        self._models: dict[str, tuple[torch.nn.Module, object]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def resolve(self, ckpt: str | Path | None) -> Path:
+        path = Path(ckpt) if ckpt else self.default_ckpt
+        if not path.is_file():
+            if ckpt is None or Path(ckpt) == self.default_ckpt:
+                raise CheckpointError(
+                    f"the default model {path.name} is missing (expected at {path}). Train it with "
+                    "`python -m mmdiff.train --preset tiny ...` (see README) and copy last.pt there, or "
+                    "choose/upload another checkpoint.")
+            raise CheckpointError(f"checkpoint {path.name} does not exist")
+        return path.resolve()
+
+    def get(self, ckpt: str | Path | None = None):
+        """(model, schedule) for a checkpoint; loaded once, then kept."""
+        key = str(self.resolve(ckpt))
+        with self._guard:
+            if key not in self._models:
+                self._models[key] = load_model(key, self.device)
+                self._locks[key] = threading.Lock()
+            return self._models[key]
+
+    def lock(self, ckpt: str | Path | None = None) -> threading.Lock:
+        key = str(self.resolve(ckpt))
+        self.get(ckpt)
+        return self._locks[key]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    num: int = 1
+    seed: int = 0
+    sampler: str = "dpm-solver++"
+    steps: int = 20
+    eta: float = 0.0
+    order: int = 3
+    max_num: int = 8
+
+    def options(self) -> SamplerOptions:
+        if not 1 <= self.num <= self.max_num:
+            raise ValueError(f"batch size must be between 1 and {self.max_num}, got {self.num}")
+        if self.sampler != "ddpm" and not 1 <= self.steps <= 1000:
+            raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
+        return SamplerOptions(self.sampler, steps=int(self.steps), eta=float(self.eta), order=int(self.order))
+
+
+@dataclass(frozen=True)
+class ClipFiles:
+    mp4: Path
+    wav: Path | None
+    png: Path                 # spectrogram + onset + frame-strip view
+
+
+StepFn = Callable[[int, int, np.ndarray | None], None]   # (step, steps, preview uint8 (N, F, H, W, 3) or None)
+
+
+def step_callback(model, on_step: StepFn | None, cancel: threading.Event | None, preview_every: int = 4):
+    """Sampler callback: raises JobCancelled when `cancel` is set; reports progress and x0 previews."""
+    layout = JointLayout.from_config(model.config)
+
+    def callback(info: dict) -> None:
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled("cancelled")
+        if on_step is None:
+            return
+        step, steps = int(info["step"]), int(info["steps"])          # step is 1-based
+        preview = None
+        if "video" in layout.slices and (step % preview_every == 0 or step == steps or step == 1):
+            video, _ = layout.unpack(info["x0"])
+            preview = to_uint8(video)
+        on_step(step, steps, preview)
+
+    return callback
+
+
+def to_uint8(video: torch.Tensor) -> np.ndarray:
+    """(N, F, 3, H, W) in [-1, 1] -> (N, F, H, W, 3) uint8."""
+    return ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+
+
+def run_generation(store: ModelStore, ckpt, spec: JobSpec, condition: Condition | None = None,
+                   on_step: StepFn | None = None, cancel: threading.Event | None = None):
+    """Sample under the model's lock. Returns (model config, video (N, F, 3, H, W) | None, audio (N, 1, T) | None)."""
+    model, schedule = store.get(ckpt)
+    opts = spec.options()
+    with store.lock(ckpt):
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled("cancelled")
+        with torch.inference_mode(condition is None or condition.mode != "gradient"):
+            video, audio = generate(model, spec.num, opts, seed=int(spec.seed), condition=condition,
+                                    schedule=schedule, callback=step_callback(model, on_step, cancel))
+    return model.config, video, audio
+
+
+def write_clips(out_dir: str | Path, cfg, video: torch.Tensor | None, audio: torch.Tensor | None,
+                prefix: str = "clip", titles: list[str] | None = None) -> list[ClipFiles]:
+    """Write each clip as mp4 (H.264 + AAC), wav and a spectrogram PNG into out_dir."""
+    from mmdiff.data.av_io import write_clip, write_wav
+    from mmdiff.viz import ClipArrays, clip_figure, save_png
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n = (video if video is not None else audio).shape[0]
+    v8 = to_uint8(video) if video is not None else None
+    files = []
+    for k in range(n):
+        a = audio[k, 0].float().cpu().numpy() if audio is not None else None
+        frames = v8[k] if v8 is not None else np.zeros((cfg.video_frames, cfg.video_size, cfg.video_size, 3), np.uint8)
+        sound = a if a is not None else np.zeros(cfg.audio_samples, np.float32)
+        mp4 = write_clip(out / f"{prefix}_{k}.mp4", frames, sound, cfg.fps, cfg.audio_rate)
+        wav = write_wav(out / f"{prefix}_{k}.wav", a, cfg.audio_rate) if a is not None else None
+        title = titles[k] if titles else f"{prefix} {k}"
+        fig = clip_figure(ClipArrays(v8[k] if v8 is not None else None, a, cfg.fps, cfg.audio_rate, title))
+        png = save_png(fig, out / f"{prefix}_{k}.png")
+        files.append(ClipFiles(mp4, wav, png))
+    return files
+
+
+def find_checkpoints(folders: list[str | Path], limit: int = 200, max_depth: int = 4) -> list[Path]:
+    """*.pt files under the given folders (hidden folders, virtual envs and site-packages skipped), newest first."""
+    import os
+
+    skip = {"node_modules", "site-packages", "__pycache__", ".venv", "venv"}
+    found: set[Path] = set()
+    for folder in folders:
+        f = Path(folder)
+        if f.is_file() and f.suffix == ".pt":
+            found.add(f.resolve())
+            continue
+        if not f.is_dir():
+            continue
+        base = len(f.resolve().parts)
+        for root, dirs, files in os.walk(f.resolve()):
+            depth = len(Path(root).parts) - base
+            dirs[:] = [] if depth >= max_depth else [d for d in dirs if not d.startswith(".") and d not in skip]
+            for name in files:
+                if name.endswith(".pt") and not name.startswith("."):
+                    found.add(Path(root, name))
+            if len(found) >= limit:
+                break
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)[:limit]

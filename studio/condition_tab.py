@@ -1,0 +1,105 @@
+"""Zero-shot conditioning tab: a video in, its audio out (or an audio file in, its video out), side by side."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import gradio as gr
+import torch
+
+from mmdiff.data.av_io import write_clip, write_wav
+from mmdiff.diffusion.guidance import Condition
+from mmdiff.jobs import run_generation, write_clips
+from mmdiff.uploads import condition_audio, condition_video
+from mmdiff.viz import ClipArrays, clip_figure, save_png
+from studio.context import StudioContext, user_errors
+from studio.generate_tab import checked_checkpoint, model_picker, sampler_controls, spec_from
+from studio.runner import stream_job
+
+V2A = "video → audio: upload a video, generate its sound"
+A2V = "audio → video: upload a sound, generate its video"
+
+
+def condition_tensor(modality: str, value: np.ndarray) -> torch.Tensor:
+    """uint8 (F, H, W, 3) -> (1, F, 3, H, W) in [-1, 1]; float (T,) -> (1, 1, T)."""
+    if modality == "video":
+        return torch.from_numpy(value).float().div(127.5).sub(1).permute(0, 3, 1, 2).unsqueeze(0)
+    return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).view(1, 1, -1)
+
+
+def build(ctx: StudioContext):
+    gr.Markdown("Generate the missing modality for a given one (paper Sec. 3.4). *Replacement* re-noises the "
+                "given stream at every step; *gradient* also guides the generated stream with weight lambda "
+                "(start from 1 with DPM-Solver++/DDIM). The model uses the first clip-length seconds.")
+    choice, upload_ckpt = model_picker(ctx)
+    direction = gr.Radio([V2A, A2V], value=V2A, label="Direction")
+    media = gr.File(label="Condition file (video: mp4/mov/webm/mkv/avi; audio: wav/flac/mp3/ogg/m4a or a video "
+                          "with sound)", type="filepath", elem_id="condition-upload")
+    with gr.Row():
+        mode = gr.Radio(["replacement", "gradient"], value="gradient", label="Method")
+        scale = gr.Slider(0, 10, value=1.0, step=0.1, label="lambda (gradient guidance weight)")
+    sampler, steps, seed, num, eta, order = sampler_controls(ctx, batch=False, prefix="cond")
+    with gr.Row():
+        go = gr.Button("Generate from condition", variant="primary", elem_id="condition-btn")
+        stop = gr.Button("Cancel", variant="stop")
+    status = gr.Markdown("", elem_id="condition-status")
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("**Condition** (as the model sees it)")
+            cond_video = gr.Video(label="given video", interactive=False, height=240)
+            cond_audio = gr.Audio(label="given audio", interactive=False, type="filepath")
+            cond_spec = gr.Image(label="condition: frames / spectrogram", type="filepath", interactive=False)
+        with gr.Column():
+            gr.Markdown("**Result**")
+            preview = gr.Image(label="live preview", type="numpy", height=120, interactive=False)
+            result = gr.Video(label="result (video with sound)", interactive=False, buttons=["download"],
+                              height=240, elem_id="condition-result")
+            result_spec = gr.Image(label="result: frames, mel spectrogram, onsets", type="filepath",
+                                   interactive=False, elem_id="condition-result-spec")
+    files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+
+    @user_errors
+    def run(choice, upload_ckpt, direction, media, mode, scale, sampler, steps, seed, eta, order,
+            request: gr.Request, progress=gr.Progress()):
+        spec_ = spec_from(ctx, sampler, steps, seed, 1, eta, order)
+        ckpt = checked_checkpoint(ctx, choice, upload_ckpt)
+        progress(0, desc="loading model")
+        model, _ = ctx.store.get(ckpt)
+        cfg = model.config
+        modality = "video" if direction == V2A else "audio"
+        progress(0, desc="reading the upload")
+        value = (condition_video if modality == "video" else condition_audio)(media, cfg, ctx.limits)
+        out = ctx.job_dir(request, "condition")
+        if modality == "video":
+            given_v = write_clip(out / "condition.mp4", value, np.zeros(cfg.audio_samples, np.float32),
+                                 cfg.fps, cfg.audio_rate)
+            given_a = None
+            fig = clip_figure(ClipArrays(value, None, cfg.fps, cfg.audio_rate, "condition"))
+        else:
+            given_v, given_a = None, write_wav(out / "condition.wav", value, cfg.audio_rate)
+            fig = clip_figure(ClipArrays(None, value, cfg.fps, cfg.audio_rate, "condition"))
+        given_png = save_png(fig, out / "condition.png")
+        cond = Condition(modality, condition_tensor(modality, value), mode=mode, scale=float(scale))
+        first = (gr.Video(value=str(given_v) if given_v else None, visible=given_v is not None),
+                 gr.Audio(value=str(given_a) if given_a else None, visible=given_a is not None), str(given_png))
+        yield (*first, gr.skip(), gr.skip(), gr.skip(), "sampling ...", gr.skip())
+        res = None
+        for kind, v in stream_job(ctx, request, lambda on_step, cancel: run_generation(
+                ctx.store, ckpt, spec_, condition=cond, on_step=on_step, cancel=cancel), progress):
+            if kind == "preview":
+                yield (gr.skip(), gr.skip(), gr.skip(), v, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+            else:
+                res = v
+        cfg, video, audio = res
+        clip = write_clips(out, cfg, video, audio, prefix="result", titles=[f"{direction.split(':')[0]} result"])[0]
+        msg = (f"{'Audio' if modality == 'video' else 'Video'} generated for {html.escape(Path(media).name)} "
+               f"with {mode}{f' (lambda {float(scale):g})' if mode == 'gradient' else ''}, {spec_.sampler} "
+               f"{spec_.steps} steps, seed {spec_.seed}.")
+        all_files = [str(p) for p in (clip.mp4, clip.wav, clip.png, given_png, given_v, given_a) if p]
+        yield (*first, gr.skip(), str(clip.mp4), str(clip.png), msg, all_files)
+
+    event = go.click(run, [choice, upload_ckpt, direction, media, mode, scale, sampler, steps, seed, eta, order],
+                     [cond_video, cond_audio, cond_spec, preview, result, result_spec, status, files],
+                     api_name="condition", concurrency_id="model", concurrency_limit=1)
+    return event, stop, status

@@ -1,0 +1,175 @@
+"""What every tab shares: the model store, the work folder the app owns, limits, path policy, cancel events.
+
+One `StudioContext` is made per app by `build_app`; nothing lives in module globals.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from mmdiff.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from mmdiff.jobs import JobCancelled, ModelStore, find_checkpoints
+from mmdiff.uploads import UploadError, UploadLimits
+
+log = logging.getLogger("studio")
+DEFAULT_CHOICE = "default: tiny-synthetic.pt (shipped)"
+
+# Errors whose message is written for the user; anything else is logged and summarised.
+USER_ERRORS = (UploadError, CheckpointError, ValueError, FileNotFoundError, JobCancelled)
+
+
+@dataclass
+class StudioContext:
+    store: ModelStore
+    work_root: Path                              # owned by the app, removed by close()
+    workspace: list[Path]                        # server folders the UI may read (data, runs, checkpoints)
+    limits: UploadLimits = field(default_factory=UploadLimits)
+    ckpt: Path | None = None                     # --ckpt: the model selected at start
+    max_batch: int = 4
+    cancels: dict[str, list[threading.Event]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, ckpt=None, device="cpu", workspace=(".",), limits: UploadLimits | None = None,
+               max_batch: int = 4, work_root=None) -> "StudioContext":
+        root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="mmdiff-studio-"))
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(store=ModelStore(device), work_root=root.resolve(),
+                   workspace=[Path(w).expanduser().resolve() for w in workspace],
+                   limits=limits or UploadLimits(), ckpt=Path(ckpt).resolve() if ckpt else None,
+                   max_batch=max_batch)
+
+    def close(self) -> None:
+        shutil.rmtree(self.work_root, ignore_errors=True)
+
+    # ------------------------------------------------------------------ files the app writes
+    def session_dir(self, request: gr.Request | None) -> Path:
+        sid = getattr(request, "session_hash", None) or "anonymous"
+        sid = re.sub(r"[^A-Za-z0-9_-]", "", str(sid))[:64] or "anonymous"
+        d = self.work_root / sid
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def job_dir(self, request: gr.Request | None, kind: str) -> Path:
+        d = self.session_dir(request) / f"{kind}-{uuid.uuid4().hex[:10]}"
+        d.mkdir(parents=True)
+        return d
+
+    def session_clips(self, request: gr.Request | None) -> dict[str, Path]:
+        """Label -> mp4 of every clip this session generated, newest first."""
+        d = self.session_dir(request)
+        clips = sorted(d.glob("*/*.mp4"), key=lambda p: p.stat().st_mtime, reverse=True)
+        return {f"{p.parent.name}/{p.name}": p for p in clips}
+
+    # ------------------------------------------------------------------ server paths the UI may read
+    def server_path(self, text: str | None, what: str, must_be_dir: bool = False) -> Path:
+        """A path typed in the UI, resolved; it must lie inside the workspace (or this app's work folder)."""
+        if not text or not str(text).strip():
+            raise gr.Error(f"give the {what}")
+        raw = Path(str(text).strip()).expanduser()
+        candidates = [raw] if raw.is_absolute() else [w / raw for w in self.workspace]
+        for c in candidates:
+            p = c.resolve()
+            if not any(p == root or root in p.parents for root in [*self.workspace, self.work_root]):
+                continue
+            if p.exists():
+                if must_be_dir and not p.is_dir():
+                    raise gr.Error(f"{what} {text} is not a folder")
+                return p
+        roots = ", ".join(str(w) for w in self.workspace)
+        if raw.is_absolute() and not any(raw.resolve() == r or r in raw.resolve().parents for r in self.workspace):
+            raise gr.Error(f"{what} {text} is outside the studio's workspace ({roots}); start the app with "
+                           "--workspace to allow another folder")
+        raise gr.Error(f"{what} {text} does not exist (relative paths are looked up in {roots})")
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_choices(self) -> list[str]:
+        found = [str(p) for p in find_checkpoints([*self.workspace]) if p != DEFAULT_CHECKPOINT.resolve()]
+        first = [str(self.ckpt)] if self.ckpt else []
+        return [*first, DEFAULT_CHOICE, *[f for f in found if f not in first]]
+
+    def default_choice(self) -> str:
+        return str(self.ckpt) if self.ckpt else DEFAULT_CHOICE
+
+    def checkpoint_for(self, choice: str | None, upload: str | None = None) -> Path | None:
+        """The checkpoint path behind a dropdown choice or an uploaded .pt (None = shipped default)."""
+        if upload:
+            return Path(upload)
+        if not choice or choice == DEFAULT_CHOICE:
+            return None
+        p = Path(choice).resolve()
+        if self.ckpt is not None and p == self.ckpt:
+            return p
+        return self.server_path(choice, "checkpoint")
+
+    def default_model_note(self) -> str:
+        if self.ckpt is not None or DEFAULT_CHECKPOINT.is_file():
+            return ""
+        return (f"**The shipped default model is missing** (expected at `{DEFAULT_CHECKPOINT}`). "
+                "Pick or upload a checkpoint, or start the app with `--ckpt PATH`.")
+
+    # ------------------------------------------------------------------ cancellation
+    def new_cancel(self, request: gr.Request | None) -> threading.Event:
+        ev = threading.Event()
+        with self._lock:
+            self.cancels.setdefault(self._sid(request), []).append(ev)
+        return ev
+
+    def drop_cancel(self, request: gr.Request | None, ev: threading.Event) -> None:
+        with self._lock:
+            evs = self.cancels.get(self._sid(request), [])
+            if ev in evs:
+                evs.remove(ev)
+
+    def cancel_session(self, request: gr.Request) -> str:
+        with self._lock:
+            evs = list(self.cancels.get(self._sid(request), []))
+        for ev in evs:
+            ev.set()
+        return "Cancelled." if evs else "Nothing to cancel."
+
+    @staticmethod
+    def _sid(request) -> str:
+        return str(getattr(request, "session_hash", None) or "anonymous")
+
+
+def user_errors(fn):
+    """Turn expected failures into gr.Error with their message; log anything else and say so briefly.
+
+    Works for plain functions and generators, so the app keeps serving and never shows a stack trace.
+    """
+    import inspect
+
+    def translate(e: Exception) -> gr.Error:
+        if isinstance(e, gr.Error):
+            return e
+        if isinstance(e, USER_ERRORS):
+            return gr.Error(str(e))
+        log.exception("studio: unexpected error in %s", fn.__name__)
+        return gr.Error(f"internal error ({e.__class__.__name__}: {str(e)[:200]}); the server log has details")
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as e:   # noqa: BLE001 - translated for the user
+                raise translate(e) from None
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:       # noqa: BLE001 - translated for the user
+            raise translate(e) from None
+    return wrapper

@@ -1,0 +1,119 @@
+"""Generate tab: unconditional joint audio-video samples with live previews, players, downloads and spectrograms."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from mmdiff.checkpoint import CheckpointError, load_checkpoint
+from mmdiff.diffusion.samplers import SAMPLERS
+from mmdiff.jobs import JobSpec, run_generation, write_clips
+from studio.context import StudioContext, user_errors
+from studio.runner import stream_job
+
+
+def model_picker(ctx: StudioContext):
+    """Checkpoint dropdown + upload + refresh; returns (dropdown, upload)."""
+    with gr.Row():
+        choice = gr.Dropdown(ctx.checkpoint_choices(), value=ctx.default_choice(), label="Model checkpoint",
+                             info="the shipped default, --ckpt, or *.pt files found in the workspace", scale=4)
+        refresh = gr.Button("Rescan", scale=0, size="sm")
+    with gr.Accordion("Upload a checkpoint (.pt)", open=False):
+        upload = gr.File(label="checkpoint", file_types=[".pt"], type="filepath")
+    refresh.click(lambda: gr.Dropdown(choices=ctx.checkpoint_choices()), None, choice, api_visibility="private")
+    return choice, upload
+
+
+def checked_checkpoint(ctx: StudioContext, choice, upload):
+    path = ctx.checkpoint_for(choice, upload)
+    if upload:
+        try:
+            load_checkpoint(path)                   # weights_only=True: no code in an upload is run
+        except CheckpointError as e:
+            reason = "it is truncated or corrupt" if "truncated or corrupt" in str(e) else (
+                "it holds no weights" if "holds no weights" in str(e) else "it is not a file written by mmdiff")
+            raise gr.Error(f"uploaded checkpoint {Path(upload).name} cannot be used: {reason}. Upload a .pt "
+                           "written by python -m mmdiff.train (last.pt) or mmdiff.checkpoint.export_inference.")
+    return path
+
+
+def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen"):
+    with gr.Row():
+        sampler = gr.Radio(sorted(SAMPLERS), value="dpm-solver++", label="Sampler",
+                           info="DDPM always runs all 1,000 steps")
+        steps = gr.Slider(1, 200, value=20, step=1, label="Steps")
+    with gr.Row():
+        seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id=f"{prefix}-seed")
+        num = gr.Slider(1, ctx.max_batch, value=1, step=1, label="Batch size", visible=batch)
+    with gr.Accordion("Sampler settings", open=False):
+        eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM eta")
+        order = gr.Radio([2, 3], value=3, label="DPM-Solver++ order")
+    return sampler, steps, seed, num, eta, order
+
+
+def spec_from(ctx, sampler, steps, seed, num, eta, order) -> JobSpec:
+    if seed is None or int(seed) < 0:
+        raise gr.Error("seed must be a whole number >= 0")
+    return JobSpec(num=int(num), seed=int(seed), sampler=sampler, steps=int(steps), eta=float(eta),
+                   order=int(order), max_num=ctx.max_batch)
+
+
+def build(ctx: StudioContext):
+    """Lay out the tab; returns (the generate event, its button) for the app to wire Cancel."""
+    gr.Markdown("Sample new clips (video with sound) from a model. Each clip gets a player, a download and "
+                "its spectrogram view: video frames, mel spectrogram and audio onsets on one time axis.")
+    note = ctx.default_model_note()
+    if note:
+        gr.Markdown(note, elem_id="default-model-missing")
+    choice, upload = model_picker(ctx)
+    sampler, steps, seed, num, eta, order = sampler_controls(ctx)
+    with gr.Row():
+        go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
+        stop = gr.Button("Cancel", variant="stop", elem_id="generate-cancel")
+    with gr.Row():
+        preview = gr.Image(label="Live preview (x0 estimate, frames 0/5/10/15)", type="numpy", height=160,
+                           interactive=False, elem_id="generate-preview")
+        status = gr.Markdown("", elem_id="generate-status")
+    slots = []
+    for k in range(ctx.max_batch):
+        with gr.Column(visible=k == 0) as col:
+            video = gr.Video(label=f"clip {k}", interactive=False, buttons=["download"], elem_id=f"gen-video-{k}",
+                             height=256)
+            spec = gr.Image(label=f"clip {k}: frames, mel spectrogram, onsets", type="filepath", interactive=False,
+                            elem_id=f"gen-spec-{k}")
+        slots.append((col, video, spec))
+    files = gr.File(label="Downloads (mp4, wav, png)", file_count="multiple", interactive=False)
+
+    @user_errors
+    def generate(choice, upload, sampler, steps, seed, num, eta, order, request: gr.Request,
+                 progress=gr.Progress()):
+        spec_ = spec_from(ctx, sampler, steps, seed, num, eta, order)
+        ckpt = checked_checkpoint(ctx, choice, upload)
+        progress(0, desc="loading model")
+        ctx.store.get(ckpt)
+        out = ctx.job_dir(request, "generate")
+        skip = [gr.skip()] * (1 + 3 * ctx.max_batch)
+        result = None
+        for kind, value in stream_job(ctx, request, lambda on_step, cancel: run_generation(
+                ctx.store, ckpt, spec_, on_step=on_step, cancel=cancel), progress):
+            if kind == "preview":
+                yield (value, "sampling ...", *skip)
+            else:
+                result = value
+        cfg, video, audio = result
+        progress(1.0, desc="writing clips")
+        clips = write_clips(out, cfg, video, audio, prefix=f"seed{spec_.seed}",
+                            titles=[f"seed {spec_.seed}, clip {k}" for k in range(spec_.num)])
+        updates = []
+        for k, (_, _, _) in enumerate(slots):
+            c = clips[k] if k < len(clips) else None
+            updates += [gr.Column(visible=c is not None), str(c.mp4) if c else None, str(c.png) if c else None]
+        all_files = [str(p) for c in clips for p in (c.mp4, c.wav, c.png) if p is not None]
+        msg = (f"{len(clips)} clip(s), {cfg.duration:.1f} s each ({cfg.video_frames} frames at {cfg.fps} fps, "
+               f"{cfg.audio_rate} Hz audio), {spec_.sampler} {spec_.steps} steps, seed {spec_.seed}.")
+        yield (gr.skip(), msg, all_files, *updates)
+
+    outputs = [preview, status, files] + [x for slot in slots for x in slot]
+    event = go.click(generate, [choice, upload, sampler, steps, seed, num, eta, order], outputs,
+                     api_name="generate", concurrency_id="model", concurrency_limit=1)
+    return event, stop, status

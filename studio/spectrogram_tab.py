@@ -1,0 +1,57 @@
+"""Spectrograms tab: frames, mel spectrogram and onset curve of one or two clips on a shared time axis."""
+from __future__ import annotations
+
+import gradio as gr
+
+from mmdiff.uploads import read_for_view
+from mmdiff.viz import ClipArrays, compare_figure, save_png
+from studio.context import StudioContext, user_errors
+
+VIEW_FPS, VIEW_SIZE, VIEW_RATE, VIEW_SECONDS = 10.0, 64, 16_000, 10.0
+NONE = "(none)"
+
+
+def build(ctx: StudioContext):
+    gr.Markdown(f"Pick a clip generated in this session or upload one (the first {VIEW_SECONDS:g} s are shown). "
+                "Frames, mel spectrogram and audio onset strength share one time axis, so you can see "
+                "whether sounds start when the picture changes. Give a second clip to compare.")
+    with gr.Row():
+        with gr.Column():
+            a_pick = gr.Dropdown([NONE], value=NONE, label="Clip A: generated in this session")
+            a_file = gr.File(label="... or upload clip A", type="filepath", elem_id="spec-upload-a")
+        with gr.Column():
+            b_pick = gr.Dropdown([NONE], value=NONE, label="Clip B (optional): generated in this session")
+            b_file = gr.File(label="... or upload clip B", type="filepath")
+    with gr.Row():
+        refresh = gr.Button("Refresh session clips", size="sm")
+        show = gr.Button("Show", variant="primary", elem_id="spec-show")
+    image = gr.Image(label="frames / mel spectrogram / onsets", type="filepath", interactive=False,
+                     elem_id="spec-image")
+
+    def refresh_lists(request: gr.Request):
+        names = [NONE, *ctx.session_clips(request)]
+        return gr.Dropdown(choices=names), gr.Dropdown(choices=names)
+
+    def load(pick, upload, request, label):
+        if upload:
+            path, title = upload, upload.replace("\\", "/").split("/")[-1]
+        elif pick and pick != NONE:
+            clips = ctx.session_clips(request)
+            if pick not in clips:
+                raise gr.Error(f"clip {pick} is not among this session's clips; press Refresh")
+            path, title = clips[pick], pick
+        else:
+            return None
+        video, audio = read_for_view(path, ctx.limits, VIEW_FPS, VIEW_SIZE, VIEW_RATE, VIEW_SECONDS)
+        return ClipArrays(video, audio, VIEW_FPS, VIEW_RATE, f"{label} ({title})")
+
+    @user_errors
+    def view(a_pick, a_file, b_pick, b_file, request: gr.Request):
+        clips = [c for c in (load(a_pick, a_file, request, "A"), load(b_pick, b_file, request, "B")) if c]
+        if not clips:
+            raise gr.Error("choose or upload a clip first")
+        out = ctx.job_dir(request, "view")
+        return str(save_png(compare_figure(clips), out / "view.png"))
+
+    refresh.click(refresh_lists, None, [a_pick, b_pick], api_name="session_clips")
+    show.click(view, [a_pick, a_file, b_pick, b_file], image, api_name="spectrogram")

@@ -1,0 +1,250 @@
+"""The studio's tabs through gradio_client against the app served in-process (tiny random-weight checkpoint)."""
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+
+import av
+import numpy as np
+import pytest
+from studio_fixtures import A2V, V2A, make_media, running_app, tiny_checkpoint
+
+gradio_client = pytest.importorskip("gradio_client")      # pinned in requirements.txt: always present
+from gradio_client import Client, handle_file                # noqa: E402
+from gradio_client.exceptions import AppError                # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    root = tmp_path_factory.mktemp("studio")
+    ckpt = tiny_checkpoint(root / "tiny.pt")
+    media = make_media(root / "media")
+    with running_app(ckpt, [root]) as (demo, url):
+        yield {"demo": demo, "client": Client(url, verbose=False), "ckpt": ckpt, "media": media, "root": root}
+
+
+def vpath(v):
+    """A video output as the client returns it: a path, {"video": path}, or a component update {"value": ...}."""
+    while isinstance(v, dict):
+        v = v["video"] if "video" in v else v["value"]
+    return v
+
+
+def decode(path):
+    """(frames, audio samples, audio rate, duration s) of an mp4."""
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        audio = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+        rate = c.streams.audio[0].rate
+        dur = float(c.duration / av.time_base)
+    return np.stack(frames), audio, rate, dur
+
+
+def generate(client, ckpt, sampler="ddim", steps=3, seed=0, num=1):
+    return client.predict(str(ckpt), None, sampler, steps, seed, num, 0, 3, api_name="/generate")
+
+
+def test_generate_writes_playable_clips_and_views(studio):
+    out = generate(studio["client"], studio["ckpt"], num=2, seed=5)
+    preview, status, files, *slots = out
+    assert "2 clip(s)" in status and "1.6 s" in status
+    assert sorted(p.rsplit(".", 1)[1] for p in files) == ["mp4", "mp4", "png", "png", "wav", "wav"]
+    video0, spec0 = slots[0], slots[1]                                      # layout columns are not outputs
+    frames, audio, rate, dur = decode(vpath(video0))
+    assert frames.shape == (16, 32, 32, 3) and rate == 8000
+    assert abs(dur - 1.6) < 0.1
+    from PIL import Image
+
+    img = np.asarray(Image.open(spec0))
+    assert img.shape[0] > 200 and img.shape[1] > 400 and img.std() > 10     # a drawn figure, not blank
+    assert slots[2] is not None and slots[4] is None                         # clip 1 shown, clip 2 not
+
+
+def test_generate_is_seeded(studio):
+    a = generate(studio["client"], studio["ckpt"], seed=3)
+    b = generate(studio["client"], studio["ckpt"], seed=3)
+    c = generate(studio["client"], studio["ckpt"], seed=4)
+    wav = lambda out: [p for p in out[2] if p.endswith(".wav")][0]          # noqa: E731
+    from mmdiff.data.av_io import read_wav
+
+    wa, wb, wc = (read_wav(wav(x))[0] for x in (a, b, c))
+    assert np.array_equal(wa, wb) and not np.array_equal(wa, wc)
+
+
+def test_generate_rejects_bad_settings_and_checkpoints(studio, tmp_path):
+    client = studio["client"]
+    with pytest.raises(AppError, match="greater than maximum value 4"):
+        client.predict(str(studio["ckpt"]), None, "ddim", 3, 0, 9, 0, 3, api_name="/generate")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(AppError, match="uploaded checkpoint bad.pt cannot be used: it is not a file written by mmdiff"):
+        client.predict(str(studio["ckpt"]), handle_file(str(bad)), "ddim", 3, 0, 1, 0, 3, api_name="/generate")
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict("/etc/passwd", None, "ddim", 3, 0, 1, 0, 3, api_name="/generate")
+
+
+def condition(client, ckpt, direction, path, mode="gradient", scale=1.0):
+    return client.predict(str(ckpt), None, direction, handle_file(str(path)), mode, scale, "ddim", 3, 0, 0, 3,
+                          api_name="/condition")
+
+
+def test_video_to_audio_keeps_the_given_frames(studio):
+    out = condition(studio["client"], studio["ckpt"], V2A, studio["media"]["av"])
+    cond_video, cond_audio, cond_spec, _, result, result_spec, status, files = out
+    assert "Audio generated" in status and "lambda 1" in status
+    given, _, _, _ = decode(vpath(cond_video))
+    got, audio, rate, _ = decode(vpath(result))
+    assert got.shape == (16, 32, 32, 3) and rate == 8000 and audio.std() > 0
+    # the result's video is the condition (12.5 fps source frame k has grey 10k; 10 fps picks k = floor(1.25 j))
+    expect = np.array([10 * int(np.floor(1.25 * j + 1e-4)) for j in range(16)])
+    assert np.abs(given.reshape(16, -1).mean(1) - expect).max() < 4
+    assert np.abs(got.reshape(16, -1).mean(1) - expect).max() < 4
+
+
+def test_audio_to_video_from_a_wav_at_another_rate(studio):
+    out = condition(studio["client"], studio["ckpt"], A2V, studio["media"]["wav_11k"], mode="replacement")
+    cond_video, cond_audio, *_ , result, result_spec, status, files = out
+    assert "Video generated" in status
+    frames, audio, rate, _ = decode(vpath(result))
+    assert frames.shape[0] == 16 and rate == 8000
+    spec = np.abs(np.fft.rfft(audio[:8000]))
+    assert abs(np.argmax(spec) * rate / 8000 - 300) < 5                    # the 300 Hz tone survives resampling
+
+
+@pytest.mark.parametrize("name, direction, message", [
+    ("not_media", V2A, "not a readable audio/video file"),
+    ("empty", V2A, "the file is empty"),
+    ("silent_video", A2V, "has no audio track"),
+    ("wav_11k", V2A, "has no video stream"),
+    ("long_video", V2A, "longer than the 5 s limit"),
+    ("short_video", V2A, "the model needs 1.60 s"),
+    ("short_wav", A2V, "the model needs 1.60 s"),
+    ("low_rate_wav", A2V, "sample rate 2000 Hz is outside"),
+])
+def test_bad_uploads_get_clear_errors(studio, name, direction, message):
+    with pytest.raises(AppError, match=message):
+        condition(studio["client"], studio["ckpt"], direction, studio["media"][name])
+
+
+def test_huge_upload_is_refused_and_app_keeps_serving(studio):
+    with pytest.raises(Exception, match="(?i)size|large|exceed"):
+        condition(studio["client"], studio["ckpt"], V2A, studio["media"]["huge"])
+    out = condition(studio["client"], studio["ckpt"], V2A, studio["media"]["odd_size_video"], mode="replacement")
+    assert "Audio generated" in out[6]
+
+
+def test_spectrogram_view_of_upload_and_comparison(studio):
+    client = studio["client"]
+    one = client.predict("(none)", handle_file(str(studio["media"]["av"])), "(none)", None, api_name="/spectrogram")
+    two = client.predict("(none)", handle_file(str(studio["media"]["av"])), "(none)",
+                         handle_file(str(studio["media"]["wav_11k"])), api_name="/spectrogram")
+    from PIL import Image
+
+    h1, h2 = np.asarray(Image.open(one)).shape[0], np.asarray(Image.open(two)).shape[0]
+    assert h2 > 1.8 * h1                                                     # two clips stacked
+    with pytest.raises(AppError, match="choose or upload a clip first"):
+        client.predict("(none)", None, "(none)", None, api_name="/spectrogram")
+    with pytest.raises(AppError, match="not a readable"):
+        client.predict("(none)", handle_file(str(studio["media"]["not_media"])), "(none)", None,
+                       api_name="/spectrogram")
+
+
+def test_spectrogram_of_a_session_clip(studio):
+    client = Client(studio["client"].src, verbose=False)                 # its own session
+    generate(client, studio["ckpt"])
+    names = client.predict(api_name="/session_clips")
+    choices = names[0]["choices"] if isinstance(names[0], dict) else None
+    label = [c[0] if isinstance(c, (list, tuple)) else c for c in choices if "(none)" not in str(c)][0]
+    png = client.predict(label, None, "(none)", None, api_name="/spectrogram")
+    assert png.endswith(".png")
+
+
+def test_evaluate_av_align_on_clip_folders_and_missing_weights(studio, tmp_path_factory):
+    from eval_helpers import write_clip_folder
+
+    root = studio["root"]
+    write_clip_folder(root / "real", 4, seed=0, frames=16)
+    write_clip_folder(root / "fake", 4, seed=9, frames=16)
+    (root / "noweights").mkdir()
+    md, table, plot, files = studio["client"].predict(
+        "real", "a folder of clips", "fake", None, None, ["fad", "av-align"], 4, 1, 20, "noweights",
+        api_name="/evaluate")
+    assert "AV-Align" in md and "Weights missing" in md and "**fad**" in md
+    assert "not found" in md and "It is published at" in md                  # the extractor's how-to message
+    row = {r[0]: r for r in table["data"]}
+    assert 0 <= float(row["av-align"][1]) <= 1
+    res = json.loads(open([f for f in files if f.endswith(".json")][0]).read())
+    assert res["config"]["num_samples"] == 4 and res["config"]["metrics"] == ["av-align"]
+    md, *_ = studio["client"].predict("real", "a folder of clips", "fake", None, None, ["fad"], 4, 1, 20,
+                                      "noweights", api_name="/evaluate")
+    assert "Weights missing" in md and "AudioCLIP-Full-Training.pt" in md
+    with pytest.raises(AppError, match="does not exist"):
+        studio["client"].predict("nowhere", "a folder of clips", "fake", None, None, ["av-align"], 4, 1, 20, "",
+                                 api_name="/evaluate")
+
+
+def test_study_build_zip_and_analysis(studio):
+    from study_fixtures import make_clips_dir, read_batch_csv, results_rows, write_csv
+
+    root = studio["root"]
+    make_clips_dir(root / "study_in", "real", 3)
+    make_clips_dir(root / "study_in", "ours", 3, seed0=10)
+    client = Client(studio["client"].src, verbose=False)
+    md, files = client.predict("turing", "https://x.example/m", "ours=study_in/ours", "study_in/real", 3, 2, 6, 1, 0,
+                               api_name="/build_study")
+    assert "turing" in md and "6 clips" in md
+    zpath = [f for f in files if f.endswith(".zip")][0]
+    key = json.loads(open([f for f in files if f.endswith("key.json")][0]).read())
+    with zipfile.ZipFile(zpath) as z:
+        names = z.namelist()
+        assert "mturk/turing/batch.csv" in names and "mturk/turing/template.html" in names
+        assert any(n.startswith("media/") and n.endswith(".mp4") for n in names)
+        assert any(n.startswith("preview/") for n in names)
+        assert not any(n.startswith("private/") for n in names)
+        z.extract("mturk/turing/batch.csv", root / "unz")
+    header, brows = read_batch_csv(root / "unz" / "mturk/turing/batch.csv")
+    answers = []
+    for h, row in enumerate(brows):
+        for w in ("W1", "W2"):
+            ans = {}
+            for i in range(1, key["slots_per_hit"] + 1):
+                item = key["items"][row[f"item_id_{i}"]]
+                gold = (item.get("gold") or {}).get("turing")
+                ans[i] = gold[0] if gold else ("real" if item["system"] == "real" else
+                                               ["generated", "cannot_tell", "real"][(i + h) % 3])
+            answers.append((h, w, ans))
+    hdr, rows = results_rows(header, brows, answers, "vote", "fields")
+    csv_path = write_csv(root / "Batch_1_batch_results.csv", hdr, rows)
+    report, mos, turing, charts, afiles = client.predict([handle_file(str(csv_path))], None,
+                                                         api_name="/analyze_study")
+    systems = {r[turing["headers"].index("system")]: r for r in turing["data"]}
+    assert set(systems) >= {"real", "ours"}
+    assert float(systems["real"][turing["headers"].index("pass_rate")]) == 1.0
+    images = [c["image"] if isinstance(c, dict) else c[0] for c in charts]
+    assert any(str(i["path"] if isinstance(i, dict) else i).endswith("turing.png") for i in images)
+    with pytest.raises(AppError, match="upload at least one results CSV"):
+        client.predict([], None, api_name="/analyze_study")
+
+
+def test_training_monitor(studio):
+    from mmdiff.data.av_io import write_clip
+
+    run = studio["root"] / "runs" / "r1"
+    (run / "previews").mkdir(parents=True)
+    with open(run / "log.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "video", "audio", "lr", "clips_per_s", "elapsed_s"])
+        for s in range(10, 110, 10):
+            w.writerow([s, 1 / s, 0.5 / s, 0.5 / s, 1e-4, 12.0, s])
+    for step in (50, 100):
+        for k in range(2):
+            write_clip(run / "previews" / f"step{step:07d}_{k}.mp4", np.zeros((16, 32, 32, 3), np.uint8),
+                       np.zeros(12800, np.float32), 10, 8000)
+    md, curve, v0, v1 = studio["client"].predict("runs/r1", api_name="/monitor")
+    assert "step 100" in md and "loss 0.0100" in md and "previews from step 100" in md
+    assert curve.endswith(".png")
+    assert vpath(v0).endswith("step0000100_0.mp4") and vpath(v1).endswith("step0000100_1.mp4")
+    with pytest.raises(AppError, match="not a training run folder"):
+        studio["client"].predict("media", api_name="/monitor")
