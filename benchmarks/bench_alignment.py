@@ -34,7 +34,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped tiny model)")
     ap.add_argument("--num", type=int, default=64, help="clips per set (default: 64)")
-    ap.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps (default: 20)")
+    ap.add_argument("--sampler", default="dpm-solver++", help="sampler (default: dpm-solver++)")
+    ap.add_argument("--steps", type=int, default=20, help="sampler steps (default: 20)")
+    ap.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     ap.add_argument("--seed", type=int, default=123, help="seed of the real draw and of sampling")
     ap.add_argument("--batch-size", type=int, default=16, help="generation batch size")
     args = ap.parse_args(argv)
@@ -46,7 +48,7 @@ def main(argv=None) -> None:
     gv, ga = [], []
     for b in range(0, args.num, args.batch_size):
         n = min(args.batch_size, args.num - b)
-        video, audio = generate(model, n, SamplerOptions("dpm-solver++", steps=args.steps), seed=args.seed + b,
+        video, audio = generate(model, n, SamplerOptions(args.sampler, steps=args.steps, eta=args.eta), seed=args.seed + b,
                                 schedule=schedule)
         gv += list(to_uint8_video(video))
         ga += list(audio[:, 0].float().numpy())
@@ -54,7 +56,7 @@ def main(argv=None) -> None:
             "generated, audio of the next sample": (gv, ga[1:] + ga[:1])}
     result = {det: {k: summary(scores(v, a, cfg.fps, cfg.audio_rate, det)) for k, (v, a) in sets.items()}
               for det in ("change", "flow")}
-    print(f"machine: {machine()}; num={args.num}, DPM-Solver++ {args.steps} steps, seed {args.seed}")
+    print(f"machine: {machine()}; num={args.num}, {args.sampler} {args.steps} steps (eta {args.eta}), seed {args.seed}")
     print("| set | AV-Align, change peaks | AV-Align, flow peaks (published) |\n|---|---|---|")
     for k in sets:
         c, f = result["change"][k], result["flow"][k]
