@@ -57,15 +57,20 @@ def av_clip(seed, frames=10, size=32, fps=10, rate=8000, events=(3, 6), shift_s=
             x = x0 + 3 if x == x0 else x0
         video[f, size // 3: size // 3 + size // 4, x: x + size // 4] = 220
     video = np.clip(video.astype(int) + rng.integers(-5, 6, video.shape), 0, 255).astype(np.uint8)
+    return video, click_track(rng, events, frames, fps, rate, shift_s, noise=0.01)
+
+
+def click_track(rng, events, frames, fps, rate, shift_s=0.0, noise=0.01):
+    """(T,) float32 Gaussian noise with a decaying 1 kHz click at each event frame's time (+ shift_s)."""
     n = int(frames / fps * rate)
-    audio = rng.normal(0, 0.01, n)
+    audio = rng.normal(0, noise, n)
     k = np.arange(int(0.025 * rate))
     click = 0.8 * np.sin(2 * np.pi * 1000 * k / rate) * np.exp(-k / (0.005 * rate))
     for f in events:
         t = int(round((f / fps + shift_s) * rate))
         if 0 <= t < n - len(k):
             audio[t: t + len(k)] += click
-    return video, audio.astype(np.float32)
+    return audio.astype(np.float32)
 
 
 def write_clip_folder(folder: Path, count: int, seed=0, audio=True, rate=8000, **kw) -> Path:

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from eval.av_align import audio_peak_times, av_align, optical_flow, peak_iou, video_peak_times
+from tests.eval_helpers import click_track
 
 
 def make_clip(events, frames=16, size=32, fps=10, rate=8000, shift_s=0.0, noise=0.02, seed=0):
@@ -14,15 +15,7 @@ def make_clip(events, frames=16, size=32, fps=10, rate=8000, shift_s=0.0, noise=
         if f in events:
             x = x0 + 3 if x == x0 else x0
         video[f, size // 3: size // 3 + side, x: x + side] = 220
-    n = int(frames / fps * rate)
-    audio = rng.normal(0.0, noise, n)                              # (T,)
-    k = np.arange(int(0.025 * rate))
-    click = 0.8 * np.sin(2 * np.pi * 1000 * k / rate) * np.exp(-k / (0.005 * rate))
-    for f in events:
-        t = int(round((f / fps + shift_s) * rate))
-        if 0 <= t < n - len(k):
-            audio[t: t + len(k)] += click
-    return video, audio.astype(np.float32)
+    return video, click_track(rng, events, frames, fps, rate, shift_s, noise)
 
 
 @pytest.mark.parametrize("size,rate,fps,frames", [(32, 8000, 10, 16), (64, 16000, 25, 32)])
