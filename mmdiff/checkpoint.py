@@ -2,7 +2,8 @@
 
 Layout (a dict):
     format: "mmdiff-checkpoint", version: 1
-    model_config: ModelConfig.to_dict(), diffusion_config: DiffusionConfig.to_dict()
+    kind: "joint" (coupled U-Net, ModelConfig) or "sr" (super-resolution U-Net, SRConfig); absent = "joint"
+    model_config: the config's to_dict(), diffusion_config: DiffusionConfig.to_dict()
     model: state dict (None in an inference export), ema: state dict (or None)
     optimizer: optimizer state dict (training checkpoints only)
     step: int, rng: {"torch": uint8 tensor, "generator": uint8 tensor, "cuda": [uint8 tensors]}
@@ -20,11 +21,13 @@ from typing import Any
 
 import torch
 
-from mmdiff.config import DiffusionConfig, ModelConfig
+from mmdiff.config import DiffusionConfig, ModelConfig, SRConfig
 
 FORMAT = "mmdiff-checkpoint"
 VERSION = 1
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "tiny-synthetic.pt"
+DEFAULT_SR_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "sr-tiny-synthetic.pt"
+CONFIG_KINDS = {"joint": ModelConfig, "sr": SRConfig}
 
 
 class CheckpointError(ValueError):
@@ -61,12 +64,13 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def save_checkpoint(path: str | os.PathLike, *, model_config: ModelConfig, diffusion_config: DiffusionConfig,
+def save_checkpoint(path: str | os.PathLike, *, model_config: ModelConfig | SRConfig,
+                    diffusion_config: DiffusionConfig,
                     model: dict | None, ema: dict | None, optimizer: dict | None = None, step: int = 0,
                     rng: dict | None = None, train_args: dict | None = None,
                     metrics: dict | None = None) -> Path:
     return atomic_torch_save({
-        "format": FORMAT, "version": VERSION,
+        "format": FORMAT, "version": VERSION, "kind": model_config.KIND,
         "model_config": model_config.to_dict(), "diffusion_config": diffusion_config.to_dict(),
         "model": model, "ema": ema, "optimizer": optimizer, "step": int(step), "rng": rng or {},
         "train_args": train_args or {}, "metrics": metrics or {},
@@ -94,7 +98,32 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} has checkpoint version {ckpt['version']}; this mmdiff reads up to {VERSION}")
     if ckpt.get("model") is None and ckpt.get("ema") is None:
         raise CheckpointError(f"{path} holds no weights (neither 'model' nor 'ema')")
+    if checkpoint_kind(ckpt) not in CONFIG_KINDS:
+        raise CheckpointError(f"{path} is a {checkpoint_kind(ckpt)!r} checkpoint; this mmdiff knows {sorted(CONFIG_KINDS)}")
     return ckpt
+
+
+def checkpoint_kind(ckpt: dict) -> str:
+    return ckpt.get("kind", "joint")
+
+
+def checkpoint_config(ckpt: dict, path: str | os.PathLike = "checkpoint", kind: str | None = None):
+    """The ModelConfig or SRConfig a loaded checkpoint describes; with `kind`, insist on that kind."""
+    found = checkpoint_kind(ckpt)
+    if kind is not None and found != kind:
+        hint = {"sr": "it is a super-resolution model: pass it with --upscale",
+                "joint": "it is a joint audio-video model: pass it with --ckpt"}[found]
+        raise CheckpointError(f"{path} is a {found!r} checkpoint where a {kind!r} one is needed; {hint}")
+    return CONFIG_KINDS[found].from_dict(ckpt["model_config"])
+
+
+def _load_weights(model: torch.nn.Module, ckpt: dict, path, use_ema: bool, device) -> torch.nn.Module:
+    weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match its config (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]})")
+    return model.to(device).eval()
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu", use_ema: bool = True):
@@ -102,15 +131,19 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
     from mmdiff import build_model
     from mmdiff.diffusion.schedule import Schedule
 
-    ckpt = load_checkpoint(path if path is not None else default_checkpoint())
-    cfg = ModelConfig.from_dict(ckpt["model_config"])
-    model = build_model(cfg)
-    weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: weights do not match its config (missing {missing[:3]}, "
-                              f"unexpected {unexpected[:3]})")
-    model.to(device).eval()
+    path = path if path is not None else default_checkpoint()
+    ckpt = load_checkpoint(path)
+    model = _load_weights(build_model(checkpoint_config(ckpt, path, "joint")), ckpt, path, use_ema, device)
+    return model, Schedule(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
+
+
+def load_sr_model(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True):
+    """Rebuild a super-resolution U-Net from its checkpoint; returns (model, schedule)."""
+    from mmdiff.diffusion.schedule import Schedule
+    from mmdiff.nn.sr_unet import SRUNet
+
+    ckpt = load_checkpoint(path)
+    model = _load_weights(SRUNet(checkpoint_config(ckpt, path, "sr")), ckpt, path, use_ema, device)
     return model, Schedule(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
 
 
@@ -119,7 +152,7 @@ def export_inference(src: str | os.PathLike, dst: str | os.PathLike, dtype: torc
     ckpt = load_checkpoint(src)
     weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
     weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
-    return save_checkpoint(dst, model_config=ModelConfig.from_dict(ckpt["model_config"]),
+    return save_checkpoint(dst, model_config=checkpoint_config(ckpt, src),
                            diffusion_config=DiffusionConfig.from_dict(ckpt["diffusion_config"]),
                            model=None, ema=weights, step=ckpt["step"], train_args=ckpt.get("train_args"),
                            metrics=ckpt.get("metrics"))

@@ -16,9 +16,36 @@ from typing import Any
 SHIFT_MODES = ("random", "zero")
 
 
+class _ConfigIO:
+    """Shared by the config dataclasses: tuple normalisation, `replace`, and dict round trips."""
+
+    TUPLE_FIELDS: tuple[str, ...] = ()
+
+    def _normalise(self) -> None:
+        # Tuples may arrive as lists from JSON; normalise so equality and hashing work.
+        for name in self.TUPLE_FIELDS:
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; was this saved by a newer mmdiff?")
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_ConfigIO):
     """Hyper-parameters of the coupled audio-video U-Net (paper Table A.1)."""
+
+    KIND = "joint"                  # checkpoint kind (class attributes, not fields)
+    TUPLE_FIELDS = ("channel_mult", "attention_scales", "cross_windows", "modalities")
 
     # --- data layout -----------------------------------------------------------------
     video_frames: int = 16          # F
@@ -45,9 +72,7 @@ class ModelConfig:
     modalities: tuple[str, ...] = ("video", "audio")
 
     def __post_init__(self) -> None:
-        # Tuples may arrive as lists from JSON; normalise so equality and hashing work.
-        for name in ("channel_mult", "attention_scales", "cross_windows", "modalities"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
+        self._normalise()
         self.validate()
 
     # ----------------------------------------------------------------------------------
@@ -103,20 +128,6 @@ class ModelConfig:
         """(1, T) of one audio sample."""
         return (1, self.audio_samples)
 
-    def replace(self, **changes: Any) -> "ModelConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {sorted(unknown)}; was this saved by a newer mmdiff?")
-        return cls(**d)
-
 
 @dataclass(frozen=True)
 class DiffusionConfig:
@@ -159,6 +170,77 @@ TINY = ModelConfig(
 PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY}
 
 
+@dataclass(frozen=True)
+class SRConfig(_ConfigIO):
+    """Hyper-parameters of the per-frame super-resolution U-Net (paper Sec. 4.1, Table A.1 right; ADM).
+
+    The network denoises one high-resolution frame (3, high_size, high_size) given the bilinearly
+    upsampled low-resolution frame, concatenated as 3 extra input channels.
+    """
+
+    low_size: int = 64
+    high_size: int = 256
+    channels: int = 3
+    base_channels: int = 192
+    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4, 4)
+    num_res_blocks: int = 2                          # per scale, plus one down/up-sampling res block
+    attention_scales: tuple[int, ...] = (4, 5, 6)    # 1-based scales: 32x32, 16x16 and 8x8 at 256
+    head_dim: int = 48
+    time_embed_dim: int = 192                        # sinusoid width (Table A.1: 192)
+    time_embed_mult: int = 4                         # MLP width = mult * time_embed_dim (ADM: 4)
+    dropout: float = 0.1
+    learn_sigma: bool = True                         # output eps and a variance interpolation (Improved DDPM)
+
+    KIND = "sr"
+    TUPLE_FIELDS = ("channel_mult", "attention_scales")
+
+    def __post_init__(self) -> None:
+        self._normalise()
+        self.validate()
+
+    def validate(self) -> None:
+        n = len(self.channel_mult)
+        if self.high_size % self.low_size:
+            raise ValueError(f"high_size {self.high_size} must be a whole multiple of low_size {self.low_size}")
+        if self.high_size % (2 ** (n - 1)):
+            raise ValueError(f"high_size {self.high_size} must be divisible by 2**{n - 1}")
+        for s in self.attention_scales:
+            if not 1 <= s <= n:
+                raise ValueError(f"attention scale {s} is outside 1..{n} (channel_mult has {n} scales)")
+            if (self.base_channels * self.channel_mult[s - 1]) % self.head_dim:
+                raise ValueError(f"attention at scale {s} has a width that is not a multiple of head_dim "
+                                 f"{self.head_dim}")
+        if (self.base_channels * self.channel_mult[-1]) % self.head_dim:
+            raise ValueError(f"the middle block width is not a multiple of head_dim {self.head_dim}")
+
+    @property
+    def scale_factor(self) -> int:
+        return self.high_size // self.low_size
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels * (2 if self.learn_sigma else 1)
+
+
+# Paper Table A.1 (right) / ADM's 64 -> 256 upsampler: about 311M parameters.
+SR_PAPER = SRConfig()
+
+# CPU preset for the tiny joint model: 32x32 -> 128x128 (the same 4x factor), trainable in minutes.
+SR_TINY = SRConfig(
+    low_size=32,
+    high_size=128,
+    base_channels=32,
+    channel_mult=(1, 1, 2, 2),
+    num_res_blocks=1,
+    attention_scales=(4,),
+    head_dim=32,
+    time_embed_dim=32,
+    dropout=0.0,
+)
+
+SR_PRESETS: dict[str, SRConfig] = {"paper": SR_PAPER, "tiny": SR_TINY}
+
+
 def resolve_config(preset_or_config: "str | ModelConfig | dict[str, Any]") -> ModelConfig:
     """Turn a preset name, a config dict (from a checkpoint) or a ModelConfig into a ModelConfig."""
     if isinstance(preset_or_config, ModelConfig):
@@ -173,4 +255,19 @@ def resolve_config(preset_or_config: "str | ModelConfig | dict[str, Any]") -> Mo
     raise TypeError(f"expected a preset name, dict or ModelConfig, got {type(preset_or_config).__name__}")
 
 
-__all__ = ["ModelConfig", "DiffusionConfig", "PRESETS", "PAPER", "TINY", "resolve_config", "SHIFT_MODES"]
+def resolve_sr_config(preset_or_config: "str | SRConfig | dict[str, Any]") -> SRConfig:
+    """Like `resolve_config`, for the super-resolution U-Net."""
+    if isinstance(preset_or_config, SRConfig):
+        return preset_or_config
+    if isinstance(preset_or_config, dict):
+        return SRConfig.from_dict(preset_or_config)
+    if isinstance(preset_or_config, str):
+        try:
+            return SR_PRESETS[preset_or_config]
+        except KeyError:
+            raise ValueError(f"unknown SR preset {preset_or_config!r}; choose one of {sorted(SR_PRESETS)}") from None
+    raise TypeError(f"expected a preset name, dict or SRConfig, got {type(preset_or_config).__name__}")
+
+
+__all__ = ["ModelConfig", "DiffusionConfig", "PRESETS", "PAPER", "TINY", "resolve_config", "SHIFT_MODES",
+           "SRConfig", "SR_PRESETS", "SR_PAPER", "SR_TINY", "resolve_sr_config"]

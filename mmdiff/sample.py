@@ -4,6 +4,7 @@
     python -m mmdiff.sample --ckpt RUN/last.pt --num 64 --out DIR --sampler ddim --steps 50 --seed 1
     python -m mmdiff.sample --condition-video clip.mp4 --guidance gradient --scale 1 --num 4 --out DIR
     torchrun --nproc_per_node 4 -m mmdiff.sample --ckpt ... --num 2048 --out DIR   # shards the N samples
+    python -m mmdiff.sample --num 4 --out DIR --upscale SR.pt     # second stage: super-resolve the frames
 
 Sample i always comes from batch i // batch-size seeded with seed + that batch number, so the same
 (seed, batch size) gives the same clips whatever the number of processes.
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -54,19 +56,51 @@ def batch_plan(num: int, batch_size: int, rank: int = 0, world: int = 1) -> list
     return batches[rank::world]
 
 
+@dataclass(frozen=True)
+class UpscaleOptions:
+    """The second (super-resolution) stage: checkpoint and sampler (Table A.1: DDIM, 25 steps)."""
+
+    ckpt: str
+    sampler: str = "ddim"
+    steps: int = 25
+    noise: str = "shared"
+    batch_frames: int = 16
+
+
+def load_upscaler(opts: UpscaleOptions | None, joint_config, device):
+    """(video (B, F, 3, h, w) -> (B, F, 3, H, W)) function, or None without `opts`; checks the sizes match."""
+    if opts is None:
+        return None
+    from mmdiff.checkpoint import load_sr_model
+    from mmdiff.upscale import upscale
+
+    sr, sr_schedule = load_sr_model(opts.ckpt, device)
+    if sr.config.low_size != joint_config.video_size:
+        raise ValueError(f"{opts.ckpt} upscales {sr.config.low_size}x{sr.config.low_size} frames but the joint "
+                         f"model makes {joint_config.video_size}x{joint_config.video_size}")
+    sampler = SamplerOptions(opts.sampler, steps=opts.steps)
+    return lambda video, seed: upscale(sr, video, sampler, seed=seed, noise=opts.noise,
+                                       batch_frames=opts.batch_frames, schedule=sr_schedule)
+
+
 def generate_clips(ckpt: str | None, num: int, seed: int = 0, batch_size: int = 8, device: str = "auto",
-                   sampler: str = "dpm-solver++", steps: int = 20,
-                   rank: int = 0, world: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+                   sampler: str = "dpm-solver++", steps: int = 20, rank: int = 0, world: int = 1,
+                   upscale: UpscaleOptions | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """Yield (video uint8 (B, F, H, W, 3), audio float32 (B, T) in [-1, 1], audio_rate) batches.
 
-    The evaluation package calls this; `ckpt=None` uses the shipped default model.
+    The evaluation package calls this; `ckpt=None` uses the shipped default model; with `upscale` the
+    frames go through the super-resolution stage.
     """
     from mmdiff.device import resolve_device
 
-    model, schedule = load_model(ckpt, resolve_device(device))
+    dev = resolve_device(device)
+    model, schedule = load_model(ckpt, dev)
+    upscaler = load_upscaler(upscale, model.config, dev)
     opts = SamplerOptions(sampler, steps=steps)
     for b, _, count in batch_plan(num, batch_size, rank, world):
         video, audio = generate(model, count, opts, seed=seed + b, schedule=schedule)
+        if upscaler is not None:
+            video = upscaler(video, seed + b)
         yield to_uint8_video(video), audio[:, 0].float().cpu().numpy(), model.config.audio_rate
 
 
@@ -88,6 +122,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     cond.add_argument("--condition-audio", help="zero-shot audio->video: generate video for this audio (mp4 or wav)")
     p.add_argument("--guidance", default="replacement", choices=GUIDANCE_MODES, help="zero-shot method")
     p.add_argument("--scale", type=float, default=1.0, help="gradient-guidance weight lambda (default: 1)")
+    p.add_argument("--upscale", metavar="SR_CKPT", default=None,
+                   help="super-resolve the frames with this SR checkpoint (mmdiff.train_sr)")
+    p.add_argument("--upscale-sampler", default="ddim", choices=sorted(SAMPLERS), help="SR sampler (default: ddim)")
+    p.add_argument("--upscale-steps", type=int, default=25, help="SR sampler steps (default: 25, as the paper)")
+    p.add_argument("--upscale-noise", default="shared", choices=["shared", "independent"],
+                   help="initial SR noise: one map shared by a clip's frames (default) or one per frame")
     return p.parse_args(argv)
 
 
@@ -109,6 +149,9 @@ def main(argv=None) -> int:
         value = load_condition(args.condition_video or args.condition_audio, modality, cfg)
         condition = Condition(modality, value, args.guidance, args.scale)
     opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta, order=args.order)
+    up_opts = (UpscaleOptions(args.upscale, args.upscale_sampler, args.upscale_steps, args.upscale_noise)
+               if args.upscale else None)
+    upscaler = load_upscaler(up_opts, cfg, device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plan = batch_plan(args.num, args.batch_size, rank, world)
@@ -116,6 +159,8 @@ def main(argv=None) -> int:
     with tqdm(total=sum(c for _, _, c in plan), desc=f"sample[{rank}]", disable=rank != 0) as bar:
         for b, first, count in plan:
             video, audio = generate(model, count, opts, seed=args.seed + b, condition=condition, schedule=schedule)
+            if upscaler is not None and video is not None:
+                video = upscaler(video, args.seed + b)
             for k in range(count):
                 name = f"sample_{first + k:06d}"
                 v = video[k].cpu().numpy() if video is not None else None
@@ -132,6 +177,7 @@ def main(argv=None) -> int:
         "condition": None if condition is None else {
             "modality": condition.modality, "file": args.condition_video or args.condition_audio,
             "guidance": args.guidance, "scale": args.scale},
+        "upscale": None if up_opts is None else {**asdict(up_opts), "sha256": file_sha256(up_opts.ckpt)},
         "samples": written,
     }
     name = "manifest.json" if world == 1 else f"manifest.rank{rank}.json"

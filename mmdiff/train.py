@@ -12,15 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 import mmdiff
 from mmdiff.config import DiffusionConfig, resolve_config
 from mmdiff.diffusion.joint import JointLayout, model_denoiser
 from mmdiff.diffusion.loss import diffusion_loss
 from mmdiff.diffusion.schedule import Schedule
-from mmdiff.training import distributed
-from mmdiff.training.loop import PRECISIONS, Trainer, TrainConfig
+from mmdiff.training.cli import add_run_args, run, train_config
+from mmdiff.training.loop import Trainer
 
 
 def joint_loss_fn(layout: JointLayout, schedule: Schedule):
@@ -57,69 +55,38 @@ def write_previews(trainer: Trainer, step: int, num: int = 2) -> list[Path]:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mmdiff.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="cache folder from mmdiff.data.prepare or mmdiff.data.synthetic --cache")
-    p.add_argument("--preset", default="tiny", help="model preset: tiny | paper (default: tiny)")
-    p.add_argument("--out", required=True, help="run folder (checkpoint, logs, previews)")
-    p.add_argument("--steps", type=int, default=10_000, help="total optimisation steps (default: 10000)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per step per process (default: 8)")
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (paper: 1e-4)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (paper: 0)")
-    p.add_argument("--ema", type=float, default=0.9999, help="EMA decay (paper: 0.9999; warmed up)")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm, 0 to disable (default: 1)")
-    p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
+    add_run_args(p)
     p.add_argument("--no-random-shift", action="store_true", help="train RS-MMA without the random shift (Table 4)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32, or bf16 autocast")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
-    p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (default: 500)")
-    p.add_argument("--preview-every", type=int, default=1000, help="preview samples every N steps, 0 = never")
-    p.add_argument("--log-every", type=int, default=10, help="log.csv row every N steps (default: 10)")
-    p.add_argument("--seed", type=int, default=0, help="seed for data order, noise and dropout (default: 0)")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (default: 1)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--clips-per-item", type=int, default=4, help="random clips drawn per cached item per epoch")
     return p.parse_args(argv)
 
 
+def model_config(args: argparse.Namespace):
+    """The preset with the flags' changes."""
+    changes = {}
+    if args.dropout is not None:
+        changes["dropout"] = args.dropout
+    if args.no_random_shift:
+        changes["random_shift"] = False
+    cfg = resolve_config(args.preset)
+    return cfg.replace(**changes) if changes else cfg
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mmdiff.data.dataset import AVClipDataset
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    def make_trainer(info):
+        from mmdiff.data.dataset import AVClipDataset
 
-    info = distributed.setup(args.device)
-    try:
-        cfg = resolve_config(args.preset)
-        changes = {}
-        if args.dropout is not None:
-            changes["dropout"] = args.dropout
-        if args.no_random_shift:
-            changes["random_shift"] = False
-        cfg = cfg.replace(**changes) if changes else cfg
-        dcfg = DiffusionConfig()
+        cfg, dcfg = model_config(args), DiffusionConfig()
         dataset = AVClipDataset(args.data, model_config=cfg, seed=args.seed, clips_per_item=args.clips_per_item)
-        tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                           ema=args.ema, grad_clip=args.grad_clip, precision=args.precision,
-                           save_every=args.save_every, preview_every=args.preview_every or 10 ** 12,
-                           log_every=args.log_every, seed=args.seed, workers=args.workers)
-        torch.manual_seed(args.seed)                       # identical initial weights on every rank
         trainer = Trainer(args.out, mmdiff.build_model(cfg), cfg, dcfg, dataset,
-                          joint_loss_fn(JointLayout.from_config(cfg), Schedule(dcfg)), tcfg, info,
+                          joint_loss_fn(JointLayout.from_config(cfg), Schedule(dcfg)), train_config(args), info,
                           resume=args.resume, preview_fn=write_previews if args.preview_every else None,
                           train_args={"data": str(args.data), "preset": args.preset})
-        if info.is_main:
-            n = sum(p.numel() for p in trainer.model.parameters())
-            print(f"training {args.preset} ({n / 1e6:.2f}M params) on {len(dataset)} clips/epoch, "
-                  f"{info.world} process(es) on {info.device}, from step {trainer.step} to {args.steps}",
-                  file=sys.stderr)
-        metrics = trainer.run()
-        if info.is_main:
-            print(f"done at step {trainer.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
-                  file=sys.stderr)
-    finally:
-        distributed.teardown()
-    return 0
+        return trainer, args.preset
+
+    return run(args, make_trainer)
 
 
 if __name__ == "__main__":

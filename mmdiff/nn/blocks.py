@@ -17,10 +17,14 @@ from mmdiff.nn.layers import (Resample, VideoConv, audio_conv, audio_pointwise, 
 
 
 def _conv3(modality: str, cin: int, cout: int, dilation: int) -> nn.Module:
+    if modality == "image":
+        return nn.Conv2d(cin, cout, 3, padding=1)
     return VideoConv(cin, cout) if modality == "video" else audio_conv(cin, cout, 3, dilation)
 
 
 def _conv1(modality: str, cin: int, cout: int) -> nn.Module:
+    if modality == "image":
+        return nn.Conv2d(cin, cout, 1)
     return video_pointwise(cin, cout) if modality == "video" else audio_pointwise(cin, cout)
 
 
@@ -32,24 +36,29 @@ def _broadcast(emb: torch.Tensor, ndim: int) -> torch.Tensor:
 class ResBlock(nn.Module):
     """Pre-activation residual block with scale-shift (FiLM) timestep conditioning.
 
-    h = Conv3tap(SiLU(GN(x)))                    2D+1D conv for video, dilated 1-D conv for audio
-    h = Conv1x1(Dropout(SiLU(GN(h) * (1 + scale) + shift)))   zero-initialised
+    h = Conv3tap(SiLU(GN(x)))                    2D+1D conv for video, dilated 1-D conv for audio,
+                                                 3x3 conv for images (B, C, H, W) (the SR U-Net)
+    h = Conv_out(Dropout(SiLU(GN(h) * (1 + scale) + shift)))   zero-initialised; 1x1, or 3-tap
+                                                 with `out_kernel=3` (the ADM block the SR stage uses)
     out = skip(x) + h, with optional down/up-sampling of both paths.
     """
 
     def __init__(self, modality: str, cin: int, cout: int, dropout: float, dilation: int = 1,
-                 resample: str | None = None, audio_factor: int = 4):
+                 resample: str | None = None, audio_factor: int = 4, out_kernel: int = 1):
         super().__init__()
+        if out_kernel not in (1, 3) or (out_kernel == 3 and modality == "video"):
+            raise ValueError(f"out_kernel must be 1, or 3 for images and audio; got {out_kernel} for {modality}")
         self.in_norm = group_norm(cin)
         self.in_conv = _conv3(modality, cin, cout, dilation)
         self.resample = Resample(modality, resample, audio_factor) if resample else nn.Identity()
         self.out_norm = group_norm(cout)
         self.dropout = nn.Dropout(dropout)
-        self.out_conv = zero_init(_conv1(modality, cout, cout))
+        out_conv = _conv3(modality, cout, cout, dilation) if out_kernel == 3 else _conv1(modality, cout, cout)
+        self.out_conv = zero_init(out_conv)
         self.skip = nn.Identity() if cin == cout else _conv1(modality, cin, cout)
 
     def forward(self, x: torch.Tensor, scale_shift: torch.Tensor) -> torch.Tensor:
-        """:param x: (B, C, F, H, W) or (B, C, T); :param scale_shift: (B, 2 * cout)."""
+        """:param x: (B, C, F, H, W), (B, C, H, W) or (B, C, T); :param scale_shift: (B, 2 * cout)."""
         h = self.resample(self.in_conv(nn.functional.silu(self.in_norm(x))))
         x = self.resample(x)
         scale, shift = _broadcast(scale_shift, h.ndim).chunk(2, dim=1)

@@ -86,21 +86,24 @@ def audio_pointwise(cin: int, cout: int) -> nn.Conv1d:
     return nn.Conv1d(cin, cout, 1)
 
 
+_POOL = {"video": nn.functional.avg_pool3d, "image": nn.functional.avg_pool2d, "audio": nn.functional.avg_pool1d}
+
+
 class Resample(nn.Module):
-    """Down- or up-sampling of one stream: video by 2 in H and W (never in F), audio by `factor` in T.
+    """Down- or up-sampling of one stream: video by 2 in H and W (never in F), images (B, C, H, W) by 2,
+    audio by `factor` in T.
 
     Average pooling down, nearest-neighbour up (as the public code with resblock_updown).
     """
 
     def __init__(self, modality: str, direction: str, audio_factor: int = 4):
         super().__init__()
-        if modality not in ("video", "audio") or direction not in ("down", "up"):
+        if modality not in _POOL or direction not in ("down", "up"):
             raise ValueError(f"bad Resample({modality!r}, {direction!r})")
         self.modality, self.direction = modality, direction
-        self.factor = (1, 2, 2) if modality == "video" else (audio_factor,)
+        self.factor = {"video": (1, 2, 2), "image": (2, 2), "audio": (audio_factor,)}[modality]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.direction == "up":
             return nn.functional.interpolate(x, scale_factor=self.factor, mode="nearest")
-        pool = nn.functional.avg_pool3d if self.modality == "video" else nn.functional.avg_pool1d
-        return pool(x, self.factor, self.factor)
+        return _POOL[self.modality](x, self.factor, self.factor)

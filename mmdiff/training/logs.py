@@ -5,29 +5,40 @@ import csv
 import os
 from pathlib import Path
 
-FIELDS = ["step", "loss", "video", "audio", "lr", "clips_per_s", "elapsed_s"]
+BOOKKEEPING = ("step", "lr", "clips_per_s", "elapsed_s")     # columns that are not loss terms
 
 
 class CSVLog:
-    """Rows are appended and flushed as they come; on resume, rows past the resumed step are dropped first."""
+    """Rows are appended and flushed as they come; on resume, rows past the resumed step are dropped first.
+
+    The columns are those of the first row written (step, loss, then each loss term of the objective:
+    video/audio for the joint model, mse/vlb for the SR stage; then lr, clips_per_s, elapsed_s); a resumed
+    log keeps its header.
+    """
 
     def __init__(self, path: str | os.PathLike, resume_step: int | None = None):
-        self.path = Path(path)
+        self.path, self.fields = Path(path), None
         if resume_step is not None and self.path.exists():
-            rows = [r for r in read_log(self.path) if int(r["step"]) <= resume_step]
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = reader.fieldnames
+                rows = [r for r in reader if int(r["step"]) <= resume_step]
             tmp = self.path.with_suffix(".tmp")
             with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, FIELDS)
-                w.writeheader()
-                w.writerows(rows)
+                if self.fields:
+                    w = csv.DictWriter(f, self.fields)
+                    w.writeheader()
+                    w.writerows(rows)
             os.replace(tmp, self.path)
-        elif not self.path.exists() or resume_step is None:
-            with open(self.path, "w", newline="") as f:
-                csv.DictWriter(f, FIELDS).writeheader()
+        else:
+            self.path.write_text("")
 
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, FIELDS, extrasaction="ignore").writerow(row)
+            if not self.fields:
+                self.fields = list(row)
+                csv.DictWriter(f, self.fields).writeheader()
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
 
 
 def read_log(path: str | os.PathLike) -> list[dict]:
@@ -36,7 +47,7 @@ def read_log(path: str | os.PathLike) -> list[dict]:
 
 
 def plot_losses(log_path: str | os.PathLike, png_path: str | os.PathLike, smooth: float = 0.9) -> Path | None:
-    """Joint, video and audio loss against step (raw, faint, and exponentially smoothed); atomic PNG write."""
+    """Every loss column against step (raw, faint, and exponentially smoothed); atomic PNG write."""
     rows = read_log(log_path)
     if not rows:
         return None
@@ -47,7 +58,9 @@ def plot_losses(log_path: str | os.PathLike, png_path: str | os.PathLike, smooth
 
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for key, color in (("loss", "black"), ("video", "tab:blue"), ("audio", "tab:orange")):
+    terms = [k for k in rows[0] if k not in BOOKKEEPING and k != "loss"]
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for key, color in [("loss", "black"), *zip(terms, colors)]:
         vals = [float(r[key]) for r in rows if r.get(key) not in ("", None)]
         if len(vals) != len(steps):
             continue
@@ -56,9 +69,9 @@ def plot_losses(log_path: str | os.PathLike, png_path: str | os.PathLike, smooth
             ema = smooth * ema + (1 - smooth) * v
             sm.append(ema)
         ax.plot(steps, vals, color=color, alpha=0.2, linewidth=0.8)
-        ax.plot(steps, sm, color=color, label={"loss": "joint", "video": "video", "audio": "audio"}[key])
+        ax.plot(steps, sm, color=color, label="total" if key == "loss" else key)
     ax.set_xlabel("step")
-    ax.set_ylabel("epsilon MSE")
+    ax.set_ylabel("loss")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from mmdiff.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from mmdiff.config import DiffusionConfig, ModelConfig
+from mmdiff.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, save_checkpoint
+from mmdiff.config import DiffusionConfig, ModelConfig, SRConfig
 from mmdiff.training.distributed import DistInfo, all_reduce_mean, batch_indices
 from mmdiff.training.ema import EMA
 from mmdiff.training.logs import CSVLog, plot_losses
@@ -94,7 +94,7 @@ def _rng_state(device: torch.device) -> dict:
 class Trainer:
     """Owns the model, optimizer, EMA and run folder of one training run."""
 
-    def __init__(self, run_dir: str | Path, model: torch.nn.Module, model_config: ModelConfig,
+    def __init__(self, run_dir: str | Path, model: torch.nn.Module, model_config: ModelConfig | SRConfig,
                  diffusion_config: DiffusionConfig, dataset, loss_fn: LossFn, cfg: TrainConfig, dist: DistInfo,
                  resume: bool = False, preview_fn: Callable | None = None, train_args: dict | None = None):
         self.run_dir = Path(run_dir)
@@ -119,7 +119,7 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------
     def _load(self) -> None:
         ckpt = load_checkpoint(self.ckpt_path, map_location=self.dist.device)
-        if ModelConfig.from_dict(ckpt["model_config"]) != self.model_config:
+        if checkpoint_config(ckpt, self.ckpt_path, self.model_config.KIND) != self.model_config:
             raise CheckpointError(f"{self.ckpt_path} was trained with a different model config; "
                                   "resume with the same --preset, or choose a new --out")
         if ckpt.get("optimizer") is None or ckpt.get("model") is None:
@@ -174,7 +174,7 @@ class Trainer:
             if main and (self.step % cfg.log_every == 0 or done):
                 now = time.time()
                 rate = (self.step - last_step) * cfg.batch_size * self.dist.world / max(now - last_t, 1e-9)
-                log.write({"step": self.step, **metrics, "lr": cfg.lr, "clips_per_s": round(rate, 3),
+                log.write({"step": self.step, "loss": metrics["loss"], **metrics, "lr": cfg.lr, "clips_per_s": round(rate, 3),
                            "elapsed_s": round(now - t0, 1)})
                 last_t, last_step = now, self.step
             if main and (self.step % cfg.save_every == 0 or done):

@@ -1,6 +1,6 @@
 """Read a training run folder (written by `python -m mmdiff.train`) for monitors: losses, checkpoint, previews.
 
-A run folder holds log.csv (step, loss, video, audio, lr, clips_per_s, elapsed_s), loss.png,
+A run folder holds log.csv (step, loss, the loss terms, lr, clips_per_s, elapsed_s), loss.png,
 last.pt and previews/step<7 digits>_<k>.mp4. Everything here only reads.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmdiff.training.logs import plot_losses, read_log
+from mmdiff.training.logs import BOOKKEEPING, plot_losses, read_log
 
 PREVIEW_RE = re.compile(r"step(\d+)_(\d+)\.mp4$")
 
@@ -36,7 +36,7 @@ class RunSummary:
             return f"{self.folder.name}: no logged steps yet"
         r = self.last
         parts = [f"step {r['step']}", f"loss {float(r['loss']):.4f}"]
-        for k in ("video", "audio"):
+        for k in (k for k in r if k not in BOOKKEEPING and k != "loss"):
             if r.get(k):
                 parts.append(f"{k} {float(r[k]):.4f}")
         if r.get("clips_per_s"):

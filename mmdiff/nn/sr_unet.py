@@ -1,0 +1,121 @@
+"""The super-resolution U-Net of MM-Diffusion's second stage (paper Sec. 4.1, Table A.1 right; ADM).
+
+A per-frame image diffusion U-Net: it denoises a high-resolution frame x_t given the low-resolution
+frame, bilinearly upsampled to the high resolution and concatenated as extra input channels. It reuses
+the core's residual block (`ResBlock` on images, 3x3 convolutions in and out, scale-shift timestep
+conditioning, resampling inside down/up blocks as ADM's resblock_updown) and the core's token attention.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmdiff.config import SRConfig
+from mmdiff.nn.attention import TokenAttention
+from mmdiff.nn.blocks import ResBlock
+from mmdiff.nn.layers import group_norm, timestep_embedding, zero_init
+
+
+def upsample_condition(low: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, h, w) low-resolution frames -> (N, 3, size, size) bilinear (the SR model's condition)."""
+    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+
+
+class ImageAttention(nn.Module):
+    """Self-attention over the H*W positions of (N, C, H, W) features."""
+
+    def __init__(self, channels: int, head_dim: int):
+        super().__init__()
+        self.attn = TokenAttention(channels, head_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        tokens = self.attn(x.flatten(2).transpose(1, 2))                 # (N, HW, C)
+        return tokens.transpose(1, 2).reshape(n, c, h, w)
+
+
+class SRBlock(nn.Module):
+    """One ADM block: a residual block (with its timestep projection), then attention if asked."""
+
+    def __init__(self, cin: int, cout: int, cfg: SRConfig, emb_dim: int, resample: str | None = None,
+                 attention: bool = False):
+        super().__init__()
+        self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * cout))
+        self.res = ResBlock("image", cin, cout, cfg.dropout, resample=resample, out_kernel=3)
+        self.attn = ImageAttention(cout, cfg.head_dim) if attention else None
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        x = self.res(x, self.emb(emb))
+        return self.attn(x) if self.attn is not None else x
+
+
+class SRUNet(nn.Module):
+    """`model(x_t, low_up, t) -> out` with out (N, 3, H, W) = eps, or (N, 6, H, W) = (eps, v) if learn_sigma.
+
+    :param x_t: (N, 3, H, W) noisy high-resolution frames; :param low_up: (N, 3, H, W) the upsampled
+        low-resolution frames (see `upsample_condition`); :param t: (N,) integer timesteps.
+    v in [-1, 1] interpolates the log variance between the posterior variance and beta_t (Improved DDPM).
+    """
+
+    def __init__(self, cfg: SRConfig):
+        super().__init__()
+        self.config = cfg
+        chans = [cfg.base_channels * m for m in cfg.channel_mult]
+        emb_dim = cfg.time_embed_dim * cfg.time_embed_mult
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.time_embed_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.stem = nn.Conv2d(2 * cfg.channels, chans[0], 3, padding=1)
+        self.down, skips, ch = nn.ModuleList(), [chans[0]], chans[0]
+        for level, cout in enumerate(chans):
+            attn = level + 1 in cfg.attention_scales
+            for _ in range(cfg.num_res_blocks):
+                self.down.append(SRBlock(ch, cout, cfg, emb_dim, attention=attn))
+                ch = cout
+                skips.append(ch)
+            if level < len(chans) - 1:
+                self.down.append(SRBlock(ch, ch, cfg, emb_dim, resample="down"))
+                skips.append(ch)
+        self.middle = nn.ModuleList([SRBlock(ch, ch, cfg, emb_dim, attention=True), SRBlock(ch, ch, cfg, emb_dim)])
+        self.up, self.up_takes_skip = nn.ModuleList(), []
+        for level in reversed(range(len(chans))):
+            attn = level + 1 in cfg.attention_scales
+            for _ in range(cfg.num_res_blocks + 1):
+                self.up.append(SRBlock(ch + skips.pop(), chans[level], cfg, emb_dim, attention=attn))
+                self.up_takes_skip.append(True)
+                ch = chans[level]
+            if level > 0:
+                self.up.append(SRBlock(ch, ch, cfg, emb_dim, resample="up"))
+                self.up_takes_skip.append(False)
+        self.head = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, cfg.out_channels, 3, padding=1)))
+
+    def _check(self, x_t: torch.Tensor, low_up: torch.Tensor, t: torch.Tensor) -> None:
+        c, s = self.config.channels, self.config.high_size
+        for name, x in (("x_t", x_t), ("low_up", low_up)):
+            if not isinstance(x, torch.Tensor) or x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
+                raise ValueError(f"{name} must have shape (N, {c}, {s}, {s}) for this SR config, "
+                                 f"got {tuple(getattr(x, 'shape', ()))}")
+        if low_up.shape[0] != x_t.shape[0] or not isinstance(t, torch.Tensor) or t.shape != (x_t.shape[0],):
+            raise ValueError(f"x_t {tuple(x_t.shape)}, low_up {tuple(low_up.shape)} and t "
+                             f"{tuple(getattr(t, 'shape', ()))} must share the batch size N")
+
+    def forward(self, x_t: torch.Tensor, low_up: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self._check(x_t, low_up, t)
+        emb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))    # (N, emb_dim)
+        dtype = self.stem.weight.dtype
+        h = self.stem(torch.cat([x_t, low_up], dim=1).to(dtype))                   # (N, C0, H, W)
+        skips = [h]
+        for block in self.down:
+            h = block(h, emb)
+            skips.append(h)
+        for block in self.middle:
+            h = block(h, emb)
+        for block, takes_skip in zip(self.up, self.up_takes_skip):
+            h = block(torch.cat([h, skips.pop()], dim=1) if takes_skip else h, emb)
+        return self.head(h)                                                        # (N, out_channels, H, W)
+
+
+def build_sr_model(preset_or_config) -> SRUNet:
+    """The SR U-Net for a preset name ("paper", "tiny"), config dict or `SRConfig`."""
+    from mmdiff.config import resolve_sr_config
+
+    return SRUNet(resolve_sr_config(preset_or_config))
