@@ -4,6 +4,7 @@ No UI imports; the studio's Evaluate tab calls these. The run itself is `eval.pr
 
     problems = missing_weights(("fvd", "fad"), weights_dir=None)     # {metric: message}; empty when ready
     results = run_evaluation(EvalRequest(real="data/real", fake="samples/", metrics=("av-align",), num_samples=8))
+    run_evaluation(req, should_stop=cancel.is_set)   # a set threading.Event stops it between batches (EvalCancelled)
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.protocol import (COLUMNS, METRIC_FEATURE, METRICS, FolderSource, GeneratedSource, ProtocolConfig,
-                           evaluate, format_table, write_outputs)
+from eval.protocol import (COLUMNS, METRIC_FEATURE, METRICS, EvalCancelled, FolderSource, GeneratedSource,
+                           ProtocolConfig, StopFn, evaluate, format_table, write_outputs)
 
 # Metrics whose features need a published weight file (AV-Align needs none).
 WEIGHTED = {m for m, f in METRIC_FEATURE.items() if f != "av-align"}
@@ -62,8 +63,12 @@ class EvalRequest:
     steps: int = 20
 
 
-def run_evaluation(req: EvalRequest) -> dict:
-    """Run the protocol for one request; returns the results dict of `eval.protocol.evaluate`."""
+def run_evaluation(req: EvalRequest, should_stop: StopFn | None = None) -> dict:
+    """Run the protocol for one request; returns the results dict of `eval.protocol.evaluate`.
+
+    `should_stop` is asked between batches; when it returns True, EvalCancelled is raised and the
+    finished batches stay cached, so the same request run again resumes from them.
+    """
     cfg = ProtocolConfig(metrics=tuple(req.metrics), num_samples=req.num_samples, runs=req.runs, seed=req.seed,
                          batch_size=req.batch_size, frames=req.frames, video_size=req.video_size,
                          weights_dir=req.weights_dir, cache_dir=req.cache_dir, device=req.device,
@@ -76,7 +81,7 @@ def run_evaluation(req: EvalRequest) -> dict:
     else:
         fake = GeneratedSource(req.ckpt, cfg.num_samples * cfg.runs, cfg.seed, cfg.batch_size, cfg.device,
                                cfg.sampler, cfg.steps, cfg.video_size)
-    return evaluate(cfg, real, fake)
+    return evaluate(cfg, real, fake, should_stop=should_stop)
 
 
 def results_rows(results: dict) -> tuple[list[str], list[list]]:
@@ -119,5 +124,5 @@ def save_results(results: dict, out_dir: str | os.PathLike, name: str) -> dict[s
     return {"json": j, "csv": c, "table": table, "plot": results_plot(results, out / "results.png")}
 
 
-__all__ = ["METRICS", "WEIGHTED", "EvalRequest", "missing_weights", "run_evaluation", "results_rows",
+__all__ = ["METRICS", "WEIGHTED", "EvalCancelled", "EvalRequest", "missing_weights", "run_evaluation", "results_rows",
            "results_plot", "save_results"]

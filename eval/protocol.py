@@ -10,6 +10,10 @@ reuses its features and statistics.
 Runs: run r compares N real clips drawn with a generator seeded by (seed, r) against N fake
 clips: a seeded draw from a clip folder, or N freshly generated samples (run r takes samples
 [r*N, (r+1)*N) of the seeded generation stream).
+
+Cancellation: `evaluate(..., should_stop=fn)` asks `fn()` between batches (real features, each
+generated chunk, fake features, each run's metrics) and raises `EvalCancelled` when it returns
+True. Every finished batch is already on disk, so the same call made again resumes after it.
 """
 from __future__ import annotations
 
@@ -34,6 +38,30 @@ AUDIO_FEATURES = ("audioclip", "clap", "av-align")
 
 class ProtocolError(ValueError):
     """Bad input to the protocol (folders, counts, clips); the message says what to change."""
+
+
+class EvalCancelled(RuntimeError):
+    """The run was stopped by its `should_stop` hook between two batches; `where` says where.
+
+    Every batch finished before it is in the feature bank (written atomically), so calling
+    `evaluate` again with the same inputs resumes after the last finished batch.
+    """
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"evaluation cancelled {self.where}; finished batches are cached and the next run resumes from them"
+
+
+StopFn = Callable[[], bool]        # asked between batches; True stops the run (e.g. threading.Event.is_set)
+
+
+def check_stop(should_stop: StopFn | None, where: str) -> None:
+    """Raise EvalCancelled (its message says where the run stopped) when `should_stop()` is true."""
+    if should_stop is not None and should_stop():
+        raise EvalCancelled(where)
 
 
 @dataclass(frozen=True)
@@ -314,10 +342,13 @@ def dist_context() -> tuple[int, int]:
 
 
 def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], bank: FeatureBank,
-                     batch_size: int, desc: str) -> dict[str, np.ndarray]:
+                     batch_size: int, desc: str, should_stop: StopFn | None = None) -> dict[str, np.ndarray]:
     """Features (len(indices), D) for each fn, computing only what the bank lacks; streams in batches.
 
-    Under torchrun, missing batches are split round-robin over ranks and gathered to every rank.
+    `should_stop` is asked before each work unit (a batch of clips, or a generated chunk); when it
+    says so, EvalCancelled is raised with every finished batch saved. Under torchrun, missing
+    batches are split round-robin over ranks and gathered to every rank (a stop hook must then
+    answer the same on every rank, or the others wait at the gather).
     """
     from tqdm import tqdm
 
@@ -327,13 +358,18 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], bank:
     mine: list[tuple[list[int], dict[str, np.ndarray]]] = []
     my_groups = [g for k, g in enumerate(_group(missing, source, batch_size)) if k % world == rank]
     bar = tqdm(total=sum(map(len, my_groups)), desc=desc, unit="clip", disable=rank != 0 or not missing)
-    for group in my_groups:
-        for idx, clips in source.batches(group, batch_size):
-            feats = {f.name: np.asarray(f.fn(clips), np.float32) for f in fns}
-            bank.save(idx, feats)
-            mine.append((idx, feats))
-            bar.update(len(idx))
-    bar.close()
+    finished = len(indices) - len(missing)
+    try:
+        for group in my_groups:
+            check_stop(should_stop, f"during {desc} ({finished} of {len(indices)} clips done)")
+            for idx, clips in source.batches(group, batch_size):
+                feats = {f.name: np.asarray(f.fn(clips), np.float32) for f in fns}
+                bank.save(idx, feats)
+                mine.append((idx, feats))
+                finished += len(idx)
+                bar.update(len(idx))
+    finally:
+        bar.close()
     if world > 1:
         import torch.distributed as dist
 
@@ -382,8 +418,14 @@ def probe(source) -> int | None:
     return None
 
 
-def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | None = None) -> dict | None:
-    """Run the protocol; returns the results dict on rank 0 (None on other ranks)."""
+def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | None = None,
+             should_stop: StopFn | None = None) -> dict | None:
+    """Run the protocol; returns the results dict on rank 0 (None on other ranks).
+
+    `should_stop` (e.g. `threading.Event().is_set`) is asked between batches; when it returns True
+    the run raises EvalCancelled, leaving the feature bank and statistics cache consistent so the
+    same call resumes later.
+    """
     n = cfg.num_samples
     for role, src in (("real", real), ("fake", fake)):
         if src.pool_size < n:
@@ -397,6 +439,7 @@ def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | Non
         if isinstance(fake, GeneratedSource) and not cfg.allow_rate_mismatch:
             fake.expected_rate = real_rate          # checked on the first generated batch
     fns = feature_fns if feature_fns is not None else make_feature_fns(cfg)
+    check_stop(should_stop, "before feature extraction")
     cache = Path(cfg.cache_dir).expanduser()
     fn_ids = {f.name: f.identity for f in fns}
     real_idx = [run_indices(real.pool_size, n, cfg.seed, r, 0) for r in range(cfg.runs)]
@@ -408,15 +451,17 @@ def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | Non
     for role, src, idx in (("real", real, real_idx), ("fake", fake, fake_idx)):
         union = np.unique(np.concatenate(idx))
         bank = FeatureBank(cache, stable_hash({"source": src.identity, "features": fn_ids}), [f.name for f in fns])
-        got = compute_features(src, union, fns, bank, cfg.batch_size, f"{role} features")
+        got = compute_features(src, union, fns, bank, cfg.batch_size, f"{role} features", should_stop)
         pos = {int(i): k for k, i in enumerate(union)}
         feats[role] = [{name: arr[[pos[int(i)] for i in ix]] for name, arr in got.items()} for ix in idx]
         feats[role + "_key"] = bank.dir.name
     rank, _ = dist_context()
     if rank != 0:
         return None
-    runs = [run_metrics(cfg, feats["real"][r], feats["fake"][r], cache, feats["real_key"], r)
-            for r in range(cfg.runs)]
+    runs = []
+    for r in range(cfg.runs):
+        check_stop(should_stop, f"before the metrics of run {r + 1} of {cfg.runs}")
+        runs.append(run_metrics(cfg, feats["real"][r], feats["fake"][r], cache, feats["real_key"], r))
     return {"config": asdict(cfg), "real": real.describe(), "fake": fake.describe(),
             "real_source": real.identity, "fake_source": fake.identity, "extractors": fn_ids,
             "runs": runs, "summary": summarise(runs), "versions": versions()}

@@ -28,22 +28,23 @@ def build_app(ckpt: str | None = None, device: str = "auto", workspace=(".",), l
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\nJoint audio-video diffusion (MM-Diffusion, CVPR 2023), rebuilt small. "
                     f"Uploads: up to {ctx.limits.max_bytes // 2**20} MB and {ctx.limits.max_seconds:g} s.")
-        cancellable = []
+        cancellable = []                  # (job kind, message on cancel, (event, Cancel button, status))
         with gr.Tabs():
             with gr.Tab("Generate", id="generate"):
-                cancellable.append(generate_tab.build(ctx))
+                cancellable.append((generate_tab.JOB, "Cancelled.", generate_tab.build(ctx)))
             with gr.Tab("Zero-shot conditioning", id="condition"):
-                cancellable.append(condition_tab.build(ctx))
+                cancellable.append((condition_tab.JOB, "Cancelled.", condition_tab.build(ctx)))
             with gr.Tab("Spectrograms", id="spectrograms"):
                 spectrogram_tab.build(ctx)
             with gr.Tab("Evaluate", id="evaluate"):
-                cancellable.append(evaluate_tab.build(ctx, cache))
+                cancellable.append((evaluate_tab.JOB, evaluate_tab.CANCELLING, evaluate_tab.build(ctx, cache)))
             with gr.Tab("Study", id="study"):
                 study_tab.build(ctx)
             with gr.Tab("Training monitor", id="monitor"):
                 monitor_tab.build(ctx)
-        for event, button, status in cancellable:
-            button.click(ctx.cancel_session, None, status, cancels=[event], queue=False, api_visibility="private")
+        for kind, message, (event, button, status) in cancellable:
+            button.click(ctx.canceller(kind, message), None, status, cancels=[event], queue=False,
+                         api_visibility="private")
     demo.queue(default_concurrency_limit=concurrency, max_size=queue_size)
     demo.studio = ctx
     return demo

@@ -17,6 +17,8 @@ from studio.context import StudioContext, user_errors
 from studio.generate_tab import checked_checkpoint, model_picker, sampler_controls, spec_from
 from studio.runner import stream_job
 
+JOB = "condition"                 # cancel-event kind: this tab's Cancel stops only its own jobs
+
 V2A = "video → audio: upload a video, generate its sound"
 A2V = "audio → video: upload a sound, generate its video"
 
@@ -86,7 +88,7 @@ def build(ctx: StudioContext):
         yield (*first, gr.skip(), gr.skip(), gr.skip(), "sampling ...", gr.skip())
         res = None
         for kind, v in stream_job(ctx, request, lambda on_step, cancel: run_generation(
-                ctx.store, ckpt, spec_, condition=cond, on_step=on_step, cancel=cancel), progress):
+                ctx.store, ckpt, spec_, condition=cond, on_step=on_step, cancel=cancel), progress, JOB):
             if kind == "preview":
                 yield (gr.skip(), gr.skip(), gr.skip(), v, gr.skip(), gr.skip(), gr.skip(), gr.skip())
             else:

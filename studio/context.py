@@ -35,7 +35,7 @@ class StudioContext:
     limits: UploadLimits = field(default_factory=UploadLimits)
     ckpt: Path | None = None                     # --ckpt: the model selected at start
     max_batch: int = 4
-    cancels: dict[str, list[threading.Event]] = field(default_factory=dict)
+    cancels: dict[tuple[str, str], list[threading.Event]] = field(default_factory=dict)   # (session, job kind)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -118,24 +118,35 @@ class StudioContext:
                 "Pick or upload a checkpoint, or start the app with `--ckpt PATH`.")
 
     # ------------------------------------------------------------------ cancellation
-    def new_cancel(self, request: gr.Request | None) -> threading.Event:
+    def new_cancel(self, request: gr.Request | None, kind: str = "job") -> threading.Event:
+        """A cancel event for one running job of this session; its tab's Cancel button sets it."""
         ev = threading.Event()
         with self._lock:
-            self.cancels.setdefault(self._sid(request), []).append(ev)
+            self.cancels.setdefault((self._sid(request), kind), []).append(ev)
         return ev
 
-    def drop_cancel(self, request: gr.Request | None, ev: threading.Event) -> None:
+    def drop_cancel(self, request: gr.Request | None, ev: threading.Event, kind: str = "job") -> None:
         with self._lock:
-            evs = self.cancels.get(self._sid(request), [])
+            evs = self.cancels.get((self._sid(request), kind), [])
             if ev in evs:
                 evs.remove(ev)
 
-    def cancel_session(self, request: gr.Request) -> str:
+    def cancel_session(self, request: gr.Request, kind: str | None = None, message: str = "Cancelled.") -> str:
+        """Set the cancel events of this session's running jobs of `kind` (None: of every kind)."""
+        sid = self._sid(request)
         with self._lock:
-            evs = list(self.cancels.get(self._sid(request), []))
+            evs = [ev for (s, k), group in self.cancels.items() if s == sid and kind in (None, k) for ev in group]
         for ev in evs:
             ev.set()
-        return "Cancelled." if evs else "Nothing to cancel."
+        return message if evs else "Nothing to cancel."
+
+    def canceller(self, kind: str, message: str = "Cancelled."):
+        """The handler of one tab's Cancel button: cancels only this session's jobs of `kind`."""
+        def cancel(request: gr.Request) -> str:
+            return self.cancel_session(request, kind, message)
+
+        cancel.__name__ = f"cancel_{kind}"
+        return cancel
 
     @staticmethod
     def _sid(request) -> str:

@@ -6,12 +6,23 @@ import html
 import gradio as gr
 import pandas as pd
 
-from eval.dashboard import METRICS, EvalRequest, missing_weights, results_rows, run_evaluation, save_results
+from eval.dashboard import (METRICS, EvalCancelled, EvalRequest, missing_weights, results_rows, run_evaluation,
+                            save_results)
 from eval.protocol import ProtocolError, format_table
 from studio.context import StudioContext, user_errors
 from studio.generate_tab import model_picker
 
 FROM_MODEL, FROM_FOLDER = "samples of a model", "a folder of clips"
+JOB = "evaluate"                  # cancel-event kind: this tab's Cancel stops only evaluations
+CANCELLING = ("**Evaluation cancelled.** It stops after the batch it is on; the batches already done stay "
+              "cached, so pressing Evaluate again with the same settings resumes from them.")
+
+
+def cancelled_report(e: EvalCancelled, help_md: str = "") -> str:
+    """The report of a run stopped by Cancel: where it stopped and how to resume (no stack trace)."""
+    md = (f"**Evaluation cancelled** {e.where}. The batches it finished are cached: press Evaluate again "
+          "with the same settings to resume from them.")
+    return md + ("\n\n" + help_md if help_md else "")
 
 
 def weights_help(problems: dict[str, str]) -> str:
@@ -39,7 +50,7 @@ def build(ctx: StudioContext, cache_dir: str):
     weights_dir = gr.Textbox(label="Weights folder (empty: $MMDIFF_WEIGHTS_DIR or ~/.cache/mmdiff/weights)")
     with gr.Row():
         go = gr.Button("Evaluate", variant="primary", elem_id="evaluate-btn")
-        stop = gr.Button("Cancel", variant="stop")
+        stop = gr.Button("Cancel", variant="stop", elem_id="evaluate-cancel")
     report = gr.Markdown("", elem_id="evaluate-report")
     table = gr.Dataframe(label="Results (mean, std and each run)", interactive=False)
     plot = gr.Image(label="Results", type="filepath", interactive=False)
@@ -68,10 +79,15 @@ def build(ctx: StudioContext, cache_dir: str):
                           runs=int(runs), steps=int(steps), weights_dir=str(wdir) if wdir else None,
                           cache_dir=cache_dir, device=str(ctx.store.device))
         progress(0, desc="evaluating")
+        cancel = ctx.new_cancel(request, JOB)            # set by this tab's Cancel button
         try:
-            results = run_evaluation(req)
+            results = run_evaluation(req, should_stop=cancel.is_set)
         except ProtocolError as e:
             raise gr.Error(str(e)) from None
+        except EvalCancelled as e:
+            return cancelled_report(e, help_md), None, None, None
+        finally:
+            ctx.drop_cancel(request, cancel, JOB)
         out = ctx.job_dir(request, "evaluate")
         paths = save_results(results, out, str(name))
         header, rows = results_rows(results)

@@ -11,6 +11,8 @@ from mmdiff.jobs import JobSpec, run_generation, write_clips
 from studio.context import StudioContext, user_errors
 from studio.runner import stream_job
 
+JOB = "generate"                  # cancel-event kind: this tab's Cancel stops only its own jobs
+
 
 def model_picker(ctx: StudioContext):
     """Checkpoint dropdown + upload + refresh; returns (dropdown, upload)."""
@@ -95,7 +97,7 @@ def build(ctx: StudioContext):
         skip = [gr.skip()] * (1 + 3 * ctx.max_batch)
         result = None
         for kind, value in stream_job(ctx, request, lambda on_step, cancel: run_generation(
-                ctx.store, ckpt, spec_, on_step=on_step, cancel=cancel), progress):
+                ctx.store, ckpt, spec_, on_step=on_step, cancel=cancel), progress, JOB):
             if kind == "preview":
                 yield (value, "sampling ...", *skip)
             else:

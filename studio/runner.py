@@ -10,14 +10,15 @@ import numpy as np
 from mmdiff.viz import preview_grid
 
 
-def stream_job(ctx, request, work: Callable, progress=None) -> Iterator[tuple[str, object]]:
+def stream_job(ctx, request, work: Callable, progress=None, kind: str = "job") -> Iterator[tuple[str, object]]:
     """Yield ("preview", image (H, W, 3) uint8) while `work(on_step, cancel)` runs, then ("done", result).
 
-    The job stops at its next sampler step when the session's Cancel button is pressed or when the
-    consumer goes away (the generator is closed), so a cancelled job frees the model at once.
+    The job stops at its next sampler step when the Cancel button of its tab (`kind`) is pressed in
+    its session or when the consumer goes away (the generator is closed), so a cancelled job frees
+    the model at once.
     """
     q: queue.Queue = queue.Queue()
-    cancel = ctx.new_cancel(request)
+    cancel = ctx.new_cancel(request, kind)
 
     def on_step(step: int, steps: int, preview: np.ndarray | None) -> None:
         q.put(("step", step, steps, preview))
@@ -51,4 +52,4 @@ def stream_job(ctx, request, work: Callable, progress=None) -> Iterator[tuple[st
                 yield ("preview", preview_grid(latest))
     finally:
         cancel.set()                         # no-op after "done"; stops an abandoned job
-        ctx.drop_cancel(request, cancel)
+        ctx.drop_cancel(request, cancel, kind)

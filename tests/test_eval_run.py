@@ -208,3 +208,94 @@ def test_torchrun_two_processes_match_one(setup, tmp_path):
     used = (len({int(i) for r in range(2) for i in run_indices(5, 3, 0, r, 0)})
             + len({int(i) for r in range(2) for i in run_indices(4, 3, 0, r, 1)}))
     assert len(list((tmp_path / "c2" / "features").rglob("part-*.npz"))) == used   # one part per clip (batch 1)
+
+
+def counting_features(calls):
+    """A cheap stand-in for I3D (per-channel mean and std of the frames) that records each batch it gets."""
+    from eval.protocol import FeatureFn
+
+    def fn(clips):
+        calls.append(len(clips))
+        v = np.stack([c.video for c in clips]).astype(np.float32)              # (B, F, H, W, 3)
+        return np.concatenate([v.mean((1, 2, 3)), v.std((1, 2, 3))], axis=1)     # (B, 6)
+
+    return [FeatureFn("i3d", 6, fn, {"extractor": "test-stats", "version": 1})]
+
+
+def cancel_config(cache, **kw):
+    from eval.protocol import ProtocolConfig
+
+    opts = dict(metrics=("fvd", "kvd"), num_samples=3, runs=2, seed=7, batch_size=1, frames=9, video_size=32)
+    return ProtocolConfig(**{**opts, **kw}, cache_dir=str(cache))
+
+
+def folder_sources(root):
+    from eval.protocol import FolderSource
+
+    return (FolderSource(root / "real", 9, 32, False, "real"), FolderSource(root / "fake", 9, 32, False, "fake"))
+
+
+def no_temp_files(cache):
+    return not [p for p in cache.rglob("*") if p.name.startswith(".")]
+
+
+def test_should_stop_cancels_feature_extraction_and_the_next_run_resumes(setup, tmp_path):
+    """should_stop turning true after the first batch stops the run there; a later run resumes and
+    gives exactly the numbers of an uninterrupted run."""
+    from eval.protocol import EvalCancelled, evaluate
+
+    calls = []
+    reference = evaluate(cancel_config(tmp_path / "ref"), *folder_sources(setup), feature_fns=counting_features(calls))
+    total = len(calls)                                            # batches of one clip, real + fake
+    assert total >= 6
+
+    calls.clear()
+    cache = tmp_path / "cache"
+    with pytest.raises(EvalCancelled, match=r"during real features \(1 of \d clips done\)") as stopped:
+        evaluate(cancel_config(cache), *folder_sources(setup), feature_fns=counting_features(calls),
+                 should_stop=lambda: len(calls) >= 1)
+    assert calls == [1] and total > 1                            # stopped after its first batch
+    assert "resumes" in str(stopped.value)
+    assert len(list((cache / "features").rglob("part-*.npz"))) == 1 and no_temp_files(cache)
+    assert not (cache / "stats").exists()                        # never got to the metrics
+
+    calls.clear()
+    resumed = evaluate(cancel_config(cache), *folder_sources(setup), feature_fns=counting_features(calls))
+    assert len(calls) == total - 1                               # the finished batch is not recomputed
+    assert resumed["runs"] == reference["runs"] and resumed["summary"] == reference["summary"]
+    assert no_temp_files(cache)
+
+
+def test_should_stop_cancels_generation_between_chunks(setup, tmp_path):
+    """With a checkpoint as the fake source, a stop after the first generated chunk makes no more samples;
+    the resumed run generates only the chunks still missing."""
+    from eval.protocol import EvalCancelled, FolderSource, GeneratedSource, evaluate
+
+    made = []
+
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+        made.append(seed)
+        clips = [av_clip(seed + i, frames=10) for i in range(num)]
+        yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
+
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"weights")
+
+    def run(cache, should_stop=None):
+        cfg = cancel_config(cache, batch_size=2)
+        real = FolderSource(setup / "real", 9, 32, False, "real")
+        fake = GeneratedSource(ckpt, cfg.num_samples * cfg.runs, cfg.seed, cfg.batch_size, "cpu", cfg.sampler,
+                               cfg.steps, cfg.video_size, generate=generate_clips)
+        return evaluate(cfg, real, fake, feature_fns=counting_features([]), should_stop=should_stop)
+
+    reference = run(tmp_path / "ref")
+    assert len(made) == 3                                        # 2 runs x 3 samples in chunks of 2
+    made.clear()
+    with pytest.raises(EvalCancelled, match=r"during fake features \(2 of 6 clips done\)"):
+        run(tmp_path / "cache", should_stop=lambda: len(made) >= 1)
+    assert len(made) == 1                                        # chunks 2 and 3 were never generated
+    first = made[0]
+    made.clear()
+    resumed = run(tmp_path / "cache")
+    assert len(made) == 2 and first not in made                  # only the missing chunks
+    assert resumed["runs"] == reference["runs"] and no_temp_files(tmp_path / "cache")

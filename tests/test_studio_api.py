@@ -248,3 +248,59 @@ def test_training_monitor(studio):
     assert vpath(v0).endswith("step0000100_0.mp4") and vpath(v1).endswith("step0000100_1.mp4")
     with pytest.raises(AppError, match="not a training run folder"):
         studio["client"].predict("media", api_name="/monitor")
+
+
+def cancel_button_handler(demo, elem_id):
+    """The function a Cancel button's click runs (the app's handler, not gradio's own task cancel)."""
+    button = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+    fns = [f for f in demo.fns.values() if (button._id, "click") in [tuple(t) for t in f.targets]]
+    handlers = [f.fn for f in fns if f.fn is not None and not f.is_cancel_function]
+    assert len(handlers) == 1 and any(f.is_cancel_function for f in fns), "Cancel also cancels its tab's event"
+    return handlers[0]
+
+
+def test_evaluate_cancel_stops_the_running_extraction(studio, monkeypatch):
+    """Cancel on the Evaluate tab stops an evaluation after the batch it is on (the real clips; the fake
+    ones are never read), reports it without a stack trace, and leaves other tabs' jobs alone; pressing
+    Evaluate again resumes from the cached batch."""
+    import threading
+    import types
+
+    import eval.av_align as av_align_module
+    from eval_helpers import write_clip_folder
+
+    root, demo = studio["root"], studio["demo"]
+    write_clip_folder(root / "cancel_real", 4, seed=3, frames=16)
+    write_clip_folder(root / "cancel_fake", 4, seed=4, frames=16)
+    started, release, calls = threading.Event(), threading.Event(), []
+    av_align = av_align_module.av_align
+
+    def slow_av_align(*args, **kwargs):                    # the first clip waits until Cancel was pressed
+        calls.append(1)
+        started.set()
+        release.wait(60)
+        return av_align(*args, **kwargs)
+
+    monkeypatch.setattr(av_align_module, "av_align", slow_av_align)
+    client = Client(studio["client"].src, verbose=False)                  # its own session
+    inputs = ("cancel_real", "a folder of clips", "cancel_fake", None, None, ["av-align"], 4, 1, 20, "")
+    job = client.submit(*inputs, api_name="/evaluate")
+    assert started.wait(60), "the evaluation never started"
+    session = types.SimpleNamespace(session_hash=client.session_hash)
+    other_tab = demo.studio.new_cancel(session, "generate")                # a generation in the same session
+    try:
+        msg = cancel_button_handler(demo, "evaluate-cancel")(session)
+    finally:
+        release.set()
+    md, table, plot, files = job.result(timeout=120)
+    assert "Evaluation cancelled" in msg and "Evaluation cancelled" in md and "Traceback" not in md
+    assert "during fake features (0 of 4 clips done)" in md and "resume" in md
+    assert not table["data"] and not files and not plot   # no results shown for a stopped run
+    assert len(calls) == 4                                 # one batch of the 4 real clips; no fake clip
+    assert not other_tab.is_set()                          # Evaluate's Cancel leaves the Generate job running
+    demo.studio.drop_cancel(session, other_tab, "generate")
+    assert not any(demo.studio.cancels.values())           # the evaluation released its cancel event
+
+    md, table, *_ = client.predict(*inputs, api_name="/evaluate")
+    assert "AV-Align" in md and len(calls) == 8            # resumed: only the fake clips were computed
+    assert cancel_button_handler(demo, "evaluate-cancel")(session) == "Nothing to cancel."
