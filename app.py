@@ -20,6 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
     p.add_argument("--ckpt", default=None, help="checkpoint selected at start (default: the shipped tiny model)")
+    p.add_argument("--sr-ckpt", default=None,
+                   help="super-resolution checkpoint behind the Upscale option (default: the shipped tiny SR model)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
     p.add_argument("--workspace", action="append", default=None,
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_upload_seconds)
     demo = build_app(ckpt=args.ckpt, device=args.device, workspace=args.workspace or ["."], limits=limits,
                      max_batch=args.max_batch, concurrency=args.concurrency, queue_size=args.queue_size,
-                     eval_cache_dir=args.eval_cache_dir)
+                     eval_cache_dir=args.eval_cache_dir, sr_ckpt=args.sr_ckpt)
     try:
         demo.launch(**launch_kwargs(demo, args.host, args.port, args.share))
     finally:

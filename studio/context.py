@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from mmdiff.checkpoint import DEFAULT_CHECKPOINT, CheckpointError
+from mmdiff.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SR_CHECKPOINT, CheckpointError
 from mmdiff.jobs import JobCancelled, ModelStore, find_checkpoints
 from mmdiff.uploads import UploadError, UploadLimits
 
@@ -34,19 +34,28 @@ class StudioContext:
     workspace: list[Path]                        # server folders the UI may read (data, runs, checkpoints)
     limits: UploadLimits = field(default_factory=UploadLimits)
     ckpt: Path | None = None                     # --ckpt: the model selected at start
+    sr_ckpt: Path | None = None                  # --sr-ckpt: the super-resolution stage (None: the shipped one)
     max_batch: int = 4
     cancels: dict[tuple[str, str], list[threading.Event]] = field(default_factory=dict)   # (session, job kind)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, ckpt=None, device="cpu", workspace=(".",), limits: UploadLimits | None = None,
-               max_batch: int = 4, work_root=None) -> "StudioContext":
+               max_batch: int = 4, work_root=None, sr_ckpt=None) -> "StudioContext":
         root = Path(work_root) if work_root else Path(tempfile.mkdtemp(prefix="mmdiff-studio-"))
         root.mkdir(parents=True, exist_ok=True)
         return cls(store=ModelStore(device), work_root=root.resolve(),
                    workspace=[Path(w).expanduser().resolve() for w in workspace],
                    limits=limits or UploadLimits(), ckpt=Path(ckpt).resolve() if ckpt else None,
-                   max_batch=max_batch)
+                   max_batch=max_batch, sr_ckpt=Path(sr_ckpt).resolve() if sr_ckpt else None)
+
+    def sr_note(self) -> str:
+        """Which SR checkpoint the Upscale option uses, or how to get one."""
+        path = self.sr_ckpt or DEFAULT_SR_CHECKPOINT
+        if path.is_file():
+            return f"SR model: {path.name}"
+        return (f"no SR model at {path.name}: train one with python -m mmdiff.train_sr (README) and start "
+                "the app with --sr-ckpt")
 
     def close(self) -> None:
         shutil.rmtree(self.work_root, ignore_errors=True)

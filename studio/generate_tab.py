@@ -7,7 +7,7 @@ import gradio as gr
 
 from mmdiff.checkpoint import CheckpointError, load_checkpoint
 from mmdiff.diffusion.samplers import SAMPLERS
-from mmdiff.jobs import JobSpec, run_generation, write_clips
+from mmdiff.jobs import JobSpec, run_generation, run_upscale, write_clips
 from studio.context import StudioContext, user_errors
 from studio.runner import stream_job
 
@@ -70,6 +70,10 @@ def build(ctx: StudioContext):
     choice, upload = model_picker(ctx)
     sampler, steps, seed, num, eta, order = sampler_controls(ctx)
     with gr.Row():
+        upscale = gr.Checkbox(False, label="Upscale 4x with the super-resolution stage (DDIM, per frame)",
+                              info=ctx.sr_note(), elem_id="gen-upscale")
+        sr_steps = gr.Slider(1, 100, value=25, step=1, label="Super-resolution steps (paper: 25)")
+    with gr.Row():
         go = gr.Button("Generate", variant="primary", elem_id="generate-btn")
         stop = gr.Button("Cancel", variant="stop", elem_id="generate-cancel")
     with gr.Row():
@@ -87,12 +91,15 @@ def build(ctx: StudioContext):
     files = gr.File(label="Downloads (mp4, wav, png)", file_count="multiple", interactive=False)
 
     @user_errors
-    def generate(choice, upload, sampler, steps, seed, num, eta, order, request: gr.Request,
+    def generate(choice, upload, sampler, steps, seed, num, eta, order, upscale=False, sr_steps=25,
+                 request: gr.Request = None,
                  progress=gr.Progress()):
         spec_ = spec_from(ctx, sampler, steps, seed, num, eta, order)
         ckpt = checked_checkpoint(ctx, choice, upload)
         progress(0, desc="loading model")
         ctx.store.get(ckpt)
+        if upscale:
+            ctx.store.get_sr(ctx.sr_ckpt)               # a missing SR model is reported before sampling
         out = ctx.job_dir(request, "generate")
         skip = [gr.skip()] * (1 + 3 * ctx.max_batch)
         result = None
@@ -103,6 +110,13 @@ def build(ctx: StudioContext):
             else:
                 result = value
         cfg, video, audio = result
+        if upscale and video is not None:
+            for kind, value in stream_job(ctx, request, lambda on_step, cancel: run_upscale(
+                    ctx.store, ctx.sr_ckpt, video, seed=spec_.seed, steps=int(sr_steps), on_step=on_step,
+                    cancel=cancel),
+                    progress, JOB, label="upscaling"):
+                result = value
+            video = result
         progress(1.0, desc="writing clips")
         clips = write_clips(out, cfg, video, audio, prefix=f"seed{spec_.seed}",
                             titles=[f"seed {spec_.seed}, clip {k}" for k in range(spec_.num)])
@@ -111,11 +125,14 @@ def build(ctx: StudioContext):
             c = clips[k] if k < len(clips) else None
             updates += [gr.Column(visible=c is not None), str(c.mp4) if c else None, str(c.png) if c else None]
         all_files = [str(p) for c in clips for p in (c.mp4, c.wav, c.png) if p is not None]
-        msg = (f"{len(clips)} clip(s), {cfg.duration:.1f} s each ({cfg.video_frames} frames at {cfg.fps} fps, "
-               f"{cfg.audio_rate} Hz audio), {spec_.sampler} {spec_.steps} steps, seed {spec_.seed}.")
+        size = video.shape[-1] if video is not None else cfg.video_size
+        msg = (f"{len(clips)} clip(s), {cfg.duration:.1f} s each ({cfg.video_frames} frames of {size}x{size} at "
+               f"{cfg.fps} fps, {cfg.audio_rate} Hz audio), {spec_.sampler} {spec_.steps} steps, seed {spec_.seed}"
+               + (", upscaled by the SR stage." if upscale and video is not None else "."))
         yield (gr.skip(), msg, all_files, *updates)
 
     outputs = [preview, status, files] + [x for slot in slots for x in slot]
-    event = go.click(generate, [choice, upload, sampler, steps, seed, num, eta, order], outputs,
+    event = go.click(generate, [choice, upload, sampler, steps, seed, num, eta, order, upscale, sr_steps],
+                     outputs,
                      api_name="generate", concurrency_id="model", concurrency_limit=1)
     return event, stop, status

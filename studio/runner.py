@@ -10,7 +10,8 @@ import numpy as np
 from mmdiff.viz import preview_grid
 
 
-def stream_job(ctx, request, work: Callable, progress=None, kind: str = "job") -> Iterator[tuple[str, object]]:
+def stream_job(ctx, request, work: Callable, progress=None, kind: str = "job",
+               label: str = "sampling") -> Iterator[tuple[str, object]]:
     """Yield ("preview", image (H, W, 3) uint8) while `work(on_step, cancel)` runs, then ("done", result).
 
     The job stops at its next sampler step when the Cancel button of its tab (`kind`) is pressed in
@@ -45,7 +46,7 @@ def stream_job(ctx, request, work: Callable, progress=None, kind: str = "job") -
                     return
                 _, step, steps, preview = msg
                 if progress is not None:
-                    progress(step / steps, desc=f"sampling: step {step}/{steps}")
+                    progress(step / steps, desc=f"{label}: step {step}/{steps}")
                 if preview is not None:
                     latest = preview
             if latest is not None:

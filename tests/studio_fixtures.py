@@ -36,6 +36,24 @@ def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
                            model=None, ema=model.state_dict())
 
 
+def sr_checkpoint(path: Path, seed: int = 0) -> Path:
+    """The tiny SR preset (32 -> 128) with random (perturbed) weights: for tests only."""
+    import torch
+
+    from mmdiff.checkpoint import save_checkpoint
+    from mmdiff.config import SR_TINY, DiffusionConfig
+    from mmdiff.nn.sr_unet import SRUNet
+
+    torch.manual_seed(seed)
+    model = SRUNet(SR_TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.abs().sum():
+                p.normal_(0, 0.02)
+    return save_checkpoint(path, model_config=SR_TINY, diffusion_config=DiffusionConfig(), model=None,
+                           ema=model.state_dict())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -299,3 +299,28 @@ def test_should_stop_cancels_generation_between_chunks(setup, tmp_path):
     resumed = run(tmp_path / "cache")
     assert len(made) == 2 and first not in made                  # only the missing chunks
     assert resumed["runs"] == reference["runs"] and no_temp_files(tmp_path / "cache")
+
+
+def test_generated_source_passes_the_sr_stage_and_keys_its_cache_on_it(tmp_path):
+    """--upscale: the SR checkpoint reaches generation and is part of the fake features' cache key."""
+    from eval.protocol import GeneratedSource
+    from mmdiff.sample import UpscaleOptions
+
+    seen = []
+
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, upscale=None):
+        seen.append(upscale)
+        clips = [av_clip(seed + i, frames=10) for i in range(num)]
+        yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
+
+    ckpt, sr = tmp_path / "model.pt", tmp_path / "sr.pt"
+    ckpt.write_bytes(b"weights")
+    sr.write_bytes(b"sr weights")
+    plain = GeneratedSource(ckpt, 2, 0, 2, "cpu", "ddim", 3, 0, generate=generate_clips)
+    up = GeneratedSource(ckpt, 2, 0, 2, "cpu", "ddim", 3, 0, generate=generate_clips, upscale=sr)
+    list(plain.batches([0, 1], 2))
+    list(up.batches([0, 1], 2))
+    assert seen == [None, UpscaleOptions(str(sr))]
+    assert "upscale_sha256" in up.identity and up.identity != plain.identity
+    with pytest.raises(Exception, match="does not exist"):
+        GeneratedSource(ckpt, 2, 0, 2, "cpu", "ddim", 3, 0, generate=generate_clips, upscale=tmp_path / "no.pt")

@@ -8,7 +8,7 @@ import zipfile
 import av
 import numpy as np
 import pytest
-from studio_fixtures import A2V, V2A, make_media, running_app, tiny_checkpoint
+from studio_fixtures import A2V, V2A, make_media, running_app, sr_checkpoint, tiny_checkpoint
 
 gradio_client = pytest.importorskip("gradio_client")      # pinned in requirements.txt: always present
 from gradio_client import Client, handle_file                # noqa: E402
@@ -20,7 +20,7 @@ def studio(tmp_path_factory):
     root = tmp_path_factory.mktemp("studio")
     ckpt = tiny_checkpoint(root / "tiny.pt")
     media = make_media(root / "media")
-    with running_app(ckpt, [root]) as (demo, url):
+    with running_app(ckpt, [root], sr_ckpt=str(sr_checkpoint(root / "sr.pt"))) as (demo, url):
         yield {"demo": demo, "client": Client(url, verbose=False), "ckpt": ckpt, "media": media, "root": root}
 
 
@@ -60,6 +60,15 @@ def test_generate_writes_playable_clips_and_views(studio):
     img = np.asarray(Image.open(spec0))
     assert img.shape[0] > 200 and img.shape[1] > 400 and img.std() > 10     # a drawn figure, not blank
     assert slots[2] is not None and slots[4] is None                         # clip 1 shown, clip 2 not
+
+
+def test_generate_with_upscale_gives_128px_clips_with_their_sound(studio):
+    out = studio["client"].predict(str(studio["ckpt"]), None, "ddim", 2, 1, 1, 0, 3, True, 2, api_name="/generate")
+    preview, status, files, *slots = out
+    assert "128x128" in status and "upscaled" in status
+    frames, audio, rate, dur = decode(vpath(slots[0]))
+    assert frames.shape == (16, 128, 128, 3) and rate == 8000 and abs(dur - 1.6) < 0.1
+    assert np.abs(audio).max() > 0
 
 
 def test_generate_is_seeded(studio):
