@@ -5,7 +5,8 @@ import csv
 import os
 from pathlib import Path
 
-FIELDS = ["step", "loss", "video", "audio", "lr", "clips_per_s", "elapsed_s"]
+# Loss terms the CSV keeps; a term a run does not have stays empty. Terms missing here are dropped.
+FIELDS = ["step", "loss", "video", "audio", "contrastive", "lr", "clips_per_s", "elapsed_s"]
 
 
 class CSVLog:

@@ -1,6 +1,6 @@
 """Read a training run folder (written by `python -m mmdiff.train`) for monitors: losses, checkpoint, previews.
 
-A run folder holds log.csv (step, loss, video, audio, lr, clips_per_s, elapsed_s), loss.png,
+A run folder holds log.csv (step, loss, video, audio, contrastive, lr, clips_per_s, elapsed_s), loss.png,
 last.pt and previews/step<7 digits>_<k>.mp4. Everything here only reads.
 """
 from __future__ import annotations
