@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SHIFT_MODES = ("random", "zero")
+CROSS_FUSIONS = ("rsmma", "easy")   # cross-modal layer: MM-Diffusion's RS-MMA, or CMMD's easy fusion
 
 
 class _ConfigIO:
@@ -70,6 +71,9 @@ class ModelConfig(_ConfigIO):
     inference_shift: str = "random"  # "random": draw R at inference too (as trained); "zero": R = 0
     # --- single-modality ablations (paper "Ours-v" / "Ours-a") ----------------------------
     modalities: tuple[str, ...] = ("video", "audio")
+    # --- cross-modal layer at the attention scales (fields added later keep defaults that
+    # rebuild older checkpoints unchanged) -----------------------------------------------------
+    cross_fusion: str = "rsmma"      # "rsmma" (MM-Diffusion) | "easy" (CMMD easy fusion; ignores windows/shift)
 
     def __post_init__(self) -> None:
         self._normalise()
@@ -106,6 +110,8 @@ class ModelConfig(_ConfigIO):
             raise ValueError(f"the middle block has {deepest} channels, not a multiple of head_dim {self.head_dim}")
         if self.inference_shift not in SHIFT_MODES:
             raise ValueError(f"inference_shift must be one of {SHIFT_MODES}, got {self.inference_shift!r}")
+        if self.cross_fusion not in CROSS_FUSIONS:
+            raise ValueError(f"cross_fusion must be one of {CROSS_FUSIONS}, got {self.cross_fusion!r}")
         if not self.modalities or set(self.modalities) - {"video", "audio"}:
             raise ValueError(f"modalities must be a non-empty subset of ('video', 'audio'), got {self.modalities}")
         if abs(self.audio_samples / self.audio_rate - self.video_frames / self.fps) > 1e-6:
@@ -241,33 +247,73 @@ SR_TINY = SRConfig(
 SR_PRESETS: dict[str, SRConfig] = {"paper": SR_PAPER, "tiny": SR_TINY}
 
 
-def resolve_config(preset_or_config: "str | ModelConfig | dict[str, Any]") -> ModelConfig:
-    """Turn a preset name, a config dict (from a checkpoint) or a ModelConfig into a ModelConfig."""
-    if isinstance(preset_or_config, ModelConfig):
-        return preset_or_config
-    if isinstance(preset_or_config, dict):
-        return ModelConfig.from_dict(preset_or_config)
-    if isinstance(preset_or_config, str):
+# --- ablations (MM-Diffusion Sec. 4.4-4.5; CMMD) ---------------------------------------------------
+# Table 3: RS-MMA window size per attention scale [2, 3, 4]; the paper's default is [1, 4, 8].
+TABLE3_WINDOWS: dict[str, tuple[int, ...]] = {"w111": (1, 1, 1), "w444": (4, 4, 4), "w888": (8, 8, 8),
+                                              "w148": (1, 4, 8)}
+
+
+def ablation_config(base: ModelConfig, windows: tuple[int, ...] | None = None,
+                    random_shift: bool | None = None, modalities: tuple[str, ...] | None = None,
+                    cross_fusion: str | None = None) -> ModelConfig:
+    """`base` with the given ablation settings changed (None keeps the base's value), validated.
+
+    :param windows: RS-MMA window S per attention scale (Table 3), one per `base.attention_scales`.
+    :param random_shift: False trains RS-MMA without the random shift (Table 4).
+    :param modalities: ("video",) or ("audio",) for the single-stream sub-networks "Ours-v" / "Ours-a".
+    :param cross_fusion: "rsmma" or CMMD's "easy" fusion.
+    """
+    changes: dict[str, Any] = {}
+    if windows is not None:
+        windows = tuple(int(w) for w in windows)
+        if len(windows) != len(base.attention_scales):
+            raise ValueError(f"{len(windows)} cross windows {windows} given, but the config has "
+                             f"{len(base.attention_scales)} attention scales {base.attention_scales}")
+        changes["cross_windows"] = windows
+    if random_shift is not None:
+        changes["random_shift"] = bool(random_shift)
+    if modalities is not None:
+        changes["modalities"] = tuple(modalities)
+    if cross_fusion is not None:
+        changes["cross_fusion"] = cross_fusion
+    return base.replace(**changes) if changes else base
+
+
+# Named ablation configs of the paper model: "paper-w111" ... (Table 3), "paper-no-rs" (Table 4),
+# "paper-v" / "paper-a" (Tables 1-2 "Ours-v" / "Ours-a"), "paper-easy" (CMMD easy fusion).
+ABLATION_PRESETS: dict[str, ModelConfig] = {
+    **{f"paper-{name}": ablation_config(PAPER, windows=w) for name, w in TABLE3_WINDOWS.items()},
+    "paper-no-rs": ablation_config(PAPER, random_shift=False),
+    "paper-v": ablation_config(PAPER, modalities=("video",)),
+    "paper-a": ablation_config(PAPER, modalities=("audio",)),
+    "paper-easy": ablation_config(PAPER, cross_fusion="easy"),
+}
+
+
+def _resolve(value, cls, named: dict, what: str):
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        return cls.from_dict(value)
+    if isinstance(value, str):
         try:
-            return PRESETS[preset_or_config]
+            return named[value]
         except KeyError:
-            raise ValueError(f"unknown preset {preset_or_config!r}; choose one of {sorted(PRESETS)}") from None
-    raise TypeError(f"expected a preset name, dict or ModelConfig, got {type(preset_or_config).__name__}")
+            raise ValueError(f"unknown {what} {value!r}; choose one of {sorted(named)}") from None
+    raise TypeError(f"expected a preset name, dict or {cls.__name__}, got {type(value).__name__}")
+
+
+def resolve_config(preset_or_config: "str | ModelConfig | dict[str, Any]") -> ModelConfig:
+    """Turn a preset name (a PRESETS or ABLATION_PRESETS key), a config dict (from a checkpoint) or a
+    ModelConfig into a ModelConfig."""
+    return _resolve(preset_or_config, ModelConfig, {**PRESETS, **ABLATION_PRESETS}, "preset")
 
 
 def resolve_sr_config(preset_or_config: "str | SRConfig | dict[str, Any]") -> SRConfig:
     """Like `resolve_config`, for the super-resolution U-Net."""
-    if isinstance(preset_or_config, SRConfig):
-        return preset_or_config
-    if isinstance(preset_or_config, dict):
-        return SRConfig.from_dict(preset_or_config)
-    if isinstance(preset_or_config, str):
-        try:
-            return SR_PRESETS[preset_or_config]
-        except KeyError:
-            raise ValueError(f"unknown SR preset {preset_or_config!r}; choose one of {sorted(SR_PRESETS)}") from None
-    raise TypeError(f"expected a preset name, dict or SRConfig, got {type(preset_or_config).__name__}")
+    return _resolve(preset_or_config, SRConfig, SR_PRESETS, "SR preset")
 
 
 __all__ = ["ModelConfig", "DiffusionConfig", "PRESETS", "PAPER", "TINY", "resolve_config", "SHIFT_MODES",
+           "CROSS_FUSIONS", "TABLE3_WINDOWS", "ABLATION_PRESETS", "ablation_config",
            "SRConfig", "SR_PRESETS", "SR_PAPER", "SR_TINY", "resolve_sr_config"]

@@ -120,7 +120,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     cond = p.add_mutually_exclusive_group()
     cond.add_argument("--condition-video", help="zero-shot video->audio: generate audio for this video")
     cond.add_argument("--condition-audio", help="zero-shot audio->video: generate video for this audio (mp4 or wav)")
-    p.add_argument("--guidance", default="replacement", choices=GUIDANCE_MODES, help="zero-shot method")
+    p.add_argument("--guidance", default="replacement", choices=GUIDANCE_MODES,
+                   help="conditioning: replacement | gradient (zero-shot), or trained (a model trained with "
+                        "mmdiff.train --cond-prob)")
     p.add_argument("--scale", type=float, default=1.0, help="gradient-guidance weight lambda (default: 1)")
     p.add_argument("--upscale", metavar="SR_CKPT", default=None,
                    help="super-resolve the frames with this SR checkpoint (mmdiff.train_sr)")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import mmdiff
-from mmdiff.config import DiffusionConfig, resolve_config
+from mmdiff.config import CROSS_FUSIONS, DiffusionConfig, ModelConfig, ablation_config, resolve_config
 from mmdiff.diffusion.joint import JointLayout, model_denoiser
 from mmdiff.diffusion.loss import diffusion_loss
 from mmdiff.diffusion.schedule import Schedule
@@ -21,13 +21,17 @@ from mmdiff.training.cli import add_run_args, run, train_config
 from mmdiff.training.loop import Trainer
 
 
-def joint_loss_fn(layout: JointLayout, schedule: Schedule):
-    """Loss on a (video (B, F, 3, H, W), audio (B, 1, T)) batch: video MSE + audio MSE at one shared t."""
+def joint_loss_fn(layout: JointLayout, schedule: Schedule, cond_prob: float = 0.0, contrastive_weight: float = 0.0,
+                  contrastive_temperature: float = 0.1):
+    """Loss on a (video (B, F, 3, H, W), audio (B, 1, T)) batch: video MSE + audio MSE at one shared t
+    (+ the CMMD terms when cond_prob / contrastive_weight > 0, see mmdiff.diffusion.loss)."""
 
     def loss(model, batch, generator):
         video, audio = batch
         x0 = layout.pack(video if "video" in layout.slices else None, audio if "audio" in layout.slices else None)
-        return diffusion_loss(model_denoiser(model, layout), layout, schedule, x0, generator)
+        return diffusion_loss(model_denoiser(model, layout), layout, schedule, x0, generator, cond_prob=cond_prob,
+                              contrastive_weight=contrastive_weight,
+                              contrastive_temperature=contrastive_temperature)
 
     return loss
 
@@ -52,13 +56,67 @@ def write_previews(trainer: Trainer, step: int, num: int = 2) -> list[Path]:
     return out
 
 
+# --- ablation and CMMD flags (branch cmmd): model variants and extra loss terms -------------------------
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,4,8, got {text!r}") from None
+
+
+def add_variant_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("ablations and CMMD (docs/ablations.md)")
+    g.add_argument("--cross-windows", type=_int_list, default=None,
+                   help="RS-MMA window per attention scale, e.g. 1,4,8 (paper Table 3: 1,1,1 | 4,4,4 | 8,8,8 | "
+                        "1,4,8); one per scale of the preset (default: the preset's)")
+    g.add_argument("--modalities", default=None, choices=("video,audio", "video", "audio"),
+                   help="streams to train: video,audio (joint), or video / audio alone (paper Ours-v / Ours-a)")
+    g.add_argument("--cross-fusion", default=None, choices=CROSS_FUSIONS,
+                   help="cross-modal layer: rsmma (MM-Diffusion) or easy (CMMD easy fusion); default: the preset's")
+    g.add_argument("--contrastive-weight", type=float, default=0.0,
+                   help="weight of the CMMD contrastive term, 0 = off (default: 0); doubles the model batch")
+    g.add_argument("--contrastive-temperature", type=float, default=0.1,
+                   help="temperature of the contrastive term's log-error logits (default: 0.1)")
+    g.add_argument("--cond-prob", type=float, default=0.0,
+                   help="probability that a clip gets its clean video or audio as a condition (loss masked), "
+                        "for sampling with --guidance trained (default: 0)")
+
+
+def variant_config(args: argparse.Namespace, cfg: ModelConfig) -> ModelConfig:
+    """The preset's config with the ablation flags applied; ValueError on settings that do not fit."""
+    cfg = ablation_config(cfg, windows=args.cross_windows, cross_fusion=args.cross_fusion,
+                          modalities=tuple(args.modalities.split(",")) if args.modalities else None)
+    if not 0.0 <= args.cond_prob <= 1.0:
+        raise ValueError(f"--cond-prob must be in [0, 1], got {args.cond_prob}")
+    if args.contrastive_weight < 0 or args.contrastive_temperature <= 0:
+        raise ValueError("--contrastive-weight must be >= 0 and --contrastive-temperature > 0")
+    if len(cfg.modalities) < 2 and (args.cond_prob > 0 or args.contrastive_weight > 0):
+        raise ValueError("--cond-prob and --contrastive-weight need both modalities")
+    if args.contrastive_weight > 0 and args.batch_size < 2:
+        raise ValueError("--contrastive-weight needs --batch-size >= 2 (the other clips are the negatives)")
+    return cfg
+
+
+def variant_loss_args(args: argparse.Namespace) -> dict:
+    return {"cond_prob": args.cond_prob, "contrastive_weight": args.contrastive_weight,
+            "contrastive_temperature": args.contrastive_temperature}
+# --- end of ablation and CMMD flags ----------------------------------------------------------------------
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mmdiff.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_args(p)
+    add_run_args(p, preset_help="model preset: tiny | paper, or a paper ablation (paper-w111, paper-w444, "
+                                "paper-w888, paper-no-rs, paper-v, paper-a, paper-easy; docs/ablations.md)")
     p.add_argument("--no-random-shift", action="store_true", help="train RS-MMA without the random shift (Table 4)")
     p.add_argument("--clips-per-item", type=int, default=4, help="random clips drawn per cached item per epoch")
-    return p.parse_args(argv)
+    add_variant_args(p)
+    args = p.parse_args(argv)
+    try:
+        variant_config(args, resolve_config(args.preset))
+    except ValueError as e:
+        p.error(str(e))
+    return args
 
 
 def model_config(args: argparse.Namespace):
@@ -78,12 +136,13 @@ def main(argv=None) -> int:
     def make_trainer(info):
         from mmdiff.data.dataset import AVClipDataset
 
-        cfg, dcfg = model_config(args), DiffusionConfig()
+        cfg, dcfg = variant_config(args, model_config(args)), DiffusionConfig()
         dataset = AVClipDataset(args.data, model_config=cfg, seed=args.seed, clips_per_item=args.clips_per_item)
         trainer = Trainer(args.out, mmdiff.build_model(cfg), cfg, dcfg, dataset,
-                          joint_loss_fn(JointLayout.from_config(cfg), Schedule(dcfg)), train_config(args), info,
-                          resume=args.resume, preview_fn=write_previews if args.preview_every else None,
-                          train_args={"data": str(args.data), "preset": args.preset})
+                          joint_loss_fn(JointLayout.from_config(cfg), Schedule(dcfg), **variant_loss_args(args)),
+                          train_config(args), info, resume=args.resume,
+                          preview_fn=write_previews if args.preview_every else None,
+                          train_args={"data": str(args.data), "preset": args.preset, **variant_loss_args(args)})
         return trainer, args.preset
 
     return run(args, make_trainer)

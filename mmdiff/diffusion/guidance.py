@@ -10,6 +10,10 @@ Both methods wrap the denoiser, so they work with every sampler:
   generated modality's noise prediction becomes eps + lambda * sqrt(1 - abar_t) * grad_{x_gen} L, the
   classifier-guidance form of Eq. 10-12 (eps = -sqrt(1 - abar) * score), which moves the generated part
   along -grad L as Eq. 12 does, in a way any sampler can use. The public code uses lambda = 3.0.
+- trained (not zero-shot; CMMD-style): for a model trained with `cond_prob` > 0 (see loss.py). The
+  conditioning part of every model input is the clean condition itself, with its own timestep 0, as in
+  training; the generated part follows the sampler. The model must have learned this (an unconditionally
+  trained model runs, but ignores nothing and knows nothing of a t = 0 stream next to a noisy one).
 """
 from __future__ import annotations
 
@@ -18,9 +22,10 @@ from dataclasses import dataclass
 import torch
 
 from mmdiff.diffusion.joint import Denoiser, JointLayout
+from mmdiff.diffusion.loss import per_modality_t
 from mmdiff.diffusion.schedule import Schedule, _bcast
 
-GUIDANCE_MODES = ("replacement", "gradient")
+GUIDANCE_MODES = ("replacement", "gradient", "trained")
 
 
 @dataclass
@@ -29,6 +34,7 @@ class Condition:
 
     :param modality: "video" (video->audio) or "audio" (audio->video): the modality that is GIVEN.
     :param value: (B, D_modality) flat clean condition, or the modality's natural shape.
+    :param mode: "replacement" or "gradient" (zero-shot), or "trained" (a model trained with cond_prob > 0).
     """
 
     modality: str
@@ -58,6 +64,18 @@ def conditioned_denoiser(denoise: Denoiser, layout: JointLayout, schedule: Sched
     if value.shape[1] != given.stop - given.start:
         raise ValueError(f"condition {cond.modality} has {value.shape[1]} values per sample, "
                          f"the model expects {given.stop - given.start}")
+
+    if cond.mode == "trained":
+        is_given = torch.tensor([m == cond.modality for m in layout.slices])       # (M,) in layout order
+
+        def trained(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            x = x.clone()
+            x[:, given] = value.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1)
+            if record is not None:
+                record.append(x.detach().clone())
+            return denoise(x, per_modality_t(t, is_given.to(t.device).expand(x.shape[0], -1)))
+
+        return trained
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         c = value.to(device=x.device, dtype=x.dtype).expand(x.shape[0], -1)

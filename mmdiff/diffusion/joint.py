@@ -14,7 +14,8 @@ import torch
 
 from mmdiff.config import ModelConfig
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x (B, D), t (B,)) -> eps (B, D)
+# (x (B, D), t (B,) shared or (B, M) one level per modality in layout order) -> eps (B, D)
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MODALITIES = ("video", "audio")
 
 

@@ -2,7 +2,8 @@
 
 One `ResBlock` implementation serves both streams; the modality only decides which convolution,
 norm broadcast and resampling it uses. `MMBlock` pairs a video and an audio ResBlock that share one
-timestep-embedding projection, and optionally adds video self-attention, audio self-attention and RS-MMA.
+timestep-embedding projection, and optionally adds video self-attention, audio self-attention and a
+cross-modal layer (RS-MMA, or CMMD's easy fusion when `ModelConfig.cross_fusion == "easy"`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from mmdiff.nn.attention import RSMMA, AudioSelfAttention, VideoSelfAttention
+from mmdiff.nn.fusion import EasyFusion
 from mmdiff.nn.layers import (Resample, VideoConv, audio_conv, audio_pointwise, group_norm,
                               video_pointwise, zero_init)
 
@@ -76,8 +78,15 @@ class BlockSpec:
     resample: str | None = None        # "down" | "up" | None
     video_attention: bool = False
     audio_attention: bool = False
-    cross_window: int | None = None    # RS-MMA window S, or None for no cross-modal attention
+    cross_window: int | None = None    # RS-MMA window S, or None for no cross-modal layer
     takes_skip: bool = False           # decoder block: concatenate the matching encoder output first
+
+
+def cross_layer(cfg, channels: int, window: int) -> nn.Module:
+    """The cross-modal layer of an MM-Block: RS-MMA with window S, or easy fusion (window unused)."""
+    if cfg.cross_fusion == "easy":
+        return EasyFusion(channels, cfg.video_frames)
+    return RSMMA(channels, cfg.head_dim, window, cfg.video_frames, cfg.random_shift, cfg.inference_shift)
 
 
 class MMBlock(nn.Module):
@@ -97,18 +106,20 @@ class MMBlock(nn.Module):
                            if spec.video_attention and self.has_video else None)
         self.audio_attn = (AudioSelfAttention(spec.cout, cfg.head_dim)
                            if spec.audio_attention and self.has_audio else None)
-        self.cross = (RSMMA(spec.cout, cfg.head_dim, spec.cross_window, cfg.video_frames,
-                            cfg.random_shift, cfg.inference_shift)
+        self.cross = (cross_layer(cfg, spec.cout, spec.cross_window)
                       if spec.cross_window and self.has_video and self.has_audio else None)
 
     def forward(self, video, audio, emb):
-        ss = self.emb(emb)
+        """:param emb: (B, E) step embedding shared by both streams, or a pair (video's, audio's)."""
+        emb_v, emb_a = emb if isinstance(emb, tuple) else (emb, emb)
+        ss = self.emb(emb_v)
+        ss_a = ss if emb_a is emb_v else self.emb(emb_a)
         if self.video is not None:
             video = self.video(video, ss)
             if self.video_attn is not None:
                 video = self.video_attn(video)
         if self.audio is not None:
-            audio = self.audio(audio, ss)
+            audio = self.audio(audio, ss_a)
             if self.audio_attn is not None:
                 audio = self.audio_attn(audio)
         if self.cross is not None:

@@ -55,7 +55,9 @@ def block_specs(cfg: ModelConfig) -> tuple[list[BlockSpec], list[BlockSpec], lis
 class CoupledUNet(nn.Module):
     """`model(video, audio, t) -> (eps_video, eps_audio)`.
 
-    :param video: (B, F, 3, H, W) float, :param audio: (B, 1, T) float, :param t: (B,) int in [0, 1000).
+    :param video: (B, F, 3, H, W) float, :param audio: (B, 1, T) float, :param t: (B,) int in [0, 1000)
+        shared by both streams, or (B, 2) with one timestep per stream (columns: video, audio), e.g.
+        t = 0 for a clean stream given as a condition (trained conditional generation).
     Single-modality configs (`modalities=("video",)` or `("audio",)`) take None for the absent stream
     and return None for it.
     """
@@ -102,14 +104,22 @@ class CoupledUNet(nn.Module):
         b = (video if video is not None else audio).shape[0]
         if video is not None and audio is not None and audio.shape[0] != b:
             raise ValueError(f"video batch {b} and audio batch {audio.shape[0]} differ")
-        if not isinstance(t, torch.Tensor) or t.shape != (b,) or t.is_floating_point():
-            raise ValueError(f"t must be an integer tensor of shape ({b},), got "
+        if not isinstance(t, torch.Tensor) or t.shape not in ((b,), (b, 2)) or t.is_floating_point():
+            raise ValueError(f"t must be an integer tensor of shape ({b},) or ({b}, 2), got "
                              f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
         return b
 
+    def _embed(self, t: torch.Tensor):
+        """(B,) -> (B, E) shared step embedding; (B, 2) -> (video's (B, E), audio's (B, E))."""
+        if t.ndim == 1:
+            return self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))
+        emb = self.time_mlp(timestep_embedding(t.T.reshape(-1), self.config.time_embed_dim))  # (2B, E)
+        emb_v, emb_a = emb.chunk(2, dim=0)
+        return emb_v, emb_a
+
     def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None, t: torch.Tensor):
         self._check_inputs(video, audio, t)
-        emb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))   # (B, 4 * time_embed_dim)
+        emb = self._embed(t)                                                    # (B, E) or a (video, audio) pair
         dtype = next(self.parameters()).dtype
         v = self.video_in(video.to(dtype).transpose(1, 2)) if self.has_video else None   # (B, C, F, H, W)
         a = self.audio_in(audio.to(dtype)) if self.has_audio else None                  # (B, C, T)

@@ -12,10 +12,10 @@ from mmdiff.training import distributed
 from mmdiff.training.loop import PRECISIONS, TrainConfig, Trainer
 
 
-def add_run_args(p: argparse.ArgumentParser) -> None:
+def add_run_args(p: argparse.ArgumentParser, preset_help: str = "model preset: tiny | paper") -> None:
     """Flags every trainer takes: schedule of the run, optimiser, EMA, precision, device, resume, logging."""
     p.add_argument("--data", required=True, help="cache folder from mmdiff.data.prepare or mmdiff.data.synthetic --cache")
-    p.add_argument("--preset", default="tiny", help="model preset: tiny | paper (default: tiny)")
+    p.add_argument("--preset", default="tiny", help=f"{preset_help} (default: tiny)")
     p.add_argument("--out", required=True, help="run folder (checkpoint, logs, previews)")
     p.add_argument("--steps", type=int, default=10_000, help="total optimisation steps (default: 10000)")
     p.add_argument("--batch-size", type=int, default=8, help="samples per step per process (default: 8)")
