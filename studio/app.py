@@ -1,8 +1,6 @@
 """Build the studio: one Blocks app with a tab per task. All state lives in the StudioContext made here."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from mmdiff.device import resolve_device

@@ -6,7 +6,7 @@ import mmdiff
 from mmdiff.config import DiffusionConfig, TINY
 from mmdiff.diffusion.guidance import Condition, conditioned_denoiser, guidance_loss
 from mmdiff.diffusion.joint import JointLayout, model_denoiser
-from mmdiff.diffusion.samplers import sample_ddim, sample_dpmpp, spaced_timesteps
+from mmdiff.diffusion.samplers import sample_ddim, spaced_timesteps
 from mmdiff.diffusion.schedule import Schedule
 from mmdiff.generate import SamplerOptions, generate, run_sampler
 

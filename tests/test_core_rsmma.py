@@ -1,7 +1,6 @@
 """RS-MMA against a brute-force masked full cross-attention."""
 import pytest
 import torch
-from torch.nn import functional as F
 
 from mmdiff.nn.attention import RSMMA, window_index
 

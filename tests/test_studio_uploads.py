@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from studio_fixtures import frames_ramp, make_media, sine, write_video
+from studio_fixtures import frames_ramp, make_media, write_video
 
 from mmdiff.config import PRESETS
 from mmdiff.uploads import (UploadError, UploadLimits, check_media, condition_audio, condition_video,
