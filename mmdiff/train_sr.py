@@ -28,14 +28,14 @@ from mmdiff.training.loop import Trainer
 
 def sr_loss_fn(schedule: Schedule):
     """Loss on a (high (B, 3, H, W), low (B, 3, h, w)) batch: hybrid loss of the SR U-Net given low."""
-    from mmdiff.nn.sr_unet import upsample_condition
+    from mmdiff.nn.sr_unet import to_diffusion_space, upsample_condition
     from mmdiff.upscale import sr_predictor
 
     def loss(model, batch, generator):
         high, low = batch
-        net = getattr(model, "module", model)                            # DDP wraps the U-Net
-        return hybrid_loss(sr_predictor(model, upsample_condition(low, net.config.high_size)), schedule, high,
-                           generator)
+        cfg = getattr(model, "module", model).config                   # DDP wraps the U-Net
+        low_up = upsample_condition(low, cfg.high_size)
+        return hybrid_loss(sr_predictor(model, low_up), schedule, to_diffusion_space(cfg, high, low_up), generator)
 
     return loss
 

@@ -17,7 +17,7 @@ from mmdiff.diffusion.joint import Denoiser
 from mmdiff.diffusion.samplers import Callback
 from mmdiff.diffusion.schedule import Schedule
 from mmdiff.generate import SamplerOptions, run_sampler
-from mmdiff.nn.sr_unet import SRUNet, upsample_condition
+from mmdiff.nn.sr_unet import SRUNet, from_diffusion_space, upsample_condition
 
 NOISE_MODES = ("shared", "independent")
 PAPER_SR_SAMPLER = SamplerOptions("ddim", steps=25)    # Table A.1: DDIM, 25 steps
@@ -104,7 +104,7 @@ def upscale(model: SRUNet, video: torch.Tensor, options: SamplerOptions = PAPER_
             low_up = upsample_condition(frames[start:start + batch_frames], cfg.high_size)   # (n, 3, H, W)
             x = run_sampler(options, sr_denoiser(model, low_up), x_T[start:start + batch_frames].clone(),
                             schedule, gen, _chunk_callback(callback, k, chunks))
-            out.append(x.clamp(-1, 1))
+            out.append(from_diffusion_space(cfg, x.view(low_up.shape), low_up))
     finally:
         model.train(was_training)
     return torch.cat(out).view(b, f, cfg.channels, cfg.high_size, cfg.high_size)

@@ -270,3 +270,16 @@ def test_train_sr_cli_then_sample_with_upscale(tmp_path):
     assert decoded.audio.shape == (TINY.audio_samples,) and np.abs(decoded.audio).max() > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["upscale"]["steps"] == 2 and len(manifest["upscale"]["sha256"]) == 64
+
+
+def test_diffusion_space_round_trip_for_frame_and_residual_modes():
+    from mmdiff.nn.sr_unet import from_diffusion_space, to_diffusion_space
+
+    g = torch.Generator().manual_seed(0)
+    high = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    low_up = torch.rand(2, 3, 8, 8, generator=g) * 2 - 1
+    for cfg in (SR_PAPER, SR_TINY):
+        x = to_diffusion_space(cfg, high, low_up)
+        torch.testing.assert_close(from_diffusion_space(cfg, x, low_up), high)
+    assert not SR_PAPER.residual and SR_TINY.residual                       # the paper diffuses frames
+    torch.testing.assert_close(to_diffusion_space(SR_TINY, high, low_up), high - low_up)

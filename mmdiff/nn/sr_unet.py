@@ -22,6 +22,16 @@ def upsample_condition(low: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def to_diffusion_space(cfg: SRConfig, high: torch.Tensor, low_up: torch.Tensor) -> torch.Tensor:
+    """What the SR diffusion runs on: the frame, or its residual over the upsampled low frame (cfg.residual)."""
+    return high - low_up if cfg.residual else high
+
+
+def from_diffusion_space(cfg: SRConfig, x: torch.Tensor, low_up: torch.Tensor) -> torch.Tensor:
+    """Inverse of `to_diffusion_space`: (N, 3, H, W) frames in [-1, 1]."""
+    return (x + low_up if cfg.residual else x).clamp(-1, 1)
+
+
 class ImageAttention(nn.Module):
     """Self-attention over the H*W positions of (N, C, H, W) features."""
 
