@@ -53,7 +53,7 @@ def port_embeddings(sentences: list[str]):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.minilm_reference", description=__doc__.split("\n")[0])
-    p.add_argument("--write", action="store_true", help=f"write {REFERENCE_FILE.relative_to(REFERENCE_FILE.parents[2])}")
+    p.add_argument("--write", action="store_true", help="write tests/data/minilm_reference.json")
     args = p.parse_args(argv)
     import numpy as np
     import sentence_transformers

@@ -154,7 +154,8 @@ def generate_two_step(model: torch.nn.Module, num: int = 1, options: SamplerOpti
     layout = JointLayout.from_config(model.config)
     video, _ = generate(model, num, options, seed=seed, schedule=schedule, text=text, guidance_scale=guidance_scale,
                         callback=_staged(callback, 1, layout))
+    given = Condition("video", video, mode, condition_scale)
     video_out, audio = generate(model, num, options, seed=seed, schedule=schedule, text=text,
-                                guidance_scale=guidance_scale, condition=Condition("video", video, mode, condition_scale),
+                                guidance_scale=guidance_scale, condition=given,
                                 callback=_staged(callback, 2, layout, video))
     return video_out, audio
