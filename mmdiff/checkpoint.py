@@ -127,13 +127,18 @@ def _load_weights(model: torch.nn.Module, ckpt: dict, path, use_ema: bool, devic
 
 
 def load_model(path: str | os.PathLike | None = None, device: str | torch.device = "cpu", use_ema: bool = True):
-    """Rebuild the network a checkpoint describes and load its (EMA) weights; returns (model, schedule)."""
+    """Rebuild the network a checkpoint describes and load its (EMA) weights; returns (model, schedule).
+
+    `model.trained_with` holds the checkpoint's train_args (e.g. cond_prob, which decides how the two-step
+    pipeline conditions on its video, mmdiff.generate.two_step_mode).
+    """
     from mmdiff import build_model
     from mmdiff.diffusion.schedule import Schedule
 
     path = path if path is not None else default_checkpoint()
     ckpt = load_checkpoint(path)
     model = _load_weights(build_model(checkpoint_config(ckpt, path, "joint")), ckpt, path, use_ema, device)
+    model.trained_with = dict(ckpt.get("train_args") or {})
     return model, Schedule(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 SHIFT_MODES = ("random", "zero")
 CROSS_FUSIONS = ("rsmma", "easy")   # cross-modal layer: MM-Diffusion's RS-MMA, or CMMD's easy fusion
+TEXT_ENCODERS = {"all-MiniLM-L6-v2": 384}   # frozen caption encoders (mmdiff.text) -> embedding width
 
 
 class _ConfigIO:
@@ -74,6 +75,10 @@ class ModelConfig(_ConfigIO):
     # --- cross-modal layer at the attention scales (fields added later keep defaults that
     # rebuild older checkpoints unchanged) -----------------------------------------------------
     cross_fusion: str = "rsmma"      # "rsmma" (MM-Diffusion) | "easy" (CMMD easy fusion; ignores windows/shift)
+    # --- text conditioning (docs/text.md): a pooled caption embedding is projected and added to the
+    # step embedding, so it reaches every block's scale-shift. 0 / "" = unconditional (older checkpoints).
+    text_dim: int = 0                # width of the caption embedding (384 for all-MiniLM-L6-v2)
+    text_encoder: str = ""           # the frozen encoder that makes it (a TEXT_ENCODERS key), "" without text
 
     def __post_init__(self) -> None:
         self._normalise()
@@ -112,6 +117,13 @@ class ModelConfig(_ConfigIO):
             raise ValueError(f"inference_shift must be one of {SHIFT_MODES}, got {self.inference_shift!r}")
         if self.cross_fusion not in CROSS_FUSIONS:
             raise ValueError(f"cross_fusion must be one of {CROSS_FUSIONS}, got {self.cross_fusion!r}")
+        if self.text_dim or self.text_encoder:
+            if self.text_encoder not in TEXT_ENCODERS:
+                raise ValueError(f"text_encoder must be one of {sorted(TEXT_ENCODERS)} when text_dim > 0, "
+                                 f"got {self.text_encoder!r} (text_dim={self.text_dim})")
+            if self.text_dim != TEXT_ENCODERS[self.text_encoder]:
+                raise ValueError(f"text_dim {self.text_dim} does not match {self.text_encoder}'s "
+                                 f"{TEXT_ENCODERS[self.text_encoder]}-d embeddings")
         if not self.modalities or set(self.modalities) - {"video", "audio"}:
             raise ValueError(f"modalities must be a non-empty subset of ('video', 'audio'), got {self.modalities}")
         if abs(self.audio_samples / self.audio_rate - self.video_frames / self.fps) > 1e-6:
@@ -283,6 +295,13 @@ def ablation_config(base: ModelConfig, windows: tuple[int, ...] | None = None,
     return base.replace(**changes) if changes else base
 
 
+def text_config(base: ModelConfig, encoder: str = "all-MiniLM-L6-v2") -> ModelConfig:
+    """`base` conditioned on captions embedded by the frozen `encoder` (mmdiff.train --text-cond)."""
+    if encoder not in TEXT_ENCODERS:
+        raise ValueError(f"unknown text encoder {encoder!r}; choose one of {sorted(TEXT_ENCODERS)}")
+    return base.replace(text_dim=TEXT_ENCODERS[encoder], text_encoder=encoder)
+
+
 # Named ablation configs of the paper model: "paper-w111" ... (Table 3), "paper-no-rs" (Table 4),
 # "paper-v" / "paper-a" (Tables 1-2 "Ours-v" / "Ours-a"), "paper-easy" (CMMD easy fusion).
 ABLATION_PRESETS: dict[str, ModelConfig] = {
@@ -319,5 +338,5 @@ def resolve_sr_config(preset_or_config: "str | SRConfig | dict[str, Any]") -> SR
 
 
 __all__ = ["ModelConfig", "DiffusionConfig", "PRESETS", "PAPER", "TINY", "resolve_config", "SHIFT_MODES",
-           "CROSS_FUSIONS", "TABLE3_WINDOWS", "ABLATION_PRESETS", "ablation_config",
+           "CROSS_FUSIONS", "TABLE3_WINDOWS", "TEXT_ENCODERS", "text_config", "ABLATION_PRESETS", "ablation_config",
            "SRConfig", "SR_PRESETS", "SR_PAPER", "SR_TINY", "resolve_sr_config"]

@@ -1,6 +1,9 @@
-"""High-level sampling: seeded, unconditional or zero-shot conditional generation from a coupled U-Net.
+"""High-level sampling: seeded, unconditional or conditional generation from a coupled U-Net.
 
-This is the function the CLI, the evaluation package and the studio call; it never imports a UI.
+`generate` is the function the CLI, the evaluation package and the studio call; it never imports a UI.
+Conditions: a given video or audio stream (`Condition`, zero-shot or trained), and for a model trained
+with captions a caption embedding with classifier-free guidance (`text`, `guidance_scale`).
+`generate_two_step` is the text -> video -> audio pipeline of Paredes et al. (docs/text.md).
 """
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mmdiff.diffusion.guidance import Condition, conditioned_denoiser
+from mmdiff.diffusion.guidance import Condition, classifier_free_denoiser, conditioned_denoiser
 from mmdiff.diffusion.joint import JointLayout, model_denoiser
 from mmdiff.diffusion.samplers import SAMPLERS, Callback
 from mmdiff.diffusion.schedule import Schedule
@@ -39,14 +42,42 @@ def run_sampler(opts: SamplerOptions, denoise, x, schedule: Schedule, generator,
     return SAMPLERS["dpm-solver++"](denoise, x, schedule, steps=opts.steps, order=opts.order, **common)
 
 
+def check_text(model: torch.nn.Module, text: torch.Tensor, num: int) -> torch.Tensor:
+    """Validate caption embeddings for `model` and `num` samples; returns them as (1 or num, text_dim)."""
+    cfg = model.config
+    if not cfg.text_dim:
+        raise ValueError("this model was trained without text conditioning (ModelConfig.text_dim = 0), so it "
+                         "cannot take a prompt; use a model trained with `mmdiff.train --text-cond`, or leave "
+                         "the prompt empty")
+    if text.ndim == 1:
+        text = text[None]
+    if text.ndim != 2 or text.shape[0] not in (1, num) or text.shape[1] != cfg.text_dim:
+        raise ValueError(f"text must have shape (1 or num={num}, {cfg.text_dim}) ({cfg.text_encoder} "
+                         f"embeddings), got {tuple(text.shape)}")
+    return text
+
+
+def text_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tensor | None,
+                  guidance_scale: float = 1.0):
+    """The flat denoiser of `model`, guided towards the caption `text` (classifier-free, any sampler)."""
+    if text is None:
+        return model_denoiser(model, layout)
+    return classifier_free_denoiser(model_denoiser(model, layout, text), model_denoiser(model, layout),
+                                    guidance_scale)
+
+
 def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | None = None, seed: int = 0,
              condition: Condition | None = None, schedule: Schedule | None = None,
-             callback: Callback | None = None):
+             callback: Callback | None = None, text: torch.Tensor | None = None, guidance_scale: float = 1.0):
     """Sample `num` clips. Returns (video (N, F, 3, H, W), audio (N, 1, T)) in [-1, 1] (None for absent streams).
 
     Deterministic given `seed`: the initial noise, DDPM/DDIM noise, replacement noise and RS-MMA shifts
     all come from generators seeded here; the global torch RNG is restored afterwards.
     With `condition`, its modality is returned exactly as given (clean).
+    :param text: (1 or N, text_dim) caption embeddings (mmdiff.text.encoder) for a model trained with
+        captions; None is unconditional (the null caption).
+    :param guidance_scale: classifier-free guidance scale s with `text`: eps_u + s * (eps_c - eps_u);
+        0 is exactly unconditional, 1 exactly conditional (no guidance).
     """
     opts = options or SamplerOptions()
     schedule = schedule or Schedule()
@@ -60,7 +91,9 @@ def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | Non
             torch.manual_seed(seed)                                            # RS-MMA shifts at inference
             gen = torch.Generator(device).manual_seed(seed)
             x = torch.randn((num, layout.size), generator=gen, device=device)   # (N, D) x_T
-            denoise = model_denoiser(model, layout)
+            if text is not None:
+                text = check_text(model, text, num).to(device)
+            denoise = text_denoiser(model, layout, text, guidance_scale)
             if condition is not None:
                 cond_gen = torch.Generator(device).manual_seed(seed + 1)
                 value = condition.value.reshape(condition.value.shape[0], -1).to(device)
@@ -76,3 +109,53 @@ def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | Non
     video, audio = layout.unpack(x)
     return (video.clamp(-1, 1) if video is not None else None,
             audio.clamp(-1, 1) if audio is not None else None)
+
+
+# --- the two-step pipeline (Paredes et al.): text -> video, then (video, text) -> audio -------------------
+def two_step_mode(model: torch.nn.Module) -> str:
+    """How the second step conditions on the video: "trained" for a model trained with a clean-stream
+    condition (mmdiff.train --cond-prob > 0, read from its checkpoint), else zero-shot "replacement"."""
+    trained_with = getattr(model, "trained_with", None) or {}
+    return "trained" if float(trained_with.get("cond_prob", 0) or 0) > 0 else "replacement"
+
+
+def _staged(callback: Callback | None, stage: int, layout: JointLayout, video: torch.Tensor | None = None):
+    """Report a step of stage 1 or 2 as one progress over both (step out of 2 x steps); in stage 2 the x0
+    preview shows the given video instead of the sampler's unused copy of it."""
+    if callback is None:
+        return None
+
+    def report(info: dict) -> None:
+        x0 = info["x0"]
+        if video is not None:
+            x0 = x0.clone()
+            x0[:, layout.slices["video"]] = video.reshape(video.shape[0], -1).to(x0)
+        callback({**info, "x0": x0, "stage": stage, "step": (stage - 1) * info["steps"] + info["step"],
+                  "steps": 2 * info["steps"]})
+
+    return report
+
+
+def generate_two_step(model: torch.nn.Module, num: int = 1, options: SamplerOptions | None = None, seed: int = 0,
+                      text: torch.Tensor | None = None, guidance_scale: float = 1.0, mode: str | None = None,
+                      schedule: Schedule | None = None, callback: Callback | None = None,
+                      condition_scale: float = 3.0):
+    """Text -> video, then audio for that video and the same text (Paredes et al.'s sequential pipeline).
+
+    Step 1 samples joint clips and keeps their video; step 2 samples again with that video given as a
+    `Condition(modality="video", mode=mode)` and keeps the audio. Both steps use the caption `text` with
+    classifier-free guidance `guidance_scale`, and the same `seed`. Returns (video, audio) like `generate`.
+    :param mode: "trained", "replacement" or "gradient"; None picks `two_step_mode(model)`.
+    :param condition_scale: the gradient-guidance weight lambda (mode "gradient" only).
+    """
+    if set(model.config.modalities) != {"video", "audio"}:
+        raise ValueError("the two-step pipeline needs a joint audio-video model")
+    mode = mode or two_step_mode(model)
+    layout = JointLayout.from_config(model.config)
+    video, _ = generate(model, num, options, seed=seed, schedule=schedule, text=text, guidance_scale=guidance_scale,
+                        callback=_staged(callback, 1, layout))
+    given = Condition("video", video, mode, condition_scale)
+    video_out, audio = generate(model, num, options, seed=seed, schedule=schedule, text=text,
+                                guidance_scale=guidance_scale, condition=given,
+                                callback=_staged(callback, 2, layout, video))
+    return video_out, audio

@@ -19,7 +19,7 @@ import torch
 from mmdiff.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SR_CHECKPOINT, CheckpointError, load_model, load_sr_model
 from mmdiff.diffusion.guidance import Condition
 from mmdiff.diffusion.joint import JointLayout
-from mmdiff.generate import SamplerOptions, generate
+from mmdiff.generate import SamplerOptions, generate, generate_two_step
 
 
 class JobCancelled(RuntimeError):
@@ -39,6 +39,7 @@ class ModelStore:
         self._models: dict[str, tuple[torch.nn.Module, object]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._text_encoder = None
 
     def resolve(self, ckpt: str | Path | None) -> Path:
         path = Path(ckpt) if ckpt else self.default_ckpt
@@ -75,6 +76,18 @@ class ModelStore:
                 self._locks[key] = threading.Lock()
             return self._models[key], self._locks[key]
 
+    def text_encoder(self):
+        """The frozen caption encoder (mmdiff.text.encoder.TextEncoder), loaded on first use, then kept.
+
+        TextEncoderMissing (a FileNotFoundError naming the install command) when its weights are not installed.
+        """
+        from mmdiff.text.encoder import TextEncoder
+
+        with self._guard:
+            if self._text_encoder is None:
+                self._text_encoder = TextEncoder(device=self.device)
+            return self._text_encoder
+
     def lock(self, ckpt: str | Path | None = None) -> threading.Lock:
         key = str(self.resolve(ckpt))
         self.get(ckpt)
@@ -90,10 +103,15 @@ class JobSpec:
     eta: float = 0.0
     order: int = 3
     max_num: int = 8
+    prompt: str = ""                # caption for a text-conditioned model; "" = unconditional
+    guidance_scale: float = 3.0     # classifier-free guidance scale with a prompt (0 uncond, 1 cond)
+    two_step: bool = False          # text -> video, then audio for that video (mmdiff.generate.generate_two_step)
 
     def options(self) -> SamplerOptions:
         if not 1 <= self.num <= self.max_num:
             raise ValueError(f"batch size must be between 1 and {self.max_num}, got {self.num}")
+        if not 0 <= self.guidance_scale <= 50:
+            raise ValueError(f"guidance scale must be between 0 and 50, got {self.guidance_scale}")
         if self.sampler != "ddpm" and not 1 <= self.steps <= 1000:
             raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
         return SamplerOptions(self.sampler, steps=int(self.steps), eta=float(self.eta), order=int(self.order))
@@ -138,17 +156,38 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
     return ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
 
 
+def prompt_text(store: ModelStore, model, prompt: str) -> torch.Tensor | None:
+    """(1, text_dim) embedding of `prompt`, None for an empty one; ValueError for a model without text."""
+    if not prompt or not prompt.strip():
+        return None
+    if not model.config.text_dim:
+        raise ValueError("this model was trained without text conditioning, so it cannot follow a prompt: leave the "
+                         "prompt empty, or choose a model trained with `python -m mmdiff.train --text-cond`")
+    return store.text_encoder().encode([prompt])
+
+
 def run_generation(store: ModelStore, ckpt, spec: JobSpec, condition: Condition | None = None,
                    on_step: StepFn | None = None, cancel: threading.Event | None = None):
-    """Sample under the model's lock. Returns (model config, video (N, F, 3, H, W) | None, audio (N, 1, T) | None)."""
+    """Sample under the model's lock. Returns (model config, video (N, F, 3, H, W) | None, audio (N, 1, T) | None).
+
+    With `spec.prompt` the caption guides a text model (classifier-free, `spec.guidance_scale`); with
+    `spec.two_step` the video is generated first and its audio second (mmdiff.generate.generate_two_step).
+    """
     model, schedule = store.get(ckpt)
     opts = spec.options()
+    if spec.two_step and condition is not None:
+        raise ValueError("the two-step pipeline makes its own video condition; do not pass another condition")
+    text = prompt_text(store, model, spec.prompt)
+    common = dict(seed=int(spec.seed), schedule=schedule, callback=step_callback(model, on_step, cancel), text=text,
+                  guidance_scale=float(spec.guidance_scale))
     with store.lock(ckpt):
         if cancel is not None and cancel.is_set():
             raise JobCancelled("cancelled")
         with torch.inference_mode(condition is None or condition.mode != "gradient"):
-            video, audio = generate(model, spec.num, opts, seed=int(spec.seed), condition=condition,
-                                    schedule=schedule, callback=step_callback(model, on_step, cancel))
+            if spec.two_step:
+                video, audio = generate_two_step(model, spec.num, opts, **common)
+            else:
+                video, audio = generate(model, spec.num, opts, condition=condition, **common)
     return model.config, video, audio
 
 

@@ -5,6 +5,8 @@
     python -m mmdiff.sample --condition-video clip.mp4 --guidance gradient --scale 1 --num 4 --out DIR
     torchrun --nproc_per_node 4 -m mmdiff.sample --ckpt ... --num 2048 --out DIR   # shards the N samples
     python -m mmdiff.sample --num 4 --out DIR --upscale SR.pt     # second stage: super-resolve the frames
+    python -m mmdiff.sample --ckpt TEXT.pt --prompt "a red ball bounces twice" --guidance-scale 3 --out DIR
+    python -m mmdiff.sample --ckpt TEXT.pt --prompt "..." --two-step --out DIR   # text -> video -> audio
 
 Sample i always comes from batch i // batch-size seeded with seed + that batch number, so the same
 (seed, batch size) gives the same clips whatever the number of processes.
@@ -26,7 +28,7 @@ from tqdm.auto import tqdm
 from mmdiff.checkpoint import default_checkpoint, file_sha256, load_model
 from mmdiff.diffusion.guidance import GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
-from mmdiff.generate import SamplerOptions, generate
+from mmdiff.generate import SamplerOptions, generate, generate_two_step, two_step_mode
 
 
 def to_uint8_video(video: torch.Tensor) -> np.ndarray:
@@ -120,17 +122,55 @@ def parse_args(argv=None) -> argparse.Namespace:
     cond = p.add_mutually_exclusive_group()
     cond.add_argument("--condition-video", help="zero-shot video->audio: generate audio for this video")
     cond.add_argument("--condition-audio", help="zero-shot audio->video: generate video for this audio (mp4 or wav)")
-    p.add_argument("--guidance", default="replacement", choices=GUIDANCE_MODES,
-                   help="conditioning: replacement | gradient (zero-shot), or trained (a model trained with "
-                        "mmdiff.train --cond-prob)")
+    p.add_argument("--guidance", default=None, choices=GUIDANCE_MODES,
+                   help="conditioning on a given stream: replacement | gradient (zero-shot), or trained (a model "
+                        "trained with mmdiff.train --cond-prob); default: replacement, and for --two-step trained "
+                        "when the checkpoint was trained with --cond-prob, else replacement")
     p.add_argument("--scale", type=float, default=1.0, help="gradient-guidance weight lambda (default: 1)")
+    p.add_argument("--prompt", default=None,
+                   help="caption for a model trained with --text-cond (empty: unconditional); recorded in the manifest")
+    p.add_argument("--guidance-scale", type=float, default=3.0,
+                   help="classifier-free guidance scale for --prompt: 0 unconditional, 1 conditional without "
+                        "guidance, >1 stronger (default: 3)")
+    p.add_argument("--two-step", action="store_true",
+                   help="Paredes et al.'s pipeline: generate the video (from --prompt), then its audio conditioned "
+                        "on that video and the prompt")
     p.add_argument("--upscale", metavar="SR_CKPT", default=None,
                    help="super-resolve the frames with this SR checkpoint (mmdiff.train_sr)")
     p.add_argument("--upscale-sampler", default="ddim", choices=sorted(SAMPLERS), help="SR sampler (default: ddim)")
     p.add_argument("--upscale-steps", type=int, default=25, help="SR sampler steps (default: 25, as the paper)")
     p.add_argument("--upscale-noise", default="shared", choices=["shared", "independent"],
                    help="initial SR noise: one map shared by a clip's frames (default) or one per frame")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.two_step and (args.condition_video or args.condition_audio):
+        p.error("--two-step generates its own video to condition on; drop --condition-video/--condition-audio")
+    return args
+
+
+def prompt_embedding(prompt: str | None, model, device) -> torch.Tensor | None:
+    """(1, text_dim) embedding of `prompt` for `model`, None for no or an empty prompt (unconditional).
+
+    ValueError when the model was trained without text.
+    """
+    if prompt is None or not prompt.strip():
+        return None
+    if not model.config.text_dim:
+        raise ValueError("this checkpoint was trained without text conditioning (ModelConfig.text_dim = 0), so "
+                         "--prompt cannot steer it; train one with `python -m mmdiff.train --text-cond ...`, or "
+                         "drop --prompt")
+    from mmdiff.text.encoder import TextEncoder
+
+    return TextEncoder(device=device).encode([prompt])
+
+
+def sample_batch(model, args: argparse.Namespace, count: int, seed: int, opts: SamplerOptions, schedule,
+                 condition: Condition | None, text: torch.Tensor | None, mode: str | None):
+    """(video, audio) of one batch: two-step, or one pass (unconditional, conditioned on a stream and/or text)."""
+    if args.two_step:
+        return generate_two_step(model, count, opts, seed=seed, text=text, guidance_scale=args.guidance_scale,
+                                 mode=mode, schedule=schedule, condition_scale=args.scale)
+    return generate(model, count, opts, seed=seed, condition=condition, schedule=schedule, text=text,
+                    guidance_scale=args.guidance_scale)
 
 
 def main(argv=None) -> int:
@@ -145,11 +185,23 @@ def main(argv=None) -> int:
     ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint()
     model, schedule = load_model(ckpt, device)
     cfg = model.config
+    try:
+        text = prompt_embedding(args.prompt, model, device)
+    except ValueError as e:
+        print(f"error: {ckpt}: {e}", file=sys.stderr)
+        return 2
     condition = None
+    guidance = args.guidance or "replacement"
     if args.condition_video or args.condition_audio:
         modality = "video" if args.condition_video else "audio"
         value = load_condition(args.condition_video or args.condition_audio, modality, cfg)
-        condition = Condition(modality, value, args.guidance, args.scale)
+        condition = Condition(modality, value, guidance, args.scale)
+    if args.two_step:
+        if set(cfg.modalities) != {"video", "audio"}:
+            print(f"error: {ckpt}: --two-step needs a joint audio-video model, this one has {cfg.modalities}",
+                  file=sys.stderr)
+            return 2
+        guidance = args.guidance or two_step_mode(model)
     opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta, order=args.order)
     up_opts = (UpscaleOptions(args.upscale, args.upscale_sampler, args.upscale_steps, args.upscale_noise)
                if args.upscale else None)
@@ -160,7 +212,7 @@ def main(argv=None) -> int:
     written = []
     with tqdm(total=sum(c for _, _, c in plan), desc=f"sample[{rank}]", disable=rank != 0) as bar:
         for b, first, count in plan:
-            video, audio = generate(model, count, opts, seed=args.seed + b, condition=condition, schedule=schedule)
+            video, audio = sample_batch(model, args, count, args.seed + b, opts, schedule, condition, text, guidance)
             if upscaler is not None and video is not None:
                 video = upscaler(video, args.seed + b)
             for k in range(count):
@@ -178,7 +230,9 @@ def main(argv=None) -> int:
         "order": args.order, "fps": cfg.fps, "audio_rate": cfg.audio_rate,
         "condition": None if condition is None else {
             "modality": condition.modality, "file": args.condition_video or args.condition_audio,
-            "guidance": args.guidance, "scale": args.scale},
+            "guidance": guidance, "scale": args.scale},
+        "prompt": args.prompt, "guidance_scale": args.guidance_scale if text is not None else None,
+        "two_step": None if not args.two_step else {"guidance": guidance, "scale": args.scale},
         "upscale": None if up_opts is None else {**asdict(up_opts), "sha256": file_sha256(up_opts.ckpt)},
         "samples": written,
     }

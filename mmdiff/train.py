@@ -2,6 +2,7 @@
 
     python -m mmdiff.train --data DATA_DIR --preset tiny --out RUN_DIR [--steps --batch-size --lr 1e-4
         --ema 0.9999 --resume --device --precision fp32|bf16]
+    python -m mmdiff.train ... --text-cond [--caption-dropout 0.1 --captions FILE]   # captions (docs/text.md)
     torchrun --nproc_per_node N -m mmdiff.train ...      # DDP: NCCL on GPUs, gloo on CPU
 
 RUN_DIR gets last.pt (checkpoint, rewritten atomically), log.csv, loss.png and previews/.
@@ -12,40 +13,52 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 import mmdiff
-from mmdiff.config import CROSS_FUSIONS, DiffusionConfig, ModelConfig, ablation_config, resolve_config
+from mmdiff.config import CROSS_FUSIONS, DiffusionConfig, ModelConfig, ablation_config, resolve_config, text_config
 from mmdiff.diffusion.joint import JointLayout, model_denoiser
-from mmdiff.diffusion.loss import diffusion_loss
+from mmdiff.diffusion.loss import diffusion_loss, drop_captions
 from mmdiff.diffusion.schedule import Schedule
 from mmdiff.training.cli import add_run_args, run, train_config
 from mmdiff.training.loop import Trainer
 
 
 def joint_loss_fn(layout: JointLayout, schedule: Schedule, cond_prob: float = 0.0, contrastive_weight: float = 0.0,
-                  contrastive_temperature: float = 0.1):
-    """Loss on a (video (B, F, 3, H, W), audio (B, 1, T)) batch: video MSE + audio MSE at one shared t
-    (+ the CMMD terms when cond_prob / contrastive_weight > 0, see mmdiff.diffusion.loss)."""
+                  contrastive_temperature: float = 0.1, caption_dropout: float = 0.0):
+    """Loss on a (video (B, F, 3, H, W), audio (B, 1, T)[, text (B, text_dim)]) batch: video MSE + audio MSE
+    at one shared t (+ the CMMD terms when cond_prob / contrastive_weight > 0, see mmdiff.diffusion.loss).
+    With text, each caption is replaced by the null caption with probability `caption_dropout` (CFG)."""
 
     def loss(model, batch, generator):
-        video, audio = batch
+        video, audio, *rest = batch
+        text = drop_captions(rest[0], caption_dropout, generator) if rest else None
         x0 = layout.pack(video if "video" in layout.slices else None, audio if "audio" in layout.slices else None)
-        return diffusion_loss(model_denoiser(model, layout), layout, schedule, x0, generator, cond_prob=cond_prob,
-                              contrastive_weight=contrastive_weight,
+        return diffusion_loss(model_denoiser(model, layout, text), layout, schedule, x0, generator,
+                              cond_prob=cond_prob, contrastive_weight=contrastive_weight,
                               contrastive_temperature=contrastive_temperature)
 
     return loss
 
 
+def preview_text(dataset, num: int):
+    """(num, text_dim) caption embeddings of the first `num` items of a captioned dataset (None otherwise)."""
+    emb = getattr(dataset, "embeddings", None)
+    return None if emb is None else emb[torch.arange(num) % emb.shape[0]]
+
+
 def write_previews(trainer: Trainer, step: int, num: int = 2) -> list[Path]:
-    """Sample `num` clips from the EMA weights (DPM-Solver++, 20 steps) into RUN_DIR/previews/."""
+    """Sample `num` clips from the EMA weights (DPM-Solver++, 20 steps) into RUN_DIR/previews/; a text model
+    is given the captions of the first training items (no guidance)."""
     from mmdiff.data.av_io import write_clip
     from mmdiff.generate import SamplerOptions, generate
 
     cfg = trainer.model_config
     model = mmdiff.build_model(cfg).to(trainer.dist.device)
     model.load_state_dict(trainer.ema.state_dict())
+    text = preview_text(trainer.dataset, num) if cfg.text_dim else None
     video, audio = generate(model, num, SamplerOptions("dpm-solver++", steps=20), seed=step,
-                            schedule=Schedule(trainer.diffusion_config))
+                            schedule=Schedule(trainer.diffusion_config), text=text)
     out = []
     (trainer.run_dir / "previews").mkdir(parents=True, exist_ok=True)
     for k in range(num):
@@ -82,10 +95,37 @@ def add_variant_args(p: argparse.ArgumentParser) -> None:
                         "for sampling with --guidance trained (default: 0)")
 
 
+def add_text_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("text conditioning (docs/text.md)")
+    g.add_argument("--text-cond", action="store_true",
+                   help="condition the model on captions (frozen all-MiniLM-L6-v2 embeddings, FiLM); captions come "
+                        "from --captions or the cache items' meta (the synthetic data has them)")
+    g.add_argument("--caption-dropout", type=float, default=0.1,
+                   help="probability of training a clip with the null caption, for classifier-free guidance "
+                        "(default: 0.1)")
+    g.add_argument("--captions", default=None, metavar="FILE",
+                   help="captions sidecar: CSV with columns item and/or source, caption; or JSON lines with the "
+                        "same keys; matched by cache item id or source path (overrides the items' meta)")
+    g.add_argument("--allow-missing-captions", action="store_true",
+                   help="train items without a caption with the null caption instead of stopping with an error")
+
+
+def check_text_args(args: argparse.Namespace) -> None:
+    dropout = getattr(args, "caption_dropout", 0.0)
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"--caption-dropout must be in [0, 1], got {dropout}")
+    if not getattr(args, "text_cond", False) and (getattr(args, "captions", None)
+                                                  or getattr(args, "allow_missing_captions", False)):
+        raise ValueError("--captions and --allow-missing-captions need --text-cond")
+
+
 def variant_config(args: argparse.Namespace, cfg: ModelConfig) -> ModelConfig:
-    """The preset's config with the ablation flags applied; ValueError on settings that do not fit."""
+    """The preset's config with the ablation and text flags applied; ValueError on settings that do not fit."""
     cfg = ablation_config(cfg, windows=args.cross_windows, cross_fusion=args.cross_fusion,
                           modalities=tuple(args.modalities.split(",")) if args.modalities else None)
+    check_text_args(args)
+    if getattr(args, "text_cond", False):
+        cfg = text_config(cfg)
     if not 0.0 <= args.cond_prob <= 1.0:
         raise ValueError(f"--cond-prob must be in [0, 1], got {args.cond_prob}")
     if args.contrastive_weight < 0 or args.contrastive_temperature <= 0:
@@ -98,8 +138,9 @@ def variant_config(args: argparse.Namespace, cfg: ModelConfig) -> ModelConfig:
 
 
 def variant_loss_args(args: argparse.Namespace) -> dict:
+    extra = {"caption_dropout": args.caption_dropout} if getattr(args, "text_cond", False) else {}  # text runs only
     return {"cond_prob": args.cond_prob, "contrastive_weight": args.contrastive_weight,
-            "contrastive_temperature": args.contrastive_temperature}
+            "contrastive_temperature": args.contrastive_temperature, **extra}
 # --- end of ablation and CMMD flags ----------------------------------------------------------------------
 
 
@@ -111,6 +152,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-random-shift", action="store_true", help="train RS-MMA without the random shift (Table 4)")
     p.add_argument("--clips-per-item", type=int, default=4, help="random clips drawn per cached item per epoch")
     add_variant_args(p)
+    add_text_args(p)
     args = p.parse_args(argv)
     try:
         variant_config(args, resolve_config(args.preset))
@@ -130,6 +172,14 @@ def model_config(args: argparse.Namespace):
     return cfg.replace(**changes) if changes else cfg
 
 
+def captioned(dataset, args: argparse.Namespace, device):
+    """The dataset with each item's caption embedded once by the frozen encoder (mmdiff.text.captions)."""
+    from mmdiff.text.captions import CaptionedClips
+    from mmdiff.text.encoder import TextEncoder
+
+    return CaptionedClips.build(dataset, TextEncoder(device=device), args.captions, args.allow_missing_captions)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
 
@@ -138,11 +188,16 @@ def main(argv=None) -> int:
 
         cfg, dcfg = variant_config(args, model_config(args)), DiffusionConfig()
         dataset = AVClipDataset(args.data, model_config=cfg, seed=args.seed, clips_per_item=args.clips_per_item)
+        text_args = {}
+        if cfg.text_dim:
+            dataset = captioned(dataset, args, info.device)
+            text_args = {"text_cond": True, "captions": str(args.captions) if args.captions else None}
         trainer = Trainer(args.out, mmdiff.build_model(cfg), cfg, dcfg, dataset,
                           joint_loss_fn(JointLayout.from_config(cfg), Schedule(dcfg), **variant_loss_args(args)),
                           train_config(args), info, resume=args.resume,
                           preview_fn=write_previews if args.preview_every else None,
-                          train_args={"data": str(args.data), "preset": args.preset, **variant_loss_args(args)})
+                          train_args={"data": str(args.data), "preset": args.preset, **variant_loss_args(args),
+                                      **text_args})
         return trainer, args.preset
 
     return run(args, make_trainer)

@@ -1,4 +1,5 @@
-"""Generate tab: unconditional joint audio-video samples with live previews, players, downloads and spectrograms."""
+"""Generate tab: joint audio-video samples (unconditional, or from a prompt for a text model, optionally in two
+steps: video, then its audio) with live previews, players, downloads and spectrograms."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,11 +54,35 @@ def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen"
     return sampler, steps, seed, num, eta, order
 
 
-def spec_from(ctx, sampler, steps, seed, num, eta, order) -> JobSpec:
+def spec_from(ctx, sampler, steps, seed, num, eta, order, prompt="", guidance_scale=3.0, two_step=False) -> JobSpec:
     if seed is None or int(seed) < 0:
         raise gr.Error("seed must be a whole number >= 0")
     return JobSpec(num=int(num), seed=int(seed), sampler=sampler, steps=int(steps), eta=float(eta),
-                   order=int(order), max_num=ctx.max_batch)
+                   order=int(order), max_num=ctx.max_batch, prompt=(prompt or "").strip(),
+                   guidance_scale=float(3.0 if guidance_scale is None else guidance_scale), two_step=bool(two_step))
+
+
+def text_controls():
+    """Prompt, guidance scale and the two-step switch (used by models trained with --text-cond)."""
+    with gr.Accordion("Text prompt (models trained with --text-cond)", open=True):
+        prompt = gr.Textbox("", label="Prompt", lines=1, elem_id="gen-prompt",
+                            placeholder="e.g. a red ball bounces twice; each bounce makes a high click",
+                            info="empty: unconditional. Only models trained with captions can follow a prompt.")
+        with gr.Row():
+            scale = gr.Slider(0, 10, value=3, step=0.5, label="Guidance scale", elem_id="gen-guidance-scale",
+                              info="classifier-free guidance: 0 ignores the prompt, 1 conditional, >1 stronger")
+            two_step = gr.Checkbox(False, label="Two steps: video first, then its audio", elem_id="gen-two-step",
+                                   info="Paredes et al.: generate the video from the prompt, then audio conditioned "
+                                        "on that video and the prompt (twice the sampling time)")
+    return prompt, scale, two_step
+
+
+def check_prompt(model_config, ckpt, prompt) -> None:
+    """gr.Error before sampling when a prompt is given to a model trained without text."""
+    if (prompt or "").strip() and not model_config.text_dim:
+        raise gr.Error(f"the model {Path(str(ckpt)).name} was trained without text conditioning, so it cannot follow "
+                       "a prompt: leave the prompt empty for unconditional samples, or choose a model trained with "
+                       "`python -m mmdiff.train --text-cond`")
 
 
 def build(ctx: StudioContext):
@@ -68,6 +93,7 @@ def build(ctx: StudioContext):
     if note:
         gr.Markdown(note, elem_id="default-model-missing")
     choice, upload = model_picker(ctx)
+    prompt, guidance_scale, two_step = text_controls()
     sampler, steps, seed, num, eta, order = sampler_controls(ctx)
     with gr.Row():
         upscale = gr.Checkbox(False, label="Upscale 4x with the super-resolution stage (DDIM, per frame)",
@@ -92,12 +118,13 @@ def build(ctx: StudioContext):
 
     @user_errors
     def generate(choice, upload, sampler, steps, seed, num, eta, order, upscale=False, sr_steps=25,
-                 request: gr.Request = None,
+                 prompt="", guidance_scale=3.0, two_step=False, request: gr.Request = None,
                  progress=gr.Progress()):
-        spec_ = spec_from(ctx, sampler, steps, seed, num, eta, order)
+        spec_ = spec_from(ctx, sampler, steps, seed, num, eta, order, prompt, guidance_scale, two_step)
         ckpt = checked_checkpoint(ctx, choice, upload)
         progress(0, desc="loading model")
-        ctx.store.get(ckpt)
+        model, _ = ctx.store.get(ckpt)
+        check_prompt(model.config, ckpt, spec_.prompt)
         if upscale:
             ctx.store.get_sr(ctx.sr_ckpt)               # a missing SR model is reported before sampling
         out = ctx.job_dir(request, "generate")
@@ -128,11 +155,15 @@ def build(ctx: StudioContext):
         size = video.shape[-1] if video is not None else cfg.video_size
         msg = (f"{len(clips)} clip(s), {cfg.duration:.1f} s each ({cfg.video_frames} frames of {size}x{size} at "
                f"{cfg.fps} fps, {cfg.audio_rate} Hz audio), {spec_.sampler} {spec_.steps} steps, seed {spec_.seed}"
+               + (f', prompt "{spec_.prompt}" at guidance {spec_.guidance_scale:g}' if spec_.prompt else "")
+               + (", in two steps (video, then its audio)" if spec_.two_step else "")
                + (", upscaled by the SR stage." if upscale and video is not None else "."))
         yield (gr.skip(), msg, all_files, *updates)
 
     outputs = [preview, status, files] + [x for slot in slots for x in slot]
-    event = go.click(generate, [choice, upload, sampler, steps, seed, num, eta, order, upscale, sr_steps],
+    # New inputs go at the end, with defaults, so positional API calls of older clients keep working.
+    event = go.click(generate, [choice, upload, sampler, steps, seed, num, eta, order, upscale, sr_steps,
+                                prompt, guidance_scale, two_step],
                      outputs,
                      api_name="generate", concurrency_id="model", concurrency_limit=1)
     return event, stop, status

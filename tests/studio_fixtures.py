@@ -18,21 +18,23 @@ V2A = "video → audio: upload a video, generate its sound"
 A2V = "audio → video: upload a sound, generate its video"
 
 
-def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
-    """The tiny preset with random (perturbed) weights: for tests only, never shipped."""
+def tiny_checkpoint(path: Path, seed: int = 0, text: bool = False) -> Path:
+    """The tiny preset with random (perturbed) weights: for tests only, never shipped. `text`: conditioned on
+    captions (ModelConfig.text_dim = 384, as `mmdiff.train --text-cond` makes)."""
     import torch
 
     import mmdiff
     from mmdiff.checkpoint import save_checkpoint
-    from mmdiff.config import PRESETS, DiffusionConfig
+    from mmdiff.config import PRESETS, DiffusionConfig, text_config
 
+    cfg = text_config(PRESETS["tiny"]) if text else PRESETS["tiny"]
     torch.manual_seed(seed)
-    model = mmdiff.build_model("tiny")
+    model = mmdiff.build_model(cfg)
     with torch.no_grad():                      # zero-init output convs would make every sample identical
         for p in model.parameters():
             if not p.abs().sum():
                 p.normal_(0, 0.02)
-    return save_checkpoint(path, model_config=PRESETS["tiny"], diffusion_config=DiffusionConfig(),
+    return save_checkpoint(path, model_config=cfg, diffusion_config=DiffusionConfig(),
                            model=None, ema=model.state_dict())
 
 

@@ -19,9 +19,11 @@ from gradio_client.exceptions import AppError                # noqa: E402
 def studio(tmp_path_factory):
     root = tmp_path_factory.mktemp("studio")
     ckpt = tiny_checkpoint(root / "tiny.pt")
+    text_ckpt = tiny_checkpoint(root / "tiny-text.pt", text=True)          # found in the workspace
     media = make_media(root / "media")
     with running_app(ckpt, [root], sr_ckpt=str(sr_checkpoint(root / "sr.pt"))) as (demo, url):
-        yield {"demo": demo, "client": Client(url, verbose=False), "ckpt": ckpt, "media": media, "root": root}
+        yield {"demo": demo, "client": Client(url, verbose=False), "ckpt": ckpt, "media": media, "root": root,
+               "text_ckpt": text_ckpt}
 
 
 def vpath(v):
@@ -92,6 +94,35 @@ def test_generate_rejects_bad_settings_and_checkpoints(studio, tmp_path):
         client.predict(str(studio["ckpt"]), handle_file(str(bad)), "ddim", 3, 0, 1, 0, 3, api_name="/generate")
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict("/etc/passwd", None, "ddim", 3, 0, 1, 0, 3, api_name="/generate")
+
+
+def generate_text(client, ckpt, prompt, scale=3.0, two_step=False, seed=0):
+    """The Generate tab with the inputs added for text models (after upscale and its steps)."""
+    return client.predict(str(ckpt), None, "ddim", 2, seed, 1, 0, 3, False, 25, prompt, scale, two_step,
+                          api_name="/generate")
+
+
+def test_generate_from_a_prompt_in_two_steps(studio):
+    from mmdiff.data.av_io import read_wav
+
+    client, ckpt = studio["client"], studio["text_ckpt"]
+    preview, status, files, *slots = generate_text(client, ckpt, "a red ball bounces twice", two_step=True)
+    assert '"a red ball bounces twice" at guidance 3' in status and "two steps" in status
+    frames, audio, rate, dur = decode(vpath(slots[0]))
+    assert frames.shape == (16, 32, 32, 3) and rate == 8000 and abs(dur - 1.6) < 0.1
+    wav = lambda out: read_wav([p for p in out[2] if p.endswith(".wav")][0])[0]       # noqa: E731
+    other = generate_text(client, ckpt, "rain on a tin roof", two_step=True)
+    assert not np.array_equal(wav(other), read_wav([p for p in files if p.endswith(".wav")][0])[0])
+    # an empty prompt is unconditional: the same clip as guidance scale 0 with a prompt
+    empty, zero = generate_text(client, ckpt, "", seed=2), generate_text(client, ckpt, "a dog barks", 0.0, seed=2)
+    assert np.array_equal(wav(empty), wav(zero)) and "prompt" not in empty[1]
+
+
+def test_prompt_for_a_model_without_text_is_refused(studio):
+    with pytest.raises(AppError, match="tiny.pt was trained without text conditioning, so it cannot follow a prompt"):
+        generate_text(studio["client"], studio["ckpt"], "a red ball bounces")
+    status = generate_text(studio["client"], studio["ckpt"], "  ", two_step=True)[1]   # blank prompt: unconditional
+    assert "1 clip(s)" in status and "two steps" in status
 
 
 def condition(client, ckpt, direction, path, mode="gradient", scale=1.0):

@@ -100,6 +100,26 @@ def conditioned_denoiser(denoise: Denoiser, layout: JointLayout, schedule: Sched
     return guided
 
 
+def classifier_free_denoiser(cond: Denoiser, uncond: Denoiser, scale: float) -> Denoiser:
+    """eps = eps_uncond + scale * (eps_cond - eps_uncond) (Ho & Salimans 2022, Eq. 6 with w = scale - 1).
+
+    :param cond: the denoiser given the caption; :param uncond: the same model given the null caption.
+    scale 0 is exactly `uncond` and scale 1 exactly `cond` (only that one is evaluated); other scales
+    evaluate both, each once per step.
+    """
+    scale = float(scale)
+    if scale == 0:
+        return uncond
+    if scale == 1:
+        return cond
+
+    def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps_u = uncond(x, t)
+        return eps_u + scale * (cond(x, t) - eps_u)
+
+    return guided
+
+
 def guidance_loss(denoise: Denoiser, layout: JointLayout, schedule: Schedule, cond: Condition,
                   x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """(B,) reconstruction error ||x0_hat_cond - condition||^2 of state x at level t with the given noise."""

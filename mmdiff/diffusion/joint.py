@@ -73,12 +73,32 @@ class JointLayout:
         return m
 
 
-def model_denoiser(model: torch.nn.Module, layout: JointLayout) -> Denoiser:
-    """Adapt `model(video, audio, t) -> (eps_v, eps_a)` to the flat (x, t) -> eps contract."""
+def match_batch(cond: torch.Tensor, n: int) -> torch.Tensor:
+    """Per-sample conditioning (K, ...) for a batch of n states: K = n as is, K = 1 expanded, and K dividing n
+    tiled (the contrastive loss stacks [matched; mismatched] copies of a batch, each clip keeping its caption)."""
+    k = cond.shape[0]
+    if k == n:
+        return cond
+    if k == 1:
+        return cond.expand(n, *cond.shape[1:])
+    if k and n % k == 0:
+        return cond.repeat(n // k, *([1] * (cond.ndim - 1)))
+    raise ValueError(f"{k} conditioning rows do not fit a batch of {n} states")
+
+
+def model_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tensor | None = None) -> Denoiser:
+    """Adapt `model(video, audio, t[, text]) -> (eps_v, eps_a)` to the flat (x, t) -> eps contract.
+
+    :param text: (1 or B, text_dim) caption embeddings bound to every call (a text-conditioned model);
+        None calls the model without text (the null caption for a text model).
+    """
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         video, audio = layout.unpack(x)
-        eps_v, eps_a = model(video, audio, t)
+        if text is None:
+            eps_v, eps_a = model(video, audio, t)
+        else:
+            eps_v, eps_a = model(video, audio, t, text=match_batch(text, x.shape[0]).to(x.device))
         return layout.pack(eps_v, eps_a).to(x.dtype)
 
     return denoise

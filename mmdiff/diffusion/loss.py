@@ -80,6 +80,17 @@ def draw_noisy_batch(layout: JointLayout, schedule: Schedule, x0: torch.Tensor,
     return NoisyBatch(x0, noise, t, given, noise_state(layout, schedule, x0, t, noise, given))
 
 
+def drop_captions(text: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Caption dropout for classifier-free guidance: each row of (B, D) `text` becomes the null caption
+    (all zeros) with probability p, so one model learns the conditional and the unconditional eps."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"caption dropout must be in [0, 1], got {p}")
+    if p == 0:
+        return text
+    drop = torch.rand((text.shape[0],), generator=generator, device=text.device) < p     # (B,)
+    return torch.where(drop[:, None], torch.zeros_like(text), text)
+
+
 def denoising_terms(eps: torch.Tensor, batch: NoisyBatch, layout: JointLayout) -> dict[str, torch.Tensor]:
     """Per-modality eps MSE over the clips where that stream is generated (given streams are masked)."""
     terms = {}

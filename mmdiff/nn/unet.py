@@ -3,6 +3,8 @@
 Two U-Nets, one per modality, advance block by block in lock-step: each MM-Block holds a video and an
 audio residual block (sharing a timestep projection), video self-attention at the attention scales,
 and RS-MMA bridging the two streams there. Video downsamples H and W by 2 per scale; audio by 4 in T.
+With `text_dim` > 0 a pooled caption embedding is projected and added to the step embedding, so the
+caption modulates every block through its scale-shift (FiLM), like the timestep (docs/text.md).
 """
 from __future__ import annotations
 
@@ -53,11 +55,13 @@ def block_specs(cfg: ModelConfig) -> tuple[list[BlockSpec], list[BlockSpec], lis
 
 
 class CoupledUNet(nn.Module):
-    """`model(video, audio, t) -> (eps_video, eps_audio)`.
+    """`model(video, audio, t, text=None) -> (eps_video, eps_audio)`.
 
     :param video: (B, F, 3, H, W) float, :param audio: (B, 1, T) float, :param t: (B,) int in [0, 1000)
         shared by both streams, or (B, 2) with one timestep per stream (columns: video, audio), e.g.
         t = 0 for a clean stream given as a condition (trained conditional generation).
+    :param text: (B, text_dim) float caption embeddings for a text-conditioned config; None or all-zero
+        rows are the null caption (unconditional). A config without text refuses it.
     Single-modality configs (`modalities=("video",)` or `("audio",)`) take None for the absent stream
     and return None for it.
     """
@@ -68,6 +72,10 @@ class CoupledUNet(nn.Module):
         c0 = cfg.base_channels * cfg.channel_mult[0]
         emb_dim = cfg.time_embed_dim  # Table A.1: step embedding 128 wide, 2-layer MLP (no 4x widening)
         self.time_mlp = nn.Sequential(nn.Linear(cfg.time_embed_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if cfg.text_dim:
+            # Last layer zero-initialised: a new text model starts as the unconditional one.
+            self.text_mlp = nn.Sequential(nn.Linear(cfg.text_dim, emb_dim), nn.SiLU(),
+                                          zero_init(nn.Linear(emb_dim, emb_dim)))
         self.has_video = "video" in cfg.modalities
         self.has_audio = "audio" in cfg.modalities
         if self.has_video:
@@ -109,17 +117,36 @@ class CoupledUNet(nn.Module):
                              f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
         return b
 
-    def _embed(self, t: torch.Tensor):
-        """(B,) -> (B, E) shared step embedding; (B, 2) -> (video's (B, E), audio's (B, E))."""
+    def _text_embedding(self, text: torch.Tensor | None, b: int) -> torch.Tensor | None:
+        """(B, text_dim) caption embedding -> (B, E), the null caption for None; None for a model without text."""
+        dim = self.config.text_dim
+        if not dim:
+            if text is not None:
+                raise ValueError("this model was trained without text conditioning (ModelConfig.text_dim = 0); "
+                                 "pass text=None, or use a model trained with `mmdiff.train --text-cond`")
+            return None
+        weight = self.text_mlp[0].weight
+        if text is None:
+            text = torch.zeros((b, dim), device=weight.device)
+        if not isinstance(text, torch.Tensor) or not text.is_floating_point() or tuple(text.shape) != (b, dim):
+            raise ValueError(f"text must be a float tensor of shape ({b}, {dim}) (one {self.config.text_encoder} "
+                             f"embedding per sample), got {tuple(getattr(text, 'shape', ()))}")
+        return self.text_mlp(text.to(weight.dtype))
+
+    def _embed(self, t: torch.Tensor, text: torch.Tensor | None = None):
+        """(B,) -> (B, E) shared step embedding; (B, 2) -> (video's (B, E), audio's (B, E)); plus the caption's."""
+        txt = self._text_embedding(text, t.shape[0])                            # (B, E) or None
         if t.ndim == 1:
-            return self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))
+            emb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))
+            return emb if txt is None else emb + txt
         emb = self.time_mlp(timestep_embedding(t.T.reshape(-1), self.config.time_embed_dim))  # (2B, E)
         emb_v, emb_a = emb.chunk(2, dim=0)
-        return emb_v, emb_a
+        return (emb_v, emb_a) if txt is None else (emb_v + txt, emb_a + txt)
 
-    def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None, t: torch.Tensor):
+    def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None, t: torch.Tensor,
+                text: torch.Tensor | None = None):
         self._check_inputs(video, audio, t)
-        emb = self._embed(t)                                                    # (B, E) or a (video, audio) pair
+        emb = self._embed(t, text)                                              # (B, E) or a (video, audio) pair
         dtype = next(self.parameters()).dtype
         v = self.video_in(video.to(dtype).transpose(1, 2)) if self.has_video else None   # (B, C, F, H, W)
         a = self.audio_in(audio.to(dtype)) if self.has_audio else None                  # (B, C, T)
