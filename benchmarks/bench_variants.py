@@ -6,7 +6,9 @@ data, then compared on AV-Align, FVD (I3D) and sampling speed.
 Variants (the tiny preset; its two attention scales take the paper's Table 3 windows as pairs):
 core (RS-MMA windows 1,4 + random shift), Ours-v / Ours-a (single streams), windows 1,1 / 4,4 / 8,8, no random
 shift (Table 4), + contrastive term (CMMD), easy fusion instead of RS-MMA, and trained conditioning
-(--cond-prob 0.5) compared with the core's zero-shot replacement on video -> audio.
+(--cond-prob 0.5) compared with the core's zero-shot replacement on video -> audio, and a text-conditioned
+model (--text-cond --cond-prob 0.5) sampled from the real clips' captions in one step (joint) or in two
+steps (video from the prompt, then audio for that video; Paredes et al.); the two share one training run.
 Every variant trains through `python -m mmdiff.train` (in-process) with one seed, one data order and the
 same steps; a finished variant is reused when the command runs again (its run folder has last.pt at the
 final step), so an interrupted table resumes. Writes RUN_ROOT/table.md and table.json.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,12 @@ class Variant:
     flags: tuple[str, ...] = ()
     streams: str = "video,audio"
     zero_shot_of: str | None = None           # evaluate video->audio with this trained-conditioning mode
-    extra: dict = field(default_factory=dict)
+    text: str | None = None                   # "one-step" | "two-step": sample from the real clips' captions
+
+    @property
+    def run_name(self) -> str:
+        """Run folder: variants with the same flags share one training run."""
+        return slug("-".join(self.flags)) or "core"
 
 
 VARIANTS = (
@@ -47,6 +54,8 @@ VARIANTS = (
     Variant("+ contrastive (w 0.1)", ("--contrastive-weight", "0.1")),
     Variant("easy fusion", ("--cross-fusion", "easy")),
     Variant("trained conditioning (p 0.5)", ("--cond-prob", "0.5"), zero_shot_of="trained"),
+    Variant("text, one-step", ("--text-cond", "--cond-prob", "0.5"), text="one-step"),
+    Variant("text, two-step (video, then audio)", ("--text-cond", "--cond-prob", "0.5"), text="two-step"),
 )
 
 
@@ -71,18 +80,24 @@ def train_variant(v: Variant, data: Path, run: Path, args) -> Path:
 
 
 def real_clips(num: int, cfg, seed: int):
+    """uint8 video (N, F, H, W, 3), float audio (N, T), captions of a fresh synthetic draw."""
     from mmdiff.data.synthetic import make_clip
 
     clips = [make_clip(i, seed, cfg.video_frames, cfg.fps, cfg.video_size, cfg.audio_rate) for i in range(num)]
-    return np.stack([c.video for c in clips]), np.stack([c.audio for c in clips]).astype(np.float32)
+    return (np.stack([c.video for c in clips]), np.stack([c.audio for c in clips]).astype(np.float32),
+            [c.record["caption"] for c in clips])
 
 
-def sample(model, schedule, num: int, seed: int, condition=None):
-    """uint8 video (N, F, H, W, 3) or None, float audio (N, T) or None, seconds per clip."""
-    from mmdiff.generate import SamplerOptions, generate
+def sample(model, schedule, num: int, seed: int, condition=None, text=None, two_step: bool = False):
+    """uint8 video (N, F, H, W, 3) or None, float audio (N, T) or None, seconds per clip.
+
+    :param text: (N, text_dim) caption embeddings (classifier-free guidance scale 3) or None.
+    """
+    from mmdiff.generate import SamplerOptions, generate, generate_two_step
     from mmdiff.sample import to_uint8_video
 
     videos, audios, t0 = [], [], time.perf_counter()
+    opts = SamplerOptions("dpm-solver++", steps=SAMPLER_STEPS)
     for b in range(0, num, 8):
         n = min(8, num - b)
         cond = None
@@ -90,8 +105,11 @@ def sample(model, schedule, num: int, seed: int, condition=None):
             from mmdiff.diffusion.guidance import Condition
 
             cond = Condition(condition[0], condition[1][b:b + n], condition[2])
-        v, a = generate(model, n, SamplerOptions("dpm-solver++", steps=SAMPLER_STEPS), seed=seed + b,
-                        schedule=schedule, condition=cond)
+        words = dict(text=text[b:b + n], guidance_scale=3.0) if text is not None else {}
+        if two_step:
+            v, a = generate_two_step(model, n, opts, seed=seed + b, schedule=schedule, **words)
+        else:
+            v, a = generate(model, n, opts, seed=seed + b, schedule=schedule, condition=cond, **words)
         videos.append(to_uint8_video(v) if v is not None else None)
         audios.append(a[:, 0].float().numpy() if a is not None else None)
     per_clip = (time.perf_counter() - t0) / num
@@ -112,16 +130,23 @@ def fvd(i3d, real_feats, videos) -> float:
     return frechet_distance(real_feats, i3d(videos))
 
 
-def evaluate_variant(v: Variant, ckpt: Path, real_v, real_a, real_feats, i3d, args) -> dict:
+def evaluate_variant(v: Variant, ckpt: Path, real, real_feats, i3d, args) -> dict:
     from mmdiff.checkpoint import load_model
 
+    real_v, real_a, captions = real
     model, schedule = load_model(ckpt)
     cfg = model.config
-    videos, audios, per_clip = sample(model, schedule, args.num, args.seed)
+    text = None
+    if v.text:
+        from mmdiff.text.encoder import TextEncoder
+
+        text = TextEncoder().encode(captions)                                  # (N, 384)
+    videos, audios, per_clip = sample(model, schedule, args.num, args.seed, text=text,
+                                      two_step=v.text == "two-step")
     row = {"variant": v.name, "s_per_clip": round(per_clip, 3)}
     row["fvd"] = round(fvd(i3d, real_feats, videos), 1) if videos is not None else None
     row["av_align"] = round(av_align_mean(videos, audios, cfg), 3) if videos is not None and audios is not None else None
-    if v.streams == "video,audio":
+    if v.streams == "video,audio" and not v.text:
         cond = torch.from_numpy(real_v).float().div(127.5).sub(1).permute(0, 1, 4, 2, 3)   # (N, F, 3, H, W)
         mode = v.zero_shot_of or "replacement"
         _, v2a, _ = sample(model, schedule, args.num, args.seed, condition=("video", cond, mode))
@@ -164,13 +189,14 @@ def main(argv=None) -> None:
         synthetic.main(["--out", str(data), "--num", str(args.train_clips), "--seed", "1", "--preset", "tiny",
                         "--cache", "--quiet"])
     i3d = load_extractor("i3d")
-    real_v, real_a = real_clips(args.num, TINY, args.seed)
+    real = real_clips(args.num, TINY, args.seed)
+    real_v, real_a, _ = real
     real_feats = i3d(real_v)
     picks = [VARIANTS[int(i)] for i in args.only.split(",")] if args.only else list(VARIANTS)
     rows = []
     for v in picks:
-        ckpt = train_variant(v, data, root / slug(v.name), args)
-        rows.append(evaluate_variant(v, ckpt, real_v, real_a, real_feats, i3d, args))
+        ckpt = train_variant(v, data, root / v.run_name, args)
+        rows.append(evaluate_variant(v, ckpt, real, real_feats, i3d, args))
         print(json.dumps(rows[-1]), flush=True)
     header = (f"{machine()}; tiny preset, {args.steps} steps x batch {args.batch_size} (lr {args.lr}) per variant "
               f"on {args.train_clips} synthetic clips; {args.num} samples (DPM-Solver++ {SAMPLER_STEPS}) vs "
