@@ -46,6 +46,13 @@ class VideoConv(nn.Module):
     frames folded into the batch, the temporal one as a (k, 1) kernel over (F, H*W)), which keeps
     PyTorch's CPU convolutions on their fast path; Conv3d with (1, k, k) kernels is up to 6x slower
     on small inputs here (benchmarks/bench_core.py).
+
+    The temporal conv starts as the identity (centre tap = I, other taps 0), so the block starts as a
+    per-frame 2D conv (as Make-A-Video initialises its temporal layers). With PyTorch's random init, the
+    tiny model learned a pair of opposite one-frame shifts (input conv: frame t+1 -> slot t; output head:
+    slot t-1 -> frame t); interior frames do not mind, but frame 0's content falls off the zero padding,
+    and after 3,100 steps frame 0's red and blue noise predictions were one shared mix (eps MSE 0.33 vs
+    0.001-0.07 for the other frames at t = 20..900).
     """
 
     def __init__(self, cin: int, cout: int, kernel: int = 3):
@@ -53,6 +60,10 @@ class VideoConv(nn.Module):
         p = kernel // 2
         self.spatial = nn.Conv2d(cin, cout, kernel, padding=p)
         self.temporal = nn.Conv2d(cout, cout, (kernel, 1), padding=(p, 0))
+        with torch.no_grad():
+            self.temporal.weight.zero_()
+            self.temporal.weight[:, :, p, 0] = torch.eye(cout)
+            self.temporal.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
