@@ -312,10 +312,14 @@ def _bind_extractor(ex) -> Callable[[list[Clip]], np.ndarray]:
 
 
 def _audio_features(ex, clips: list[Clip]) -> np.ndarray:
-    rates = {c.audio_rate for c in clips}
+    """One extractor call per sample rate in the batch, clips zero-padded to the longest; for an
+    extractor whose features change with appended zeros (CLAP repeat-pads short clips), one call
+    per (rate, length), so a clip's features never depend on the other clips of its batch."""
+    by_length = not getattr(ex, "zero_pad_invariant", True)
+    keys = {(c.audio_rate, c.audio.shape[0] if by_length else 0) for c in clips}
     out = []
-    for rate in sorted(rates):                      # one call per sample rate present in the batch
-        group = [c for c in clips if c.audio_rate == rate]
+    for rate, length in sorted(keys):
+        group = [c for c in clips if c.audio_rate == rate and (not by_length or c.audio.shape[0] == length)]
         n = max(c.audio.shape[0] for c in group)
         wav = np.stack([np.pad(c.audio, (0, n - c.audio.shape[0])) for c in group])   # (B, T)
         out.append((group, ex(wav, sample_rate=rate)))
@@ -561,9 +565,10 @@ def format_table(results: dict, name: str) -> str:
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     cfg = results["config"]
+    scales = (["FAD x 1e4 (raw in the JSON)"] if "fad" in s else []) + (["FAD-CLAP unscaled"] if "fad-clap" in s else [])
     lines.append(f"N = {cfg['num_samples']}, {len(results['runs'])} run(s), seed {cfg['seed']}, "
-                 f"clips {cfg['frames']} frames at {cfg['video_size'] or 'native'} px; FAD x 1e4 "
-                 f"(raw in the JSON); v = lower is better")
+                 f"clips {cfg['frames']} frames at {cfg['video_size'] or 'native'} px; "
+                 + "".join(f"{x}; " for x in scales) + "v = lower is better")
     return "\n".join(lines)
 
 

@@ -69,3 +69,83 @@ def test_input_preparation():
     x = prepare(np.random.default_rng(0).uniform(-0.5, 0.5, (2, 12800)).astype(np.float32), 8000)
     assert x.shape == (2, CLIP_SAMPLES) and x.dtype == np.float32
     np.testing.assert_array_equal(x[:, :76800], x[:, 76800:153600])          # 76,800 samples repeated
+
+
+def fake_laion_clap(root):
+    """A stand-in laion_clap tree whose __init__ files must never run (the real ones reach for the hub)."""
+    pkg = root / "laion_clap"
+    (pkg / "clap_module" / "model_configs").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('laion_clap/__init__.py ran')\n")
+    (pkg / "clap_module" / "__init__.py").write_text("raise RuntimeError('clap_module/__init__.py ran')\n")
+    (pkg / "clap_module" / "utils.py").write_text("WIDTH = 96\n")
+    (pkg / "clap_module" / "htsat.py").write_text("from .utils import WIDTH\n")
+    return pkg
+
+
+def test_htsat_is_imported_privately_and_twice(tmp_path, monkeypatch):
+    # Regression: the bare 'laion_clap' package put into sys.modules had no __spec__, so the next
+    # find_spec('laion_clap') raised ValueError: a second CLAP extractor in one process failed to load.
+    import sys
+
+    from eval.features import clap
+
+    fake_laion_clap(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [n for n in sys.modules if n.startswith((clap.PRIVATE_PACKAGE, "laion_clap"))]:
+        monkeypatch.delitem(sys.modules, name)
+    try:
+        htsat, root = clap.import_htsat()
+        assert htsat.WIDTH == 96 and root == tmp_path / "laion_clap"
+        again, _ = clap.import_htsat()
+        assert again is htsat
+        assert "laion_clap" not in sys.modules               # laion_clap itself is left alone
+        assert clap._laion_clap_dir() == root
+    finally:
+        for name in [n for n in sys.modules if n.startswith(clap.PRIVATE_PACKAGE)]:
+            del sys.modules[name]
+
+
+class RecordingExtractor:
+    """Stands in for an audio extractor: feature = (sum, length) of what it was given; records calls."""
+
+    def __init__(self, zero_pad_invariant):
+        self.zero_pad_invariant = zero_pad_invariant
+        self.calls = []
+
+    def __call__(self, wav, sample_rate):
+        self.calls.append((wav.shape, sample_rate))
+        return np.stack([wav.sum(1), np.full(len(wav), wav.shape[1])], 1).astype(np.float32)
+
+
+def test_repeat_padding_extractor_sees_each_clip_unpadded():
+    # CLAP repeat-pads a short clip; zero-padding it first to the longest clip of its batch would
+    # make its features depend on the other clips of the batch. The protocol groups by length.
+    from eval.clips import Clip
+    from eval.features.clap import CLAPExtractor
+    from eval.protocol import _audio_features
+
+    assert CLAPExtractor.zero_pad_invariant is False
+    clips = [Clip(np.zeros((1, 4, 4, 3), np.uint8), np.ones(n, np.float32), 10.0, rate, f"c{k}")
+             for k, (n, rate) in enumerate([(100, 8000), (80, 8000), (100, 8000), (50, 16000)])]
+    ex = RecordingExtractor(zero_pad_invariant=False)
+    feats = _audio_features(ex, clips)
+    assert feats[:, 1].tolist() == [100, 80, 100, 50]            # every clip at its own length
+    assert sorted(ex.calls) == [((1, 50), 16000), ((1, 80), 8000), ((2, 100), 8000)]
+    ex = RecordingExtractor(zero_pad_invariant=True)             # AudioCLIP: one padded call per rate
+    feats = _audio_features(ex, clips)
+    assert feats[:, 1].tolist() == [100, 100, 100, 50] and len(ex.calls) == 2
+
+
+def test_identity_names_the_encoder_before_loading(tmp_path, monkeypatch):
+    # The identity goes into cache keys and results before the first batch; it read
+    # "audio_encoder": None because the encoder was only known once the network was built.
+    fake_laion_clap(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for width, name in ((768, "HTSAT-tiny"), (1024, "HTSAT-base")):
+        ckpt = tmp_path / f"clap-{width}.pt"
+        torch.save(fake_checkpoint(width), ckpt)
+        ex = load_extractor("clap", checkpoint=ckpt, device="cpu")
+        ident = ex.identity()
+        assert ident["audio_encoder"] == name and not ex._loaded
+        assert ident["laion_clap"] == "unknown"                  # the stand-in has no package metadata
+        assert ident["weights_file"] == ckpt.name and len(ident["weights_sha256"]) == 64

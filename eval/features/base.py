@@ -106,6 +106,10 @@ class FeatureExtractor(ABC):
     feature_dim: ClassVar[int]
     sample_rate: ClassVar[int | None] = None  # audio: the rate the network runs at
     min_frames: ClassVar[int | None] = None   # video: shortest clip the network accepts
+    # audio: True when appending zeros to a waveform leaves its features unchanged, so a batch may
+    # zero-pad clips of different lengths to one array; False (e.g. CLAP's repeat-padding) makes
+    # the protocol call the extractor once per clip length instead.
+    zero_pad_invariant: ClassVar[bool] = True
     weights: ClassVar[WeightSpec]
 
     def __init__(self, checkpoint: str | os.PathLike | None = None, device: str | None = None,

@@ -6,11 +6,14 @@ environment with `pip install -r requirements-clap.txt` (see that file).
 
 Works offline from a local checkpoint (`630k-audioset-best.pt`, HTSAT-tiny, or the music
 checkpoints such as `music_audioset_epoch_15_esc_90.14.pt`, HTSAT-base). Only the audio branch
-is built: HTSAT from `laion_clap.clap_module.htsat` plus the 2-layer audio projection, loaded
-from the checkpoint's `audio_branch.*` / `audio_projection.*` entries with
-`torch.load(weights_only=True)`. laion-clap's own entry points are avoided on purpose: importing
-`laion_clap` loads three tokenizers from the Hugging Face hub and `CLAP_Module(...)` builds the
-roberta-base text model from the hub. The hub is switched off (HF_HUB_OFFLINE=1) in any case.
+is built: HTSAT from laion-clap's `clap_module/htsat.py` (imported under a private package name,
+so that laion_clap's __init__ files never run and `import laion_clap` stays as it was) plus the
+2-layer audio projection, loaded from the checkpoint's `audio_branch.*` / `audio_projection.*`
+entries with `torch.load(weights_only=True)`. laion-clap's own entry points are avoided on
+purpose: importing `laion_clap` loads three tokenizers from the Hugging Face hub and
+`CLAP_Module(...)` builds the roberta-base text model from the hub. The hub is switched off
+(HF_HUB_OFFLINE=1) in any case. Checked equal to laion-clap's own `get_audio_embedding_from_data`
+(max abs difference < 1e-7, float32 rounding) with benchmarks/check_clap.py; see eval/README.md.
 
 Input handling as laion-clap's non-fusion path: resample to 48 kHz, quantise to int16 and back,
 clips shorter than 10 s are repeated to fill 10 s then zero-padded (its "repeatpad"); longer
@@ -18,6 +21,7 @@ clips are cut to their first 10 s (laion-clap crops at random; a metric should n
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -37,6 +41,16 @@ JOINT_DIM = 512
 INSTALL_HINT = ("the 'clap' extractor needs the optional package laion-clap==1.1.7 and its dependencies "
                 "(numpy<2, torchvision, torchlibrosa, h5py, ...), which conflict with this project's main "
                 "environment; install them into a separate environment: `pip install -r requirements-clap.txt`")
+
+
+def laion_clap_version() -> str:
+    """The installed laion-clap's version (from its package metadata), 'unknown' if it has none."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("laion-clap")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class OptionalDependencyError(ImportError):
@@ -76,7 +90,11 @@ def clap_model_name(branch: dict[str, Any], proj: dict[str, Any]) -> str:
 
 
 def int16_round_trip(wave: np.ndarray) -> np.ndarray:
-    """laion-clap's float32 -> int16 -> float32 quantisation (clip to [-1, 1], scale by 32767)."""
+    """laion-clap's float32 -> int16 -> float32 quantisation (clip to [-1, 1], scale by 32767).
+
+    Bit for bit as its `int16_to_float32(float32_to_int16(x))` (which divides in float64 and then
+    rounds to float32: the same float32 for every one of the 65,536 int16 values).
+    """
     return (np.clip(wave, -1.0, 1.0) * 32767.0).astype(np.int16).astype(np.float32) / 32767.0
 
 
@@ -102,25 +120,37 @@ def prepare(wave: np.ndarray, rate: int) -> np.ndarray:
 # ------------------------------------------------------------------------------ building the audio branch
 
 
+# laion_clap's package directories are mounted under this private name, as bare packages whose
+# __init__ files never run: `import laion_clap` itself stays untouched (and usable) in the process.
+PRIVATE_PACKAGE = "_mmdiff_laion_clap"
+
+
 def _laion_clap_dir() -> Path:
-    spec = importlib.util.find_spec("laion_clap")
+    try:
+        spec = importlib.util.find_spec("laion_clap")
+    except (ImportError, ValueError):                   # ValueError: a laion_clap module without a spec
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         raise OptionalDependencyError(INSTALL_HINT)
     return Path(list(spec.submodule_search_locations)[0])
 
 
 def import_htsat():
-    """laion_clap.clap_module.htsat without running laion_clap/__init__ (which reaches for the hub)."""
+    """laion_clap/clap_module/htsat.py without running laion_clap/__init__ (which reaches for the hub).
+
+    The module is imported as `_mmdiff_laion_clap.clap_module.htsat` (its relative imports, .utils
+    and .feature_fusion, resolve inside that private package); repeated calls return the same module.
+    """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     root = _laion_clap_dir()
-    for name, path in (("laion_clap", root), ("laion_clap.clap_module", root / "clap_module")):
+    for name, path in ((PRIVATE_PACKAGE, root), (f"{PRIVATE_PACKAGE}.clap_module", root / "clap_module")):
         if name not in sys.modules:
-            pkg = types.ModuleType(name)
-            pkg.__path__ = [str(path)]                 # a bare package: its __init__ is not executed
-            sys.modules[name] = pkg
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            spec.submodule_search_locations = [str(path)]
+            sys.modules[name] = importlib.util.module_from_spec(spec)
     try:
-        from laion_clap.clap_module import htsat
+        htsat = importlib.import_module(f"{PRIVATE_PACKAGE}.clap_module.htsat")
     except ImportError as e:
         raise OptionalDependencyError(f"{INSTALL_HINT} (import failed: {e})") from e
     return htsat, root
@@ -146,6 +176,7 @@ class CLAPExtractor(FeatureExtractor):
     input_kind = "audio"
     feature_dim = JOINT_DIM
     sample_rate = SAMPLE_RATE
+    zero_pad_invariant = False          # repeat-padding: a zero-padded clip is repeated with its zeros
     weights = WeightSpec("630k-audioset-best.pt", "LAION-CLAP (630k-audioset-best.pt or a music checkpoint)",
                          "the laion_clap model card on Hugging Face (lukewys/laion_clap: 630k-audioset-best.pt, "
                          "music_audioset_epoch_15_esc_90.14.pt)")
@@ -157,17 +188,26 @@ class CLAPExtractor(FeatureExtractor):
         self.model_name: str | None = None
 
     def options(self) -> dict[str, Any]:
-        return {"input": "48 kHz, int16 round trip, repeat-pad to 10 s, first 10 s", "output": "unit-norm",
-                "laion_clap": "1.1.7", "audio_encoder": self.model_name}
+        # Asked before the first batch (cache keys, result files): the encoder is read off the
+        # checkpoint then, without building the network.
+        if self.model_name is None:
+            self.model_name = clap_model_name(*clap_audio_state(self._read_checkpoint(mmap=True)))
+        return {"input": "48 kHz, int16 round trip, each clip repeat-padded to 10 s, first 10 s", "output": "unit-norm",
+                "laion_clap": laion_clap_version(), "audio_encoder": self.model_name}
 
-    def _load(self) -> None:
+    def _read_checkpoint(self, mmap: bool = False) -> dict[str, Any]:
+        """The checkpoint as plain tensors (weights_only=True); mmap=True reads no tensor data up front."""
         import torch
 
         try:
-            ckpt = torch.load(str(self.weight_path), map_location="cpu", weights_only=True)
+            return torch.load(str(self.weight_path), map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError and others
+            if mmap:                               # e.g. a file in torch's legacy (non-zip) format
+                return self._read_checkpoint(mmap=False)
             raise ValueError(f"{self.weight_path}: cannot be read as plain tensors (weights_only=True): {e}") from e
-        branch_state, proj_state = clap_audio_state(ckpt)
+
+    def _load(self) -> None:
+        branch_state, proj_state = clap_audio_state(self._read_checkpoint())
         self.model_name = clap_model_name(branch_state, proj_state)
         branch, proj = build_audio_branch(self.model_name)
         missing, unexpected = branch.load_state_dict(branch_state, strict=False)
