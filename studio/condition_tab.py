@@ -39,7 +39,8 @@ def build(ctx: StudioContext):
     media = gr.File(label="Condition file (video: mp4/mov/webm/mkv/avi; audio: wav/flac/mp3/ogg/m4a or a video "
                           "with sound)", type="filepath", elem_id="condition-upload")
     with gr.Row():
-        mode = gr.Radio(["replacement", "gradient"], value="gradient", label="Method")
+        mode = gr.Radio(["replacement", "gradient", "trained"], value="gradient", label="Method",
+                        info="trained: models trained with --cond-prob (CMMD-style), not zero-shot")
         scale = gr.Slider(0, 10, value=1.0, step=0.1, label="lambda (gradient guidance weight)")
     sampler, steps, seed, num, eta, order = sampler_controls(ctx, batch=False, prefix="cond")
     with gr.Row():
@@ -69,6 +70,10 @@ def build(ctx: StudioContext):
         progress(0, desc="loading model")
         model, _ = ctx.store.get(ckpt)
         cfg = model.config
+        if mode == "trained" and not float((getattr(model, "trained_with", None) or {}).get("cond_prob", 0) or 0):
+            raise gr.Error(f"{html.escape(Path(ckpt).name)} was not trained with --cond-prob, so it has no trained "
+                           "conditioning: choose replacement or gradient (zero-shot), or a model trained with "
+                           "python -m mmdiff.train --cond-prob 0.5")
         modality = "video" if direction == V2A else "audio"
         progress(0, desc="reading the upload")
         value = (condition_video if modality == "video" else condition_audio)(media, cfg, ctx.limits)

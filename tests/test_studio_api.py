@@ -143,6 +143,11 @@ def test_video_to_audio_keeps_the_given_frames(studio):
     assert np.abs(got.reshape(16, -1).mean(1) - expect).max() < 4
 
 
+def test_trained_conditioning_needs_a_model_trained_for_it(studio):
+    with pytest.raises(AppError, match="was not trained with --cond-prob"):
+        condition(studio["client"], studio["ckpt"], V2A, studio["media"]["av"], mode="trained")
+
+
 def test_audio_to_video_from_a_wav_at_another_rate(studio):
     out = condition(studio["client"], studio["ckpt"], A2V, studio["media"]["wav_11k"], mode="replacement")
     cond_video, cond_audio, *_ , result, result_spec, status, files = out
