@@ -66,9 +66,9 @@ class ModelStore:
         path = Path(ckpt) if ckpt else DEFAULT_SR_CHECKPOINT
         if not path.is_file():
             raise CheckpointError(
-                f"the super-resolution checkpoint {path.name} is missing (expected at {path}). Train one in "
-                "minutes with `python -m mmdiff.train_sr --preset tiny ...` (README, 'Super-resolution') and "
-                "start the app with --sr-ckpt RUN/last.pt")
+                f"no super-resolution model: {path.name} is missing (expected at {path}; none is shipped, see "
+                "docs/sr.md). Train one with `python -m mmdiff.train_sr --preset tiny ...` (README, "
+                "'Super-resolution') and start the app with --sr-ckpt RUN/last.pt")
         key = f"sr:{path.resolve()}"
         with self._guard:
             if key not in self._models:
