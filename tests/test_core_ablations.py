@@ -17,11 +17,17 @@ def test_config_dicts_saved_before_cross_fusion_load_unchanged():
         assert ModelConfig.from_dict(old) == cfg and ModelConfig.from_dict(old).cross_fusion == "rsmma"
 
 
-def test_shipped_checkpoint_still_loads():
+def test_checkpoint_written_before_the_new_fields_still_loads(tmp_path):
+    import torch
+
     ckpt = load_checkpoint(default_checkpoint())
-    assert "cross_fusion" not in ckpt["model_config"]          # written before the field existed
-    model, _ = load_model()
+    for field in ("cross_fusion", "text_dim", "text_encoder"):  # fields added after the first checkpoints
+        ckpt["model_config"].pop(field, None)
+    old = tmp_path / "old.pt"
+    torch.save(ckpt, old)
+    model, _ = load_model(old)
     assert model.config.cross_fusion == "rsmma" and any(isinstance(m, RSMMA) for m in model.modules())
+    assert model.config == load_model()[0].config
 
 
 def test_cross_fusion_is_validated():
