@@ -42,13 +42,30 @@ def run_sampler(opts: SamplerOptions, denoise, x, schedule: Schedule, generator,
     return SAMPLERS["dpm-solver++"](denoise, x, schedule, steps=opts.steps, order=opts.order, **common)
 
 
-def check_text(model: torch.nn.Module, text: torch.Tensor, num: int) -> torch.Tensor:
-    """Validate caption embeddings for `model` and `num` samples; returns them as (1 or num, text_dim)."""
-    cfg = model.config
-    if not cfg.text_dim:
+def require_text(model: torch.nn.Module) -> None:
+    """ValueError unless `model` was trained with captions."""
+    if not model.config.text_dim:
         raise ValueError("this model was trained without text conditioning (ModelConfig.text_dim = 0), so it "
                          "cannot take a prompt; use a model trained with `mmdiff.train --text-cond`, or leave "
                          "the prompt empty")
+
+
+def encode_prompt(prompt: str | None, model: torch.nn.Module, encoder) -> torch.Tensor | None:
+    """(1, text_dim) embedding of `prompt` for `model`; None for no or a blank prompt (unconditional).
+
+    :param encoder: () -> TextEncoder, called only when there is a prompt to encode.
+    ValueError when the model was trained without text.
+    """
+    if prompt is None or not prompt.strip():
+        return None
+    require_text(model)
+    return encoder().encode([prompt])
+
+
+def check_text(model: torch.nn.Module, text: torch.Tensor, num: int) -> torch.Tensor:
+    """Validate caption embeddings for `model` and `num` samples; returns them as (1 or num, text_dim)."""
+    cfg = model.config
+    require_text(model)
     if text.ndim == 1:
         text = text[None]
     if text.ndim != 2 or text.shape[0] not in (1, num) or text.shape[1] != cfg.text_dim:
@@ -112,28 +129,44 @@ def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | Non
 
 
 # --- the two-step pipeline (Paredes et al.): text -> video, then (video, text) -> audio -------------------
-def two_step_mode(model: torch.nn.Module) -> str:
-    """How the second step conditions on the video: "trained" for a model trained with a clean-stream
-    condition (mmdiff.train --cond-prob > 0, read from its checkpoint), else zero-shot "replacement"."""
+def trained_for_conditioning(model: torch.nn.Module) -> bool:
+    """Whether `model` was trained with a clean-stream condition (mmdiff.train --cond-prob > 0, read from
+    its checkpoint by load_model), i.e. supports Condition(mode="trained")."""
     trained_with = getattr(model, "trained_with", None) or {}
-    return "trained" if float(trained_with.get("cond_prob", 0) or 0) > 0 else "replacement"
+    return float(trained_with.get("cond_prob", 0) or 0) > 0
 
 
-def _staged(callback: Callback | None, stage: int, layout: JointLayout, video: torch.Tensor | None = None):
-    """Report a step of stage 1 or 2 as one progress over both (step out of 2 x steps); in stage 2 the x0
-    preview shows the given video instead of the sampler's unused copy of it."""
+def two_step_mode(model: torch.nn.Module) -> str:
+    """How the second step conditions on the video: "trained" for a model trained for it, else zero-shot
+    "replacement"."""
+    return "trained" if trained_for_conditioning(model) else "replacement"
+
+
+def phase_callback(callback: Callback | None, phase: int, phases: int, **extra) -> Callback | None:
+    """Report the steps of sampler run `phase` (0-based) of `phases` equal runs as one progress
+    (step out of phases x steps), with `extra` added to each report."""
     if callback is None:
         return None
 
     def report(info: dict) -> None:
-        x0 = info["x0"]
-        if video is not None:
-            x0 = x0.clone()
-            x0[:, layout.slices["video"]] = video.reshape(video.shape[0], -1).to(x0)
-        callback({**info, "x0": x0, "stage": stage, "step": (stage - 1) * info["steps"] + info["step"],
-                  "steps": 2 * info["steps"]})
+        callback({**info, **extra, "step": phase * info["steps"] + info["step"], "steps": phases * info["steps"]})
 
     return report
+
+
+def _staged(callback: Callback | None, stage: int, layout: JointLayout, video: torch.Tensor | None = None):
+    """Stage 1 or 2 of the two-step pipeline as one progress; in stage 2 the x0 preview shows the given
+    video instead of the sampler's unused copy of it."""
+    report = phase_callback(callback, stage - 1, 2, stage=stage)
+    if report is None or video is None:
+        return report
+
+    def with_video(info: dict) -> None:
+        x0 = info["x0"].clone()
+        x0[:, layout.slices["video"]] = video.reshape(video.shape[0], -1).to(x0)
+        report({**info, "x0": x0})
+
+    return with_video
 
 
 def generate_two_step(model: torch.nn.Module, num: int = 1, options: SamplerOptions | None = None, seed: int = 0,

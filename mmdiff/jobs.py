@@ -19,7 +19,7 @@ import torch
 from mmdiff.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SR_CHECKPOINT, CheckpointError, load_model, load_sr_model
 from mmdiff.diffusion.guidance import Condition
 from mmdiff.diffusion.joint import JointLayout
-from mmdiff.generate import SamplerOptions, generate, generate_two_step
+from mmdiff.generate import SamplerOptions, encode_prompt, generate, generate_two_step
 
 
 class JobCancelled(RuntimeError):
@@ -158,12 +158,7 @@ def to_uint8(video: torch.Tensor) -> np.ndarray:
 
 def prompt_text(store: ModelStore, model, prompt: str) -> torch.Tensor | None:
     """(1, text_dim) embedding of `prompt`, None for an empty one; ValueError for a model without text."""
-    if not prompt or not prompt.strip():
-        return None
-    if not model.config.text_dim:
-        raise ValueError("this model was trained without text conditioning, so it cannot follow a prompt: leave the "
-                         "prompt empty, or choose a model trained with `python -m mmdiff.train --text-cond`")
-    return store.text_encoder().encode([prompt])
+    return encode_prompt(prompt, model, store.text_encoder)
 
 
 def run_generation(store: ModelStore, ckpt, spec: JobSpec, condition: Condition | None = None,

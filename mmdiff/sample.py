@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from mmdiff.checkpoint import default_checkpoint, file_sha256, load_model
 from mmdiff.diffusion.guidance import GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
-from mmdiff.generate import SamplerOptions, generate, generate_two_step, two_step_mode
+from mmdiff.generate import SamplerOptions, encode_prompt, generate, generate_two_step, two_step_mode
 
 
 def to_uint8_video(video: torch.Tensor) -> np.ndarray:
@@ -152,15 +152,9 @@ def prompt_embedding(prompt: str | None, model, device) -> torch.Tensor | None:
 
     ValueError when the model was trained without text.
     """
-    if prompt is None or not prompt.strip():
-        return None
-    if not model.config.text_dim:
-        raise ValueError("this checkpoint was trained without text conditioning (ModelConfig.text_dim = 0), so "
-                         "--prompt cannot steer it; train one with `python -m mmdiff.train --text-cond ...`, or "
-                         "drop --prompt")
     from mmdiff.text.encoder import TextEncoder
 
-    return TextEncoder(device=device).encode([prompt])
+    return encode_prompt(prompt, model, lambda: TextEncoder(device=device))
 
 
 def sample_batch(model, args: argparse.Namespace, count: int, seed: int, opts: SamplerOptions, schedule,

@@ -16,7 +16,7 @@ import torch
 from mmdiff.diffusion.joint import Denoiser
 from mmdiff.diffusion.samplers import Callback
 from mmdiff.diffusion.schedule import Schedule
-from mmdiff.generate import SamplerOptions, run_sampler
+from mmdiff.generate import SamplerOptions, phase_callback, run_sampler
 from mmdiff.nn.sr_unet import SRUNet, from_diffusion_space, upsample_condition
 
 NOISE_MODES = ("shared", "independent")
@@ -61,17 +61,6 @@ def initial_noise(clips: int, frames: int, dim: int, mode: str, generator: torch
     return x.expand(clips, frames, dim).reshape(clips * frames, dim)
 
 
-def _chunk_callback(callback: Callback | None, chunk: int, chunks: int):
-    if callback is None:
-        return None
-
-    def report(info: dict) -> None:
-        callback({**info, "step": chunk * info["steps"] + info["step"], "steps": chunks * info["steps"],
-                  "chunk": chunk + 1, "chunks": chunks})
-
-    return report
-
-
 @torch.no_grad()
 def upscale(model: SRUNet, video: torch.Tensor, options: SamplerOptions = PAPER_SR_SAMPLER, seed: int = 0,
             noise: str = "shared", batch_frames: int = 16, schedule: Schedule | None = None,
@@ -103,7 +92,7 @@ def upscale(model: SRUNet, video: torch.Tensor, options: SamplerOptions = PAPER_
         for k, start in enumerate(range(0, b * f, batch_frames)):
             low_up = upsample_condition(frames[start:start + batch_frames], cfg.high_size)   # (n, 3, H, W)
             x = run_sampler(options, sr_denoiser(model, low_up), x_T[start:start + batch_frames].clone(),
-                            schedule, gen, _chunk_callback(callback, k, chunks))
+                            schedule, gen, phase_callback(callback, k, chunks, chunk=k + 1, chunks=chunks))
             out.append(from_diffusion_space(cfg, x.view(low_up.shape), low_up))
     finally:
         model.train(was_training)

@@ -10,6 +10,7 @@ import torch
 
 from mmdiff.data.av_io import write_clip, write_wav
 from mmdiff.diffusion.guidance import Condition
+from mmdiff.generate import trained_for_conditioning
 from mmdiff.jobs import run_generation, write_clips
 from mmdiff.uploads import condition_audio, condition_video
 from mmdiff.viz import ClipArrays, clip_figure, save_png
@@ -70,7 +71,7 @@ def build(ctx: StudioContext):
         progress(0, desc="loading model")
         model, _ = ctx.store.get(ckpt)
         cfg = model.config
-        if mode == "trained" and not float((getattr(model, "trained_with", None) or {}).get("cond_prob", 0) or 0):
+        if mode == "trained" and not trained_for_conditioning(model):
             raise gr.Error(f"{html.escape(Path(ckpt).name)} was not trained with --cond-prob, so it has no trained "
                            "conditioning: choose replacement or gradient (zero-shot), or a model trained with "
                            "python -m mmdiff.train --cond-prob 0.5")
