@@ -220,7 +220,8 @@ def main(argv=None) -> int:
             bar.update(count)
     manifest = {
         "checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt), "num": args.num, "seed": args.seed,
-        "batch_size": args.batch_size, "sampler": args.sampler, "steps": args.steps, "eta": args.eta,
+        "batch_size": args.batch_size, "sampler": args.sampler,
+        "steps": schedule.num_timesteps if args.sampler == "ddpm" else args.steps, "eta": args.eta,
         "order": args.order, "fps": cfg.fps, "audio_rate": cfg.audio_rate,
         "condition": None if condition is None else {
             "modality": condition.modality, "file": args.condition_video or args.condition_audio,

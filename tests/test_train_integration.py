@@ -87,6 +87,19 @@ def test_kill_and_resume_reproduces_the_same_state(tmp_path, cache):
     assert [r.split(",")[0] for r in log[1:]] == [str(i) for i in range(1, 7)]
 
 
+def test_resume_keeps_the_runs_learning_rate_unless_lr_is_given(tmp_path, cache):
+    trainer(tmp_path / "run", cache, steps=2, save_every=2, lr=2e-3).run()
+    kept = trainer(tmp_path / "run", cache, steps=3, save_every=1, resume=True, lr=None)
+    assert kept.lr == 2e-3
+    kept.run()
+    changed = trainer(tmp_path / "run", cache, steps=4, save_every=1, resume=True, lr=5e-4)
+    assert changed.lr == 5e-4 and changed.train_args["train.lr"] == 5e-4
+    changed.run()
+    rates = [r.split(",")[-3] for r in (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]]
+    assert [float(x) for x in rates] == [2e-3, 2e-3, 2e-3, 5e-4]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"][0]["lr"] == 5e-4
+
+
 def test_a_kill_during_a_save_leaves_the_last_checkpoint_intact(tmp_path, cache, monkeypatch):
     t = trainer(tmp_path / "run", cache, steps=3)
     t.run()

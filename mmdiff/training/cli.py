@@ -19,7 +19,9 @@ def add_run_args(p: argparse.ArgumentParser, preset_help: str = "model preset: t
     p.add_argument("--out", required=True, help="run folder (checkpoint, logs, previews)")
     p.add_argument("--steps", type=int, default=10_000, help="total optimisation steps (default: 10000)")
     p.add_argument("--batch-size", type=int, default=8, help="samples per step per process (default: 8)")
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (paper: 1e-4)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="AdamW learning rate (default: 1e-4 as the paper; with --resume, the run's own rate "
+                        "unless given, and a given rate replaces it from the resumed step on)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (paper: 0)")
     p.add_argument("--ema", type=float, default=0.9999, help="EMA decay (paper: 0.9999; warmed up)")
     p.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm, 0 to disable (default: 1)")

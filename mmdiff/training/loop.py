@@ -7,6 +7,7 @@ a checkpoint continues exactly as if it had never stopped.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from mmdiff.training.ema import EMA
 from mmdiff.training.logs import CSVLog, plot_losses
 
 LossFn = Callable[[torch.nn.Module, tuple, torch.Generator], dict]
+DEFAULT_LR = 1e-4                                   # paper (Table A.1)
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -30,7 +32,7 @@ PRECISIONS = ("fp32", "bf16")
 class TrainConfig:
     steps: int = 10_000
     batch_size: int = 8
-    lr: float = 1e-4
+    lr: float | None = None                        # None: DEFAULT_LR for a new run, the run's own rate on resume
     weight_decay: float = 0.0
     ema: float = 0.9999
     grad_clip: float = 1.0
@@ -103,7 +105,8 @@ class Trainer:
         self.train_args = dict(train_args or {}, **{f"train.{k}": v for k, v in asdict(cfg).items()})
         self.dataset = dataset
         self.model = model.to(dist.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=DEFAULT_LR if cfg.lr is None else cfg.lr,
+                                     weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema)
         self.step = 0
         self.ckpt_path = self.run_dir / "last.pt"
@@ -111,6 +114,7 @@ class Trainer:
             raise FileExistsError(f"{self.ckpt_path} exists; pass --resume to continue that run, or choose a new --out")
         if resume and self.ckpt_path.exists():
             self._load()
+        self.train_args["train.lr"] = self.lr
         self.ddp = self.model
         if dist.world > 1:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
@@ -125,9 +129,19 @@ class Trainer:
         if ckpt.get("optimizer") is None or ckpt.get("model") is None:
             raise CheckpointError(f"{self.ckpt_path} is an inference export; it cannot resume training")
         self.model.load_state_dict(ckpt["model"])
-        self.opt.load_state_dict(ckpt["optimizer"])
+        self.opt.load_state_dict(ckpt["optimizer"])        # restores the run's learning rate too
+        if self.cfg.lr is not None and self.cfg.lr != self.lr:
+            if self.dist.is_main:
+                print(f"resume: learning rate {self.lr:g} -> {self.cfg.lr:g} (--lr)", file=sys.stderr)
+            for group in self.opt.param_groups:
+                group["lr"] = self.cfg.lr
         self.ema.load_state_dict(ckpt["ema"], ckpt["step"])
         self.step = int(ckpt["step"])
+
+    @property
+    def lr(self) -> float:
+        """The learning rate the optimiser uses now."""
+        return float(self.opt.param_groups[0]["lr"])
 
     def save(self, metrics: dict | None = None) -> Path:
         return save_checkpoint(self.ckpt_path, model_config=self.model_config,
@@ -174,7 +188,7 @@ class Trainer:
             if main and (self.step % cfg.log_every == 0 or done):
                 now = time.time()
                 rate = (self.step - last_step) * cfg.batch_size * self.dist.world / max(now - last_t, 1e-9)
-                log.write({"step": self.step, "loss": metrics["loss"], **metrics, "lr": cfg.lr, "clips_per_s": round(rate, 3),
+                log.write({"step": self.step, "loss": metrics["loss"], **metrics, "lr": self.lr, "clips_per_s": round(rate, 3),
                            "elapsed_s": round(now - t0, 1)})
                 last_t, last_step = now, self.step
             if main and (self.step % cfg.save_every == 0 or done):
