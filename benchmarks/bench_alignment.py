@@ -1,7 +1,9 @@
 """Does a model generate aligned audio and video? AV-Align (no learned weights) on the synthetic data:
-real pairs, mismatched real pairs (video of clip i with audio of clip i+1), and generated samples.
+real pairs, mismatched real pairs (video of clip i with audio of clip i+1), generated samples, and
+audio generated for the real videos (video->audio, `--v2a MODE`; "none" skips it), each generated set
+also scored against the audio of the next clip as its own mismatched control.
 
-    python -m benchmarks.bench_alignment [--ckpt CKPT] [--num 64] [--steps 20] [--seed 123]
+    python -m benchmarks.bench_alignment [--ckpt CKPT] [--num 64] [--steps 20] [--seed 123] [--v2a replacement]
 
 Without --ckpt the shipped default model is used. Real clips come from a fresh synthetic draw (a seed
 the default model was not trained on).
@@ -17,6 +19,7 @@ import torch
 from benchmarks._util import machine
 from eval.av_align import av_align
 from mmdiff.checkpoint import load_model
+from mmdiff.diffusion.guidance import GUIDANCE_MODES, Condition
 from mmdiff.data.synthetic import make_clip
 from mmdiff.generate import SamplerOptions, generate
 from mmdiff.sample import to_uint8_video
@@ -30,6 +33,19 @@ def summary(x: np.ndarray) -> dict:
     return {"mean": round(float(x.mean()), 4), "sem": round(float(x.std(ddof=1) / np.sqrt(len(x))), 4)}
 
 
+def sample_sets(model, schedule, opts: SamplerOptions, args, given_video=None, mode: str = "replacement"):
+    """Generate args.num clips in batches -> (uint8 videos, float audios) as lists; with `given_video`
+    (N, F, 3, H, W) in [-1, 1], audio for those videos (conditioning `mode`)."""
+    gv, ga = [], []
+    for b in range(0, args.num, args.batch_size):
+        n = min(args.batch_size, args.num - b)
+        cond = None if given_video is None else Condition("video", given_video[b:b + n], mode)
+        video, audio = generate(model, n, opts, seed=args.seed + b, schedule=schedule, condition=cond)
+        gv += list(to_uint8_video(video))
+        ga += list(audio[:, 0].float().numpy())
+    return gv, ga
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped tiny model)")
@@ -39,21 +55,24 @@ def main(argv=None) -> None:
     ap.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     ap.add_argument("--seed", type=int, default=123, help="seed of the real draw and of sampling")
     ap.add_argument("--batch-size", type=int, default=16, help="generation batch size")
+    ap.add_argument("--v2a", default="replacement", choices=("none", *GUIDANCE_MODES),
+                    help="also generate audio for the real videos with this conditioning (default: replacement)")
     args = ap.parse_args(argv)
     model, schedule = load_model(args.ckpt)
     cfg = model.config
     real = [make_clip(i, args.seed, cfg.video_frames, cfg.fps, cfg.video_size, cfg.audio_rate) for i in range(args.num)]
     rv = [c.video for c in real]
     ra = [c.audio for c in real]
-    gv, ga = [], []
-    for b in range(0, args.num, args.batch_size):
-        n = min(args.batch_size, args.num - b)
-        video, audio = generate(model, n, SamplerOptions(args.sampler, steps=args.steps, eta=args.eta), seed=args.seed + b,
-                                schedule=schedule)
-        gv += list(to_uint8_video(video))
-        ga += list(audio[:, 0].float().numpy())
-    sets = {"real pairs": (rv, ra), "mismatched real pairs": (rv, ra[1:] + ra[:1]), "generated": (gv, ga),
-            "generated, audio of the next sample": (gv, ga[1:] + ga[:1])}
+    opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta)
+    gv, ga = sample_sets(model, schedule, opts, args)
+    nxt = lambda xs: xs[1:] + xs[:1]   # noqa: E731 - the partner of the next clip
+    sets = {"real pairs": (rv, ra), "mismatched real pairs": (rv, nxt(ra)), "generated": (gv, ga),
+            "generated, audio of the next sample": (gv, nxt(ga))}
+    if args.v2a != "none":
+        given = torch.from_numpy(np.stack(rv)).float().div(127.5).sub(1).permute(0, 1, 4, 2, 3)  # (N, F, 3, H, W)
+        _, va = sample_sets(model, schedule, opts, args, given, args.v2a)
+        sets[f"video->audio ({args.v2a}): real video, generated audio"] = (rv, va)
+        sets["video->audio, audio generated for the next video"] = (rv, nxt(va))
     result = {det: {k: summary(scores(v, a, cfg.fps, cfg.audio_rate, det)) for k, (v, a) in sets.items()}
               for det in ("change", "flow")}
     print(f"machine: {machine()}; num={args.num}, {args.sampler} {args.steps} steps (eta {args.eta}), seed {args.seed}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from mmdiff.diffusion.guidance import Condition, classifier_free_denoiser, conditioned_denoiser
-from mmdiff.diffusion.joint import JointLayout, model_denoiser
+from mmdiff.diffusion.joint import JointLayout, model_denoiser, zero_mean_audio
 from mmdiff.diffusion.samplers import SAMPLERS, Callback
 from mmdiff.diffusion.schedule import Schedule
 
@@ -26,6 +26,7 @@ class SamplerOptions:
     eta: float = 0.0            # DDIM only
     order: int = 3              # DPM-Solver++ only (2 or 3); 3 as in the public MM-Diffusion sampler
     clip_denoised: bool = True  # clamp x0 estimates to the data range [-1, 1]
+    zero_mean_audio: bool = True  # project audio x0 estimates onto zero mean (joint.zero_mean_audio)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -111,6 +112,8 @@ def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | Non
             if text is not None:
                 text = check_text(model, text, num).to(device)
             denoise = text_denoiser(model, layout, text, guidance_scale)
+            if opts.zero_mean_audio:
+                denoise = zero_mean_audio(denoise, layout, schedule)
             if condition is not None:
                 cond_gen = torch.Generator(device).manual_seed(seed + 1)
                 value = condition.value.reshape(condition.value.shape[0], -1).to(device)

@@ -116,6 +116,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=20, help="sampler steps (DDPM always uses all 1000)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
     p.add_argument("--order", type=int, default=3, choices=[2, 3], help="DPM-Solver++ order (default: 3)")
+    p.add_argument("--keep-audio-dc", action="store_true",
+                   help="do not project audio x0 estimates onto zero mean (see mmdiff.diffusion.joint.zero_mean_audio)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -196,7 +198,8 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         guidance = args.guidance or two_step_mode(model)
-    opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta, order=args.order)
+    opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta, order=args.order,
+                          zero_mean_audio=not args.keep_audio_dc)
     up_opts = (UpscaleOptions(args.upscale, args.upscale_sampler, args.upscale_steps, args.upscale_noise)
                if args.upscale else None)
     upscaler = load_upscaler(up_opts, cfg, device)
@@ -222,7 +225,7 @@ def main(argv=None) -> int:
         "checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt), "num": args.num, "seed": args.seed,
         "batch_size": args.batch_size, "sampler": args.sampler,
         "steps": schedule.num_timesteps if args.sampler == "ddpm" else args.steps, "eta": args.eta,
-        "order": args.order, "fps": cfg.fps, "audio_rate": cfg.audio_rate,
+        "order": args.order, "zero_mean_audio": opts.zero_mean_audio, "fps": cfg.fps, "audio_rate": cfg.audio_rate,
         "condition": None if condition is None else {
             "modality": condition.modality, "file": args.condition_video or args.condition_audio,
             "guidance": guidance, "scale": args.scale},

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mmdiff.config import DiffusionConfig
+from mmdiff.diffusion.joint import JointLayout, zero_mean_audio
 from mmdiff.diffusion.samplers import logsnr_timesteps, sample_ddim, sample_ddpm, sample_dpmpp, spaced_timesteps
 from mmdiff.diffusion.schedule import Schedule
 
@@ -156,3 +157,35 @@ def test_stochastic_samplers_are_seeded():
     s = Schedule(DiffusionConfig(num_timesteps=50))
     runs = [sample_ddpm(gaussian_eps(s), x_T(8), s, generator=torch.Generator().manual_seed(k)) for k in (7, 7, 8)]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_zero_mean_audio_projects_x0_and_leaves_video_alone():
+    s, layout = Schedule(), JointLayout((2,), (1, 6))
+    raw = lambda x, t: torch.sin(3 * x) + 0.3                           # noqa: E731 - any eps, with a DC
+    wrapped = zero_mean_audio(raw, layout, s)
+    x = torch.randn(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for t in (torch.full((5,), 700), torch.tensor([[10, 700]] * 5)):     # shared level, or one per stream
+        ta = t if t.ndim == 1 else t[:, 1]
+        x0 = s.predict_x0(x[:, 2:], ta, raw(x, t)[:, 2:])
+        x0_new = s.predict_x0(x[:, 2:], ta, wrapped(x, t)[:, 2:])
+        torch.testing.assert_close(x0_new.mean(1), torch.zeros(5, dtype=torch.float64), atol=1e-12, rtol=0)
+        torch.testing.assert_close(x0_new, x0 - x0.mean(1, keepdim=True))
+        torch.testing.assert_close(wrapped(x, t)[:, :2], raw(x, t)[:, :2], rtol=0, atol=0)
+    assert zero_mean_audio(raw, JointLayout((2,), None), s) is raw
+
+
+def test_samplers_end_on_zero_mean_audio_with_the_projection():
+    # A denoiser with a DC error (exact eps for x0 ~ N(0, 0.1^2 I), plus 0.05): the samplers return exact
+    # data predictions at the end, so with the projection every sample's audio has zero mean.
+    s, layout = Schedule(), JointLayout((3,), (1, 61))
+
+    def biased(x, t):
+        ab = s.alpha_bar(t).to(x)[:, None]
+        return (1 - ab).sqrt() * x / (ab * 0.01 + 1 - ab) + 0.05
+
+    x = x_T(50, seed=1).repeat(1, 16)                                    # (50, 64)
+    fixed = zero_mean_audio(biased, layout, s)
+    for out in (sample_ddim(fixed, x, s, steps=20), sample_dpmpp(fixed, x, s, steps=20),
+                sample_ddim(fixed, x, s, steps=20, eta=1.0, generator=torch.Generator().manual_seed(0))):
+        assert out[:, 3:].mean(1).abs().max() < 1e-9
+        assert out[:, :3].mean(1).abs().mean() > 0.01                   # the video block is not projected

@@ -102,3 +102,27 @@ def model_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tens
         return layout.pack(eps_v, eps_a).to(x.dtype)
 
     return denoise
+
+
+def zero_mean_audio(denoise: Denoiser, layout: JointLayout, schedule) -> Denoiser:
+    """Wrap `denoise` so that the audio part of every x0 estimate has zero mean (a waveform carries no DC);
+    the returned eps is the one consistent with that x0. Video coordinates are untouched.
+
+    Why: the eps loss weights the audio's DC as one coordinate in T, so a model learns it last; at high
+    noise a small DC error in eps becomes a large DC in x0 (scaled by sqrt((1 - abar) / abar), about 150
+    at t = T - 1) and every later step keeps it as signal. Undertrained models then generate events on a
+    constant offset of up to +-0.9 (seen on the shipped tiny model). Like clamping x0 to [-1, 1], this is
+    a projection onto a property every training clip has.
+    """
+    if "audio" not in layout.slices:
+        return denoise
+    sl, col = layout.slices["audio"], layout.modalities.index("audio")
+
+    def denoise_zero_mean(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = denoise(x, t)
+        ab = schedule.alpha_bar(t if t.ndim == 1 else t[:, col]).to(x)[:, None]        # (B, 1)
+        x0_mean = ((x[:, sl] - (1 - ab).sqrt() * eps[:, sl]) / ab.sqrt()).mean(1, keepdim=True)   # (B, 1)
+        # x0' = x0 - mean  <=>  eps' = eps + sqrt(abar / (1 - abar)) * mean, on the audio block only
+        return eps + layout.mask("audio", x.device).to(x.dtype) * ((ab / (1 - ab)).sqrt() * x0_mean)
+
+    return denoise_zero_mean
