@@ -32,11 +32,12 @@ def cache(tmp_path_factory):
     return out
 
 
-def trainer(run_dir, cache, steps, resume=False, cfg=SMALL, lr=1e-3, save_every=3, preview_every=10 ** 9):
+def trainer(run_dir, cache, steps, resume=False, cfg=SMALL, lr=1e-3, save_every=3, preview_every=10 ** 9,
+            init_from=None):
     torch.manual_seed(0)
     ds = AVClipDataset(cache, model_config=cfg, seed=0)
     tcfg = TrainConfig(steps=steps, batch_size=4, lr=lr, ema=0.99, save_every=save_every,
-                       preview_every=preview_every, log_every=1, seed=0, workers=0)
+                       preview_every=preview_every, log_every=1, seed=0, workers=0, init_from=init_from)
     return Trainer(run_dir, mmdiff.build_model(cfg), cfg, DiffusionConfig(), ds,
                    joint_loss_fn(JointLayout.from_config(cfg), Schedule()), tcfg,
                    DistInfo(0, 1, 0, torch.device("cpu")), resume=resume, preview_fn=write_previews)
@@ -98,6 +99,21 @@ def test_resume_keeps_the_runs_learning_rate_unless_lr_is_given(tmp_path, cache)
     rates = [r.split(",")[-3] for r in (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]]
     assert [float(x) for x in rates] == [2e-3, 2e-3, 2e-3, 5e-4]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["optimizer"]["param_groups"][0]["lr"] == 5e-4
+
+
+def test_init_from_starts_a_new_run_from_another_runs_ema(tmp_path, cache):
+    trainer(tmp_path / "src", cache, steps=3).run()
+    src = load_checkpoint(tmp_path / "src" / "last.pt")
+    no_rs = SMALL.replace(random_shift=False)                  # same parameters, different training
+    t = trainer(tmp_path / "ft", cache, steps=2, cfg=no_rs, init_from=str(tmp_path / "src" / "last.pt"))
+    assert t.step == 0
+    for name, tensor in t.model.state_dict().items():
+        torch.testing.assert_close(tensor, src["ema"][name], rtol=0, atol=0, msg=name)
+    t.run()
+    assert load_checkpoint(tmp_path / "ft" / "last.pt")["train_args"]["train.init_from"].endswith("last.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        trainer(tmp_path / "bad", cache, steps=2, cfg=SMALL.replace(base_channels=16, head_dim=16),
+                init_from=str(tmp_path / "src" / "last.pt"))
 
 
 def test_a_kill_during_a_save_leaves_the_last_checkpoint_intact(tmp_path, cache, monkeypatch):

@@ -29,6 +29,9 @@ def add_run_args(p: argparse.ArgumentParser, preset_help: str = "model preset: t
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32, or bf16 autocast")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--init-from", default=None,
+                   help="start a new run from this checkpoint's EMA weights (same architecture; e.g. fine-tune "
+                        "with --no-random-shift); ignored when --resume finds a checkpoint")
     p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (default: 500)")
     p.add_argument("--preview-every", type=int, default=1000, help="preview samples every N steps, 0 = never")
     p.add_argument("--log-every", type=int, default=10, help="log.csv row every N steps (default: 10)")
@@ -41,7 +44,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        ema=args.ema, grad_clip=args.grad_clip, precision=args.precision,
                        save_every=args.save_every, preview_every=args.preview_every or 10 ** 12,
-                       log_every=args.log_every, seed=args.seed, workers=args.workers)
+                       log_every=args.log_every, seed=args.seed, workers=args.workers,
+                       init_from=args.init_from)
 
 
 def run(args: argparse.Namespace, make_trainer: Callable[[distributed.DistInfo], tuple[Trainer, str]]) -> int:

@@ -42,6 +42,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     workers: int = 1
+    init_from: str | None = None                   # a new run starts from this checkpoint's (EMA) weights
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -114,6 +115,8 @@ class Trainer:
             raise FileExistsError(f"{self.ckpt_path} exists; pass --resume to continue that run, or choose a new --out")
         if resume and self.ckpt_path.exists():
             self._load()
+        elif cfg.init_from:
+            self._init_from(cfg.init_from)
         self.train_args["train.lr"] = self.lr
         self.ddp = self.model
         if dist.world > 1:
@@ -137,6 +140,20 @@ class Trainer:
                 group["lr"] = self.cfg.lr
         self.ema.load_state_dict(ckpt["ema"], ckpt["step"])
         self.step = int(ckpt["step"])
+
+    def _init_from(self, path: str | Path) -> None:
+        """Start from another checkpoint's weights (its EMA when it has one): same architecture, any flags
+        that leave the parameters alone (e.g. --no-random-shift); optimizer and step start afresh."""
+        ckpt = load_checkpoint(path, map_location=self.dist.device)
+        checkpoint_config(ckpt, path, self.model_config.KIND)
+        weights = ckpt.get("ema") or ckpt.get("model")
+        try:
+            self.model.load_state_dict(weights)
+        except (RuntimeError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"--init-from {path}: its weights do not fit this model ({first}); "
+                                  "it needs the same architecture") from e
+        self.ema = EMA(self.model, self.cfg.ema)
 
     @property
     def lr(self) -> float:
