@@ -224,7 +224,8 @@ class GeneratedSource:
             self._ckpt_sha = file_sha256(self.ckpt)
             self._sr_sha = file_sha256(self.upscale) if self.upscale else None
         ident = {"kind": "generated", "ckpt_sha256": self._ckpt_sha, "seed": self.seed, "chunk": self.chunk,
-                 "sampler": self.sampler, "steps": self.steps, "video_size": self.video_size}
+                 "sampler": self.sampler, "steps": self.steps, "video_size": self.video_size,
+                 "zero_mean_audio": True}                  # mmdiff.generate's default audio projection
         return {**ident, "upscale_sha256": self._sr_sha} if self.upscale else ident
 
     def describe(self) -> str:
