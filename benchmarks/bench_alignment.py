@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 from benchmarks._util import machine
+from benchmarks.bench_variants import sample
 from eval.av_align import av_align
 from mmdiff.checkpoint import load_model
-from mmdiff.diffusion.guidance import GUIDANCE_MODES, Condition
+from mmdiff.diffusion.guidance import GUIDANCE_MODES
 from mmdiff.data.synthetic import make_clip
-from mmdiff.generate import SamplerOptions, generate
-from mmdiff.sample import to_uint8_video
+from mmdiff.generate import SamplerOptions
 
 
 def scores(videos, audios, fps: float, rate: int, detector: str) -> np.ndarray:
@@ -31,19 +31,6 @@ def scores(videos, audios, fps: float, rate: int, detector: str) -> np.ndarray:
 
 def summary(x: np.ndarray) -> dict:
     return {"mean": round(float(x.mean()), 4), "sem": round(float(x.std(ddof=1) / np.sqrt(len(x))), 4)}
-
-
-def sample_sets(model, schedule, opts: SamplerOptions, args, given_video=None, mode: str = "replacement"):
-    """Generate args.num clips in batches -> (uint8 videos, float audios) as lists; with `given_video`
-    (N, F, 3, H, W) in [-1, 1], audio for those videos (conditioning `mode`)."""
-    gv, ga = [], []
-    for b in range(0, args.num, args.batch_size):
-        n = min(args.batch_size, args.num - b)
-        cond = None if given_video is None else Condition("video", given_video[b:b + n], mode)
-        video, audio = generate(model, n, opts, seed=args.seed + b, schedule=schedule, condition=cond)
-        gv += list(to_uint8_video(video))
-        ga += list(audio[:, 0].float().numpy())
-    return gv, ga
 
 
 def main(argv=None) -> None:
@@ -64,13 +51,16 @@ def main(argv=None) -> None:
     rv = [c.video for c in real]
     ra = [c.audio for c in real]
     opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta)
-    gv, ga = sample_sets(model, schedule, opts, args)
+    gv, ga, _ = sample(model, schedule, args.num, args.seed, opts=opts, batch=args.batch_size)
+    gv, ga = list(gv), list(ga)
     nxt = lambda xs: xs[1:] + xs[:1]   # noqa: E731 - the partner of the next clip
     sets = {"real pairs": (rv, ra), "mismatched real pairs": (rv, nxt(ra)), "generated": (gv, ga),
             "generated, audio of the next sample": (gv, nxt(ga))}
     if args.v2a != "none":
         given = torch.from_numpy(np.stack(rv)).float().div(127.5).sub(1).permute(0, 1, 4, 2, 3)  # (N, F, 3, H, W)
-        _, va = sample_sets(model, schedule, opts, args, given, args.v2a)
+        _, va, _ = sample(model, schedule, args.num, args.seed, condition=("video", given, args.v2a), opts=opts,
+                          batch=args.batch_size)
+        va = list(va)
         sets[f"video->audio ({args.v2a}): real video, generated audio"] = (rv, va)
         sets["video->audio, audio generated for the next video"] = (rv, nxt(va))
     result = {det: {k: summary(scores(v, a, cfg.fps, cfg.audio_rate, det)) for k, (v, a) in sets.items()}

@@ -88,18 +88,21 @@ def real_clips(num: int, cfg, seed: int):
             [c.record["caption"] for c in clips])
 
 
-def sample(model, schedule, num: int, seed: int, condition=None, text=None, two_step: bool = False):
+def sample(model, schedule, num: int, seed: int, condition=None, text=None, two_step: bool = False,
+           opts=None, batch: int = 8):
     """uint8 video (N, F, H, W, 3) or None, float audio (N, T) or None, seconds per clip.
 
-    :param text: (N, text_dim) caption embeddings (classifier-free guidance scale 3) or None.
+    Batch b (of `batch` clips) is seeded with seed + b. :param condition: (modality, (N, ...) values,
+    mode) or None. :param text: (N, text_dim) caption embeddings (classifier-free guidance scale 3) or
+    None. :param opts: SamplerOptions (default: DPM-Solver++ with SAMPLER_STEPS).
     """
     from mmdiff.generate import SamplerOptions, generate, generate_two_step
     from mmdiff.sample import to_uint8_video
 
     videos, audios, t0 = [], [], time.perf_counter()
-    opts = SamplerOptions("dpm-solver++", steps=SAMPLER_STEPS)
-    for b in range(0, num, 8):
-        n = min(8, num - b)
+    opts = opts or SamplerOptions("dpm-solver++", steps=SAMPLER_STEPS)
+    for b in range(0, num, batch):
+        n = min(batch, num - b)
         cond = None
         if condition is not None:
             from mmdiff.diffusion.guidance import Condition

@@ -218,6 +218,8 @@ class GeneratedSource:
 
     @property
     def identity(self) -> dict:
+        from mmdiff.generate import SamplerOptions
+
         if self._ckpt_sha is None:
             from eval.features.base import file_sha256
 
@@ -225,7 +227,7 @@ class GeneratedSource:
             self._sr_sha = file_sha256(self.upscale) if self.upscale else None
         ident = {"kind": "generated", "ckpt_sha256": self._ckpt_sha, "seed": self.seed, "chunk": self.chunk,
                  "sampler": self.sampler, "steps": self.steps, "video_size": self.video_size,
-                 "zero_mean_audio": True}                  # mmdiff.generate's default audio projection
+                 "zero_mean_audio": SamplerOptions().zero_mean_audio}   # generate_clips keeps the default
         return {**ident, "upscale_sha256": self._sr_sha} if self.upscale else ident
 
     def describe(self) -> str:

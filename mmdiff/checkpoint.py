@@ -117,7 +117,8 @@ def checkpoint_config(ckpt: dict, path: str | os.PathLike = "checkpoint", kind: 
     return CONFIG_KINDS[found].from_dict(ckpt["model_config"])
 
 
-def _load_weights(model: torch.nn.Module, ckpt: dict, path, use_ema: bool, device) -> torch.nn.Module:
+def load_weights(model: torch.nn.Module, ckpt: dict, path, use_ema: bool, device) -> torch.nn.Module:
+    """Load a checkpoint's EMA weights (or its raw ones: use_ema False, or none saved) into `model`."""
     weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing or unexpected:
@@ -137,7 +138,7 @@ def load_model(path: str | os.PathLike | None = None, device: str | torch.device
 
     path = path if path is not None else default_checkpoint()
     ckpt = load_checkpoint(path)
-    model = _load_weights(build_model(checkpoint_config(ckpt, path, "joint")), ckpt, path, use_ema, device)
+    model = load_weights(build_model(checkpoint_config(ckpt, path, "joint")), ckpt, path, use_ema, device)
     model.trained_with = dict(ckpt.get("train_args") or {})
     return model, Schedule(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
 
@@ -148,7 +149,7 @@ def load_sr_model(path: str | os.PathLike, device: str | torch.device = "cpu", u
     from mmdiff.nn.sr_unet import SRUNet
 
     ckpt = load_checkpoint(path)
-    model = _load_weights(SRUNet(checkpoint_config(ckpt, path, "sr")), ckpt, path, use_ema, device)
+    model = load_weights(SRUNet(checkpoint_config(ckpt, path, "sr")), ckpt, path, use_ema, device)
     return model, Schedule(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
 
 

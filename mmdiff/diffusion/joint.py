@@ -120,8 +120,9 @@ def zero_mean_audio(denoise: Denoiser, layout: JointLayout, schedule) -> Denoise
 
     def denoise_zero_mean(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps = denoise(x, t)
-        ab = schedule.alpha_bar(t if t.ndim == 1 else t[:, col]).to(x)[:, None]        # (B, 1)
-        x0_mean = ((x[:, sl] - (1 - ab).sqrt() * eps[:, sl]) / ab.sqrt()).mean(1, keepdim=True)   # (B, 1)
+        ta = t if t.ndim == 1 else t[:, col]                                             # (B,) audio level
+        ab = schedule.alpha_bar(ta).to(x)[:, None]                                      # (B, 1)
+        x0_mean = schedule.predict_x0(x[:, sl], ta, eps[:, sl]).mean(1, keepdim=True)   # (B, 1)
         # x0' = x0 - mean  <=>  eps' = eps + sqrt(abar / (1 - abar)) * mean, on the audio block only
         return eps + layout.mask("audio", x.device).to(x.dtype) * ((ab / (1 - ab)).sqrt() * x0_mean)
 

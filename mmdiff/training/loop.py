@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from mmdiff.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, save_checkpoint
+from mmdiff.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights, save_checkpoint
 from mmdiff.config import DiffusionConfig, ModelConfig, SRConfig
 from mmdiff.training.distributed import DistInfo, all_reduce_mean, batch_indices
 from mmdiff.training.ema import EMA
@@ -146,10 +146,9 @@ class Trainer:
         that leave the parameters alone (e.g. --no-random-shift); optimizer and step start afresh."""
         ckpt = load_checkpoint(path, map_location=self.dist.device)
         checkpoint_config(ckpt, path, self.model_config.KIND)
-        weights = ckpt.get("ema") or ckpt.get("model")
         try:
-            self.model.load_state_dict(weights)
-        except (RuntimeError, TypeError) as e:
+            load_weights(self.model, ckpt, path, use_ema=True, device=self.dist.device)
+        except RuntimeError as e:                              # shape mismatches (missing keys: CheckpointError)
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"--init-from {path}: its weights do not fit this model ({first}); "
                                   "it needs the same architecture") from e
