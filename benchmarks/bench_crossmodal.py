@@ -17,8 +17,8 @@ import argparse
 import numpy as np
 import torch
 
+from benchmarks.bench_frame_errors import clips
 from mmdiff.checkpoint import load_model
-from mmdiff.data.synthetic import make_clip
 from mmdiff.diffusion.guidance import Condition
 from mmdiff.diffusion.joint import JointLayout
 from mmdiff.generate import SamplerOptions, generate
@@ -83,10 +83,7 @@ def main(argv=None) -> None:
     ap.add_argument("--trajectory", action="store_true", help="follow the audio x0 estimate of video->audio sampling")
     args = ap.parse_args(argv)
     model, schedule = load_model(args.ckpt)
-    cfg = model.config
-    clips = [make_clip(i, args.seed, cfg.video_frames, cfg.fps, cfg.video_size, cfg.audio_rate) for i in range(args.num)]
-    video = torch.from_numpy(np.stack([c.video for c in clips])).float().div(127.5).sub(1).permute(0, 1, 4, 2, 3)
-    audio = torch.from_numpy(np.stack([c.audio for c in clips])).float()[:, None]          # (N, 1, T)
+    video, audio = clips(model.config, args.num, args.seed)          # (N, F, 3, H, W), (N, 1, T) in [-1, 1]
     if args.trajectory:
         trajectory_table(model, schedule, video, audio, args.seed)
     else:

@@ -63,6 +63,8 @@ def test_shift_drawn_in_training_and_by_mode_at_inference():
     assert len({block.draw_shift() for _ in range(200)}) == 7
     no_shift = RSMMA(16, 16, window=2, frames=8, random_shift=False).train()
     assert {no_shift.draw_shift() for _ in range(50)} == {0}   # the paper's "w/o RS" ablation (Table 4)
+    no_shift.eval()                                  # inference_shift "random" (the default) must not
+    assert {no_shift.draw_shift() for _ in range(50)} == {0}   # draw a shift the model was never trained with
 
 
 def test_full_window_has_no_shift():

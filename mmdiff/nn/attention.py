@@ -92,7 +92,7 @@ class RSMMA(nn.Module):
 
     Shift R: drawn uniformly from [0, F-S] per call (shared across batch and heads) when training
     with `random_shift`; at inference `inference_shift` picks "random" (as trained, as the public
-    code does) or "zero" (aligned windows). `forward(..., shift=R)` forces a value.
+    code does) or "zero" (aligned windows). Without `random_shift` R is 0 in training and at inference. `forward(..., shift=R)` forces a value.
     """
 
     def __init__(self, channels: int, head_dim: int, window: int, frames: int,
@@ -112,7 +112,8 @@ class RSMMA(nn.Module):
 
     def draw_shift(self) -> int:
         """The shift R for one call: random in [0, F-S] or 0, depending on mode."""
-        draw = self.random_shift if self.training else self.inference_shift == "random"
+        # A model trained without the shift (random_shift False) never saw one: it always uses R = 0.
+        draw = self.random_shift and (self.training or self.inference_shift == "random")
         if not draw or self.window == self.frames:
             return 0
         return int(torch.randint(0, self.frames - self.window + 1, (), device="cpu").item())  # CPU RNG: no GPU sync
