@@ -20,8 +20,9 @@ from benchmarks._util import machine
 from benchmarks.bench_variants import sample
 from eval.av_align import av_align
 from mmdiff.checkpoint import load_model
-from mmdiff.diffusion.guidance import GUIDANCE_MODES
+from mmdiff.data.pixels import frames_to_model
 from mmdiff.data.synthetic import make_clip
+from mmdiff.diffusion.guidance import GUIDANCE_MODES
 from mmdiff.generate import SamplerOptions
 
 
@@ -57,7 +58,7 @@ def main(argv=None) -> None:
     sets = {"real pairs": (rv, ra), "mismatched real pairs": (rv, nxt(ra)), "generated": (gv, ga),
             "generated, audio of the next sample": (gv, nxt(ga))}
     if args.v2a != "none":
-        given = torch.from_numpy(np.stack(rv)).float().div(127.5).sub(1).permute(0, 1, 4, 2, 3)  # (N, F, 3, H, W)
+        given = frames_to_model(np.stack(rv))                                    # (N, F, 3, H, W)
         _, va, _ = sample(model, schedule, args.num, args.seed, condition=("video", given, args.v2a), opts=opts,
                           batch=args.batch_size)
         va = list(va)

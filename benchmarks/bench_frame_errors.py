@@ -16,13 +16,14 @@ import torch
 
 from benchmarks._util import machine
 from mmdiff.checkpoint import load_model
+from mmdiff.data.pixels import frames_to_model
 from mmdiff.data.synthetic import make_clip
 
 
 def clips(cfg, num: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(video (N, F, 3, H, W), audio (N, 1, T)) in [-1, 1] from a fresh synthetic draw."""
     cs = [make_clip(i, seed, cfg.video_frames, cfg.fps, cfg.video_size, cfg.audio_rate) for i in range(num)]
-    video = torch.from_numpy(np.stack([c.video for c in cs])).permute(0, 1, 4, 2, 3).float() / 127.5 - 1
+    video = frames_to_model(np.stack([c.video for c in cs]))                  # (N, F, 3, H, W)
     audio = torch.from_numpy(np.stack([c.audio for c in cs]).astype(np.float32))[:, None]
     return video, audio
 

@@ -22,6 +22,7 @@ import torch
 from benchmarks._util import best_of, machine
 from mmdiff.checkpoint import DEFAULT_SR_CHECKPOINT, load_sr_model
 from mmdiff.config import SR_PAPER
+from mmdiff.data.pixels import frames_to_model
 from mmdiff.data.sr_data import downsample
 from mmdiff.data.synthetic import make_clip
 from mmdiff.generate import SamplerOptions
@@ -46,8 +47,7 @@ def heldout(num: int, size: int, low: int, seed: int) -> tuple[torch.Tensor, tor
         frames = make_clip(i, seed, frames=16, fps=10, size=size, rate=8000).video        # (F, H, W, 3) uint8
         highs.append(frames)
         lows.append(np.stack([downsample(f, low) for f in frames]))
-    to = lambda a: torch.from_numpy(np.stack(a)).permute(0, 1, 4, 2, 3).float() / 127.5 - 1   # noqa: E731
-    return to(highs), to(lows)
+    return frames_to_model(np.stack(highs)), frames_to_model(np.stack(lows))      # (N, F, 3, H, W) each
 
 
 def paper_forward_seconds() -> float:

@@ -96,8 +96,8 @@ def sample(model, schedule, num: int, seed: int, condition=None, text=None, two_
     mode) or None. :param text: (N, text_dim) caption embeddings (classifier-free guidance scale 3) or
     None. :param opts: SamplerOptions (default: DPM-Solver++ with SAMPLER_STEPS).
     """
+    from mmdiff.data.pixels import model_to_frames
     from mmdiff.generate import SamplerOptions, generate, generate_two_step
-    from mmdiff.sample import to_uint8_video
 
     videos, audios, t0 = [], [], time.perf_counter()
     opts = opts or SamplerOptions("dpm-solver++", steps=SAMPLER_STEPS)
@@ -113,7 +113,7 @@ def sample(model, schedule, num: int, seed: int, condition=None, text=None, two_
             v, a = generate_two_step(model, n, opts, seed=seed + b, schedule=schedule, **words)
         else:
             v, a = generate(model, n, opts, seed=seed + b, schedule=schedule, condition=cond, **words)
-        videos.append(to_uint8_video(v) if v is not None else None)
+        videos.append(model_to_frames(v) if v is not None else None)
         audios.append(a[:, 0].float().numpy() if a is not None else None)
     per_clip = (time.perf_counter() - t0) / num
     cat = lambda xs: None if xs[0] is None else np.concatenate(xs)   # noqa: E731
@@ -150,7 +150,9 @@ def evaluate_variant(v: Variant, ckpt: Path, real, real_feats, i3d, args) -> dic
     row["fvd"] = round(fvd(i3d, real_feats, videos), 1) if videos is not None else None
     row["av_align"] = round(av_align_mean(videos, audios, cfg), 3) if videos is not None and audios is not None else None
     if v.streams == "video,audio" and not v.text:
-        cond = torch.from_numpy(real_v).float().div(127.5).sub(1).permute(0, 1, 4, 2, 3)   # (N, F, 3, H, W)
+        from mmdiff.data.pixels import frames_to_model
+
+        cond = frames_to_model(real_v)                                      # (N, F, 3, H, W)
         mode = v.zero_shot_of or "replacement"
         _, v2a, _ = sample(model, schedule, args.num, args.seed, condition=("video", cond, mode))
         row["v2a_av_align"] = round(av_align_mean(real_v, v2a, cfg), 3)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mmdiff.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SR_CHECKPOINT, CheckpointError, load_model, load_sr_model
+from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import Condition
 from mmdiff.diffusion.joint import JointLayout
 from mmdiff.generate import SamplerOptions, encode_prompt, generate, generate_two_step
@@ -147,13 +148,8 @@ def progress_callback(on_step: StepFn | None, cancel: threading.Event | None,
 def step_callback(model, on_step: StepFn | None, cancel: threading.Event | None, preview_every: int = 4):
     """The joint model's sampler callback: progress, cancel, and previews of the video's x0 estimate."""
     layout = JointLayout.from_config(model.config)
-    preview = (lambda x0: to_uint8(layout.unpack(x0)[0])) if "video" in layout.slices else None
+    preview = (lambda x0: model_to_frames(layout.unpack(x0)[0])) if "video" in layout.slices else None
     return progress_callback(on_step, cancel, preview, preview_every)
-
-
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """(N, F, 3, H, W) in [-1, 1] -> (N, F, H, W, 3) uint8."""
-    return ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
 
 
 def prompt_text(store: ModelStore, model, prompt: str) -> torch.Tensor | None:
@@ -209,7 +205,7 @@ def write_clips(out_dir: str | Path, cfg, video: torch.Tensor | None, audio: tor
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = (video if video is not None else audio).shape[0]
-    v8 = to_uint8(video) if video is not None else None
+    v8 = model_to_frames(video) if video is not None else None
     files = []
     for k in range(n):
         a = audio[k, 0].float().cpu().numpy() if audio is not None else None

@@ -26,14 +26,10 @@ import torch
 from tqdm.auto import tqdm
 
 from mmdiff.checkpoint import default_checkpoint, file_sha256, load_model
+from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
 from mmdiff.generate import SamplerOptions, encode_prompt, generate, generate_two_step, two_step_mode
-
-
-def to_uint8_video(video: torch.Tensor) -> np.ndarray:
-    """(B, F, 3, H, W) in [-1, 1] -> (B, F, H, W, 3) uint8."""
-    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
 
 
 def load_condition(path: str, modality: str, model_config) -> torch.Tensor:
@@ -42,14 +38,11 @@ def load_condition(path: str, modality: str, model_config) -> torch.Tensor:
     Only the given stream is read (a silent video can condition audio; wav/flac/mp3 or a video with
     sound can condition video); errors (mmdiff.uploads.UploadError, a ValueError) name the file.
     """
-    from mmdiff.uploads import UploadLimits, condition_audio, condition_video
+    from mmdiff.uploads import UploadLimits, condition_audio, condition_tensor, condition_video
 
     limits = UploadLimits(max_bytes=2**40, max_seconds=float("inf"))      # the CLI trusts its own files
-    if modality == "video":
-        frames = condition_video(path, model_config, limits)                 # (F, H, W, 3) uint8
-        return torch.from_numpy(frames).float().div(127.5).sub(1).permute(0, 3, 1, 2).unsqueeze(0)
-    audio = condition_audio(path, model_config, limits)                      # (T,) float32
-    return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).view(1, 1, -1)
+    decode = condition_video if modality == "video" else condition_audio  # (F, H, W, 3) uint8 | (T,) float32
+    return condition_tensor(modality, decode(path, model_config, limits))
 
 
 def batch_plan(num: int, batch_size: int, rank: int = 0, world: int = 1) -> list[tuple[int, int, int]]:
@@ -103,7 +96,7 @@ def generate_clips(ckpt: str | None, num: int, seed: int = 0, batch_size: int = 
         video, audio = generate(model, count, opts, seed=seed + b, schedule=schedule)
         if upscaler is not None:
             video = upscaler(video, seed + b)
-        yield to_uint8_video(video), audio[:, 0].float().cpu().numpy(), model.config.audio_rate
+        yield model_to_frames(video), audio[:, 0].float().cpu().numpy(), model.config.audio_rate
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mmdiff.config import DiffusionConfig, resolve_sr_config
+from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.loss import hybrid_loss
 from mmdiff.diffusion.schedule import Schedule
 from mmdiff.training.cli import add_run_args, run, train_config
@@ -55,10 +56,10 @@ def write_sr_previews(trainer: Trainer, step: int, num: int = 4) -> Path:
     low = torch.stack([lo for _, lo in pairs]).unsqueeze(1)                    # (n, 1, 3, h, w): 1-frame clips
     sr = upscale(model, low, seed=step, schedule=Schedule(trainer.diffusion_config))[:, 0].cpu()
     rows = torch.cat([bilinear_upscale(low, cfg.high_size)[:, 0], sr, high], dim=3)   # (n, 3, H, 3W)
-    grid = ((rows.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).reshape(-1, 3 * cfg.high_size, 3)
+    grid = model_to_frames(rows).reshape(-1, 3 * cfg.high_size, 3)             # (n * H, 3W, 3) uint8
     path = trainer.run_dir / "previews" / f"step{step:07d}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(grid.numpy())).save(path)
+    Image.fromarray(np.ascontiguousarray(grid)).save(path)
     return path
 
 

@@ -173,6 +173,18 @@ def condition_audio(path, model_config, limits: UploadLimits) -> np.ndarray:
     return audio[:cfg.audio_samples]
 
 
+def condition_tensor(modality: str, value: np.ndarray):
+    """A decoded condition (condition_video / condition_audio) in the model's layout, batch of one:
+    uint8 (F, H, W, 3) -> video (1, F, 3, H, W) in [-1, 1]; float (T,) -> audio (1, 1, T) (torch tensors)."""
+    import torch
+
+    from mmdiff.data.pixels import frames_to_model
+
+    if modality == "video":
+        return frames_to_model(value).unsqueeze(0)
+    return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).view(1, 1, -1)
+
+
 def read_for_view(path, limits: UploadLimits, fps: float = 10.0, size: int = 64, audio_rate: int = 16_000,
                   max_seconds: float = 10.0) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Any clip for the spectrogram view: (video (F, size, size, 3) uint8 or None, audio (T,) or None).

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import gradio as gr
-import torch
 
 from mmdiff.data.av_io import write_clip, write_wav
 from mmdiff.diffusion.guidance import Condition
 from mmdiff.generate import trained_for_conditioning
 from mmdiff.jobs import run_generation, write_clips
-from mmdiff.uploads import condition_audio, condition_video
+from mmdiff.uploads import condition_audio, condition_tensor, condition_video
 from mmdiff.viz import ClipArrays, clip_figure, save_png
 from studio.context import StudioContext, user_errors
 from studio.generate_tab import checked_checkpoint, model_picker, sampler_controls, spec_from
@@ -22,13 +21,6 @@ JOB = "condition"                 # cancel-event kind: this tab's Cancel stops o
 
 V2A = "video → audio: upload a video, generate its sound"
 A2V = "audio → video: upload a sound, generate its video"
-
-
-def condition_tensor(modality: str, value: np.ndarray) -> torch.Tensor:
-    """uint8 (F, H, W, 3) -> (1, F, 3, H, W) in [-1, 1]; float (T,) -> (1, 1, T)."""
-    if modality == "video":
-        return torch.from_numpy(value).float().div(127.5).sub(1).permute(0, 3, 1, 2).unsqueeze(0)
-    return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32)).view(1, 1, -1)
 
 
 def build(ctx: StudioContext):

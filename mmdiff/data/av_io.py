@@ -349,8 +349,9 @@ def to_uint8_frames(video) -> np.ndarray:
         raise ValueError(f"video must be uint8 (F, H, W, 3) or float (F, 3, H, W), got dtype {v.dtype}")
     if v.ndim != 4 or v.shape[1] != 3:
         raise ValueError(f"float video must be (F, 3, H, W) in [-1, 1], got shape {v.shape}")
-    v = np.clip((v.astype(np.float32) + 1.0) * 127.5, 0, 255).round().astype(np.uint8)
-    return np.ascontiguousarray(v.transpose(0, 2, 3, 1))     # (F, H, W, 3)
+    from mmdiff.data.pixels import model_to_frames     # torch only where float frames come in
+
+    return np.ascontiguousarray(model_to_frames(v.astype(np.float32)))     # (F, H, W, 3)
 
 
 def to_mono_float(audio) -> np.ndarray:

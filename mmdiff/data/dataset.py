@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from mmdiff.data.cache import (CacheError, CacheIndex, CacheItem, int16_to_audio, load_config_check,
                                load_index, open_audio, open_video)
+from mmdiff.data.pixels import frames_to_model
 
 START_MODES = ("random", "all")
 MAX_OPEN_ITEMS = 64        # memory maps kept open per process (two file handles each)
@@ -108,7 +109,7 @@ class AVClipDataset(Dataset):
         frames = np.asarray(video[start:start + self.clip_frames])           # (F, H, W, 3) uint8
         if flip:
             frames = frames[:, :, ::-1]
-        v = frames.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0    # (F, 3, H, W)
+        v = frames_to_model(frames).numpy()                                   # (F, 3, H, W)
         a = int16_to_audio(audio[start * spf:(start + self.clip_frames) * spf])[None]   # (1, T)
         return np.ascontiguousarray(v), np.ascontiguousarray(a)
 

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from mmdiff.config import SRConfig
 from mmdiff.data.cache import CacheConfigMismatch, CacheItem, load_index, open_video
+from mmdiff.data.pixels import frames_to_model
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,6 @@ def degrade(low: np.ndarray, rng: np.random.Generator, deg: Degradation) -> tupl
     return low, applied
 
 
-def to_tensor(frame: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, 3) -> float32 (3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))).float() / 127.5 - 1.0
-
-
 class SRFrameDataset(Dataset):
     """(high (3, H, W), low (3, h, w)) float32 in [-1, 1]: random frames of a cache at `high_size`.
 
@@ -116,7 +112,7 @@ class SRFrameDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         high, low, _ = self.pair(index)
-        return to_tensor(high), to_tensor(low)
+        return frames_to_model(high), frames_to_model(low)   # (3, H, W), (3, h, w)
 
 
-__all__ = ["SRFrameDataset", "Degradation", "NO_DEGRADATION", "downsample", "jpeg_roundtrip", "degrade", "to_tensor"]
+__all__ = ["SRFrameDataset", "Degradation", "NO_DEGRADATION", "downsample", "jpeg_roundtrip", "degrade"]
