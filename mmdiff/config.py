@@ -69,7 +69,8 @@ class ModelConfig(_ConfigIO):
     dropout: float = 0.1
     # --- RS-MMA ----------------------------------------------------------------------
     random_shift: bool = True        # draw a random shift R in training (paper Table 4 ablation: False)
-    inference_shift: str = "random"  # "random": draw R at inference too (as trained); "zero": R = 0
+    inference_shift: str = "random"  # "random": draw R at inference too (as trained); "zero": R = 0;
+                                     # without random_shift R is 0 at inference whatever this says
     # --- single-modality ablations (paper "Ours-v" / "Ours-a") ----------------------------
     modalities: tuple[str, ...] = ("video", "audio")
     # --- cross-modal layer at the attention scales (fields added later keep defaults that

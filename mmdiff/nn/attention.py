@@ -92,7 +92,8 @@ class RSMMA(nn.Module):
 
     Shift R: drawn uniformly from [0, F-S] per call (shared across batch and heads) when training
     with `random_shift`; at inference `inference_shift` picks "random" (as trained, as the public
-    code does) or "zero" (aligned windows). Without `random_shift` R is 0 in training and at inference. `forward(..., shift=R)` forces a value.
+    code does) or "zero" (aligned windows). Without `random_shift` R is 0 in training and at
+    inference. `forward(..., shift=R)` forces a value.
     """
 
     def __init__(self, channels: int, head_dim: int, window: int, frames: int,
