@@ -2,6 +2,7 @@
 data, then compared on AV-Align, FVD (I3D) and sampling speed.
 
     python -m benchmarks.bench_variants --out runs/variants [--steps 2000 --batch-size 4 --num 64 --threads 2]
+    python -m benchmarks.bench_variants --out runs/variants --device cuda --steps 20000   # a GPU session
 
 Variants (the tiny preset; its two attention scales take the paper's Table 3 windows as pairs):
 core (RS-MMA windows 1,4 + random shift), Ours-v / Ours-a (single streams), windows 1,1 / 4,4 / 8,8, no random
@@ -72,7 +73,8 @@ def train_variant(v: Variant, data: Path, run: Path, args) -> Path:
         return ckpt
     argv = ["--data", str(data), "--preset", "tiny", "--out", str(run), "--steps", str(args.steps),
             "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--ema", "0.999", "--clips-per-item", "1",
-            "--save-every", "100", "--preview-every", "0", "--workers", "0", "--seed", "0", *v.flags]
+            "--save-every", "100", "--preview-every", "0", "--workers", "0", "--seed", "0",
+            "--device", args.device, *v.flags]
     if ckpt.is_file():
         argv.append("--resume")
     train.main(argv)
@@ -114,7 +116,7 @@ def sample(model, schedule, num: int, seed: int, condition=None, text=None, two_
         else:
             v, a = generate(model, n, opts, seed=seed + b, schedule=schedule, condition=cond, **words)
         videos.append(model_to_frames(v) if v is not None else None)
-        audios.append(a[:, 0].float().numpy() if a is not None else None)
+        audios.append(a[:, 0].float().cpu().numpy() if a is not None else None)
     per_clip = (time.perf_counter() - t0) / num
     cat = lambda xs: None if xs[0] is None else np.concatenate(xs)   # noqa: E731
     return cat(videos), cat(audios), per_clip
@@ -137,13 +139,13 @@ def evaluate_variant(v: Variant, ckpt: Path, real, real_feats, i3d, args) -> dic
     from mmdiff.checkpoint import load_model
 
     real_v, real_a, captions = real
-    model, schedule = load_model(ckpt)
+    model, schedule = load_model(ckpt, device=args.device)
     cfg = model.config
     text = None
     if v.text:
         from mmdiff.text.encoder import TextEncoder
 
-        text = TextEncoder().encode(captions)                                  # (N, 384)
+        text = TextEncoder(device=args.device).encode(captions)               # (N, 384)
     videos, audios, per_clip = sample(model, schedule, args.num, args.seed, text=text,
                                       two_step=v.text == "two-step")
     row = {"variant": v.name, "s_per_clip": round(per_clip, 3)}
@@ -181,10 +183,15 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=123, help="seed of the real draw and of sampling")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--only", default=None, help="comma-separated variant numbers (0-based) to run")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     args = ap.parse_args(argv)
+    from mmdiff.device import resolve_device
+
+    args.device = str(resolve_device(args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
     from eval.features import load_extractor
+    from mmdiff.atomic import write_text
     from mmdiff.config import TINY
     from mmdiff.data import synthetic
 
@@ -193,7 +200,7 @@ def main(argv=None) -> None:
     if not (data / "index.json").is_file():
         synthetic.main(["--out", str(data), "--num", str(args.train_clips), "--seed", "1", "--preset", "tiny",
                         "--cache", "--quiet"])
-    i3d = load_extractor("i3d")
+    i3d = load_extractor("i3d", device=args.device)
     real = real_clips(args.num, TINY, args.seed)
     real_v, real_a, _ = real
     real_feats = i3d(real_v)
@@ -206,8 +213,8 @@ def main(argv=None) -> None:
     header = (f"{machine()}; tiny preset, {args.steps} steps x batch {args.batch_size} (lr {args.lr}) per variant "
               f"on {args.train_clips} synthetic clips; {args.num} samples (DPM-Solver++ {SAMPLER_STEPS}) vs "
               f"{args.num} real clips; real pairs AV-Align {av_align_mean(real_v, real_a, TINY):.3f}")
-    (root / "table.md").write_text(table(rows, header) + "\n")
-    (root / "table.json").write_text(json.dumps({"header": header, "rows": rows}, indent=1))
+    write_text(root / "table.md", table(rows, header) + "\n")
+    write_text(root / "table.json", json.dumps({"header": header, "rows": rows}, indent=1))
     print(table(rows, header))
 
 

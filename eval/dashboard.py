@@ -16,6 +16,7 @@ import numpy as np
 
 from eval.protocol import (COLUMNS, METRIC_FEATURE, METRICS, EvalCancelled, FolderSource, GeneratedSource,
                            ProtocolConfig, StopFn, evaluate, format_table, write_outputs)
+from mmdiff.atomic import write_text
 
 # Metrics whose features need a published weight file (AV-Align needs none).
 WEIGHTED = {m for m, f in METRIC_FEATURE.items() if f != "av-align"}
@@ -120,7 +121,7 @@ def save_results(results: dict, out_dir: str | os.PathLike, name: str) -> dict[s
     out.mkdir(parents=True, exist_ok=True)
     j, c = write_outputs(results, out / "results.json")
     table = out / "table.txt"
-    table.write_text(format_table(results, name) + "\n")
+    write_text(table, format_table(results, name) + "\n")
     return {"json": j, "csv": c, "table": table, "plot": results_plot(results, out / "results.png")}
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 
 from eval import metrics as M
 from eval.clips import Clip, ClipError, list_clips, read_clip, resize_frames
+from mmdiff.atomic import atomic_path, write_text
 
 METRICS = ("fvd", "kvd", "fad", "fad-clap", "av-align")
 # metric -> the feature it needs
@@ -116,23 +116,8 @@ def stable_hash(obj: Any) -> str:
 
 
 def atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:          # savez appends .npz to other names
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def run_indices(pool_size: int, n: int, seed: int, run: int, role: int) -> np.ndarray:
@@ -578,7 +563,7 @@ def format_table(results: dict, name: str) -> str:
 def write_outputs(results: dict, out_json: Path) -> tuple[Path, Path]:
     """results.json and a CSV beside it (one row per run, then mean and std rows), both atomic."""
     out_json = Path(out_json)
-    atomic_write_text(out_json, json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    write_text(out_json, json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
     keys = [k for k, v in results["runs"][0].items() if k != "run" and not isinstance(v, list)]
     meta = {"resize": results["config"]["i3d_resize"], "video_size": results["config"]["video_size"],
             "frames": results["config"]["frames"], "torch": results["versions"]["torch"]}
@@ -589,5 +574,5 @@ def write_outputs(results: dict, out_json: Path) -> tuple[Path, Path]:
         lines.append(",".join([stat, *(str(results["summary"][k][stat]) if k in results["summary"] else ""
                                       for k in keys), *(str(v) for v in meta.values())]))
     csv = out_json.with_suffix(".csv")
-    atomic_write_text(csv, "\n".join(lines) + "\n")
+    write_text(csv, "\n".join(lines) + "\n")
     return out_json, csv

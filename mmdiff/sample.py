@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mmdiff.atomic import write_text
 from mmdiff.checkpoint import default_checkpoint, file_sha256, load_model
 from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import GUIDANCE_MODES, Condition
@@ -228,9 +229,7 @@ def main(argv=None) -> int:
         "samples": written,
     }
     name = "manifest.json" if world == 1 else f"manifest.rank{rank}.json"
-    tmp = out / f".{name}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out / name)
+    write_text(out / name, json.dumps(manifest, indent=2))
     print(f"wrote {len(written)} clips to {out}", file=sys.stderr)
     return 0
 

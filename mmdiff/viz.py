@@ -8,12 +8,13 @@ Layouts: video uint8 (F, H, W, 3); audio float32 (T,) mono in [-1, 1].
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import stft
+
+from mmdiff.atomic import atomic_path
 
 
 @dataclass(frozen=True)
@@ -184,19 +185,12 @@ def compare_figure(clips: list[ClipArrays], max_frames: int = 16, width: float =
 
 def save_png(fig, path: str | os.PathLike) -> Path:
     """Write a figure as PNG atomically (temp file in the same folder, then rename) and close it."""
-    plt = _plt()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
     finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        _plt().close(fig)
+    return Path(path)
 
 
 def preview_grid(video: np.ndarray, frames: tuple[int, ...] = (0, 5, 10, 15), scale: int = 2) -> np.ndarray:

@@ -25,7 +25,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .files import write_csv_atomic, write_json_atomic, write_text_atomic
+from mmdiff.atomic import write_text
+
+from .files import write_csv_atomic, write_json_atomic
 from .media import ClipInfo, clip_id, export_clip, make_gold_clip, sample_clips
 from .publish import HitSettings, write_hit_settings
 from .tasks import Task, tasks_for
@@ -190,9 +192,9 @@ def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str],
         header = template_variables(template)
         d = study_dir / "mturk" / task.name
         outputs[task.name] = {
-            "template": write_text_atomic(d / "template.html", template),
+            "template": write_text(d / "template.html", template),
             "batch_csv": write_csv_atomic(d / "batch.csv", header, rows),
-            "preview": write_text_atomic(study_dir / "preview" / f"{task.name}.html",
+            "preview": write_text(study_dir / "preview" / f"{task.name}.html",
                                          render_preview(template, rows[0], "../media/")),
         }
         write_hit_settings(study_dir, task.name, HitSettings(), cfg.votes, cfg.max_hits_per_worker, sandbox=False)
@@ -206,7 +208,7 @@ def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str],
         "tasks": [t.name for t in tasks], "items": all_items, "hits": layout})
     write_json_atomic(study_dir / "private" / "build_report.json",
                       {"media": counts, "skipped": skipped, "warnings": warnings})
-    write_text_atomic(study_dir / "README.txt", STUDY_README)
+    write_text(study_dir / "README.txt", STUDY_README)
     return BuildResult(study_dir, outputs, len(items), len(gold_items), skipped, warnings)
 
 

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
+
+from mmdiff.atomic import atomic_path
 
 PRIVATE = "private"
 
@@ -19,22 +20,14 @@ def zip_study(study_dir: str | os.PathLike, out_zip: str | os.PathLike, include_
     if not (root / PRIVATE / "key.json").is_file():
         raise ValueError(f"{root} is not a built study (no {PRIVATE}/key.json)")
     out = Path(out_zip)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            for p in sorted(root.rglob("*")):
-                rel = p.relative_to(root)
-                if not p.is_file() or (rel.parts[0] == PRIVATE and not include_private):
-                    continue
-                if p.resolve() in (out.resolve(), Path(tmp).resolve()):
-                    continue
-                # media is already compressed: store it as is
-                kind = zipfile.ZIP_STORED if p.suffix.lower() in (".mp4", ".png", ".jpg") else zipfile.ZIP_DEFLATED
-                z.write(p, rel.as_posix(), compress_type=kind)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(root.rglob("*")):
+            rel = p.relative_to(root)
+            if not p.is_file() or (rel.parts[0] == PRIVATE and not include_private):
+                continue
+            if p.resolve() in (out.resolve(), tmp.resolve()):
+                continue
+            # media is already compressed: store it as is
+            kind = zipfile.ZIP_STORED if p.suffix.lower() in (".mp4", ".png", ".jpg") else zipfile.ZIP_DEFLATED
+            z.write(p, rel.as_posix(), compress_type=kind)
     return out

@@ -1,32 +1,14 @@
-"""Atomic file writing (temp file in the same folder + os.replace) for every study output."""
+"""The study's JSON and CSV outputs, written atomically through mmdiff.atomic."""
 from __future__ import annotations
 
 import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+from mmdiff.atomic import write_text
 
 
 def _no_nan(obj: object) -> object:
@@ -41,7 +23,7 @@ def _no_nan(obj: object) -> object:
 
 
 def write_json_atomic(path: Path, obj: object) -> Path:
-    return write_text_atomic(path, json.dumps(_no_nan(obj), indent=2, allow_nan=False) + "\n")
+    return write_text(path, json.dumps(_no_nan(obj), indent=2, allow_nan=False) + "\n")
 
 
 def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[dict]) -> Path:
@@ -51,4 +33,4 @@ def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[dict]) ->
     w.writeheader()
     for r in rows:
         w.writerow(r)
-    return write_text_atomic(path, buf.getvalue())
+    return write_text(path, buf.getvalue())

@@ -16,11 +16,12 @@ import hashlib
 import os
 import random
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
+
+from mmdiff.atomic import atomic_path
 
 from .tasks import GOLD_AUDIO_NOISE, GOLD_BOTH_NOISE, GOLD_VIDEO_NOISE
 
@@ -109,18 +110,11 @@ def _run_ffmpeg(args: list[str], dst: Path) -> None:
     """Run ffmpeg writing to a temp file beside `dst`, then move it into place (atomic)."""
     import imageio_ffmpeg
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", dir=dst.parent, prefix=".tmp-")
-    os.close(fd)
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args, tmp]
-    try:
+    with atomic_path(dst, suffix=".mp4") as tmp:           # ffmpeg picks the container from the name
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args, str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise ClipError(f"ffmpeg failed writing {dst.name}: {proc.stderr.strip()[-800:]}")
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 _ENCODE = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "18",

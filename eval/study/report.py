@@ -11,7 +11,9 @@ import io
 import math
 from pathlib import Path
 
-from .files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from mmdiff.atomic import write_bytes, write_text
+
+from .files import write_csv_atomic, write_json_atomic
 from .qc import Decisions
 from .results import LoadedResults
 from .tasks import COLUMN_NAMES
@@ -48,7 +50,7 @@ def turing_markdown(rows: list[dict], confidence: float) -> str:
 def _savefig(fig, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    return write_bytes_atomic(path, buf.getvalue())
+    return write_bytes(path, buf.getvalue())
 
 
 def _err(mean: float, low: float, high: float) -> tuple[float, float]:
@@ -128,13 +130,13 @@ def write_outputs(res, loaded: LoadedResults, decisions: Decisions, confidence: 
     if res.mos is not None:
         tasks = [k[:-5] for k in res.mos[0] if k.endswith("_mean")]
         table = mos_markdown(res.mos, tasks, confidence)
-        paths["mos_md"] = write_text_atomic(d / "mos_table.md", table)
+        paths["mos_md"] = write_text(d / "mos_table.md", table)
         paths["mos_csv"] = write_csv_atomic(d / "mos_table.csv", list(res.mos[0]), res.mos)
         paths["mos_png"] = mos_chart(res.mos, tasks, d / "mos.png")
         md += [table]
     if res.turing is not None:
         table = turing_markdown(res.turing, confidence)
-        paths["turing_md"] = write_text_atomic(d / "turing_table.md", table)
+        paths["turing_md"] = write_text(d / "turing_table.md", table)
         paths["turing_csv"] = write_csv_atomic(d / "turing_table.csv", list(res.turing[0]), res.turing)
         paths["turing_png"] = turing_chart(res.turing, d / "turing.png")
         md += [table]
@@ -145,11 +147,11 @@ def write_outputs(res, loaded: LoadedResults, decisions: Decisions, confidence: 
            *[f"- {r['what']} {r['id']} ({r['task']}): {r['reason']}" for r in res.dropped[:30]],
            *([f"- ... {len(res.dropped) - 30} more"] if len(res.dropped) > 30 else []), "",
            f"{len(res.problems)} input problem(s); see problems.txt."]
-    paths["report"] = write_text_atomic(d / "report.md", "\n".join(md) + "\n")
+    paths["report"] = write_text(d / "report.md", "\n".join(md) + "\n")
     if res.workers:
         paths["workers"] = write_csv_atomic(d / "workers.csv", list(res.workers[0]), res.workers)
     paths["dropped"] = write_csv_atomic(d / "dropped.csv", ["what", "task", "id", "reason"], res.dropped)
-    paths["problems"] = write_text_atomic(d / "problems.txt", "".join(p + "\n" for p in res.problems))
+    paths["problems"] = write_text(d / "problems.txt", "".join(p + "\n" for p in res.problems))
     for src, (header, rows) in approve_reject_rows(loaded, decisions).items():
         paths[f"approve_reject:{src.name}"] = write_csv_atomic(d / "approve_reject" / src.name, header, rows)
     paths["summary"] = write_json_atomic(d / "summary.json", {

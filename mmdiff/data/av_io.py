@@ -28,6 +28,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from mmdiff.atomic import atomic_path
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 RESIZE_MODES = ("crop", "letterbox")
 FRAME_TIME_EPS = 1e-5          # s; a frame with pts <= t + eps is on screen at t (absorbs pts rounding)
@@ -370,10 +372,6 @@ def _even(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def _encode_mp4(tmp: Path, frames: np.ndarray, audio: np.ndarray, fps: float, audio_rate: int,
                 crf: int) -> None:
     with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as c:
@@ -406,14 +404,11 @@ def write_clip(path_mp4: str | os.PathLike, video, audio, fps: float, audio_rate
         raise ValueError(f"{path_mp4}: refusing to write an empty clip ({frames.shape[0]} frames, "
                          f"{samples.size} samples)")
     path = Path(path_mp4)
-    tmp = _tmp_path(path)
     try:
-        _encode_mp4(tmp, frames, samples, fps, int(audio_rate), crf)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            _encode_mp4(tmp, frames, samples, fps, int(audio_rate), crf)
     except av.FFmpegError as e:
         raise ValueError(f"{path}: encoding failed ({e})") from e
-    finally:
-        tmp.unlink(missing_ok=True)
     if wav_path is not None:
         write_wav(wav_path, samples, int(audio_rate))
     return path
@@ -422,18 +417,12 @@ def write_clip(path_mp4: str | os.PathLike, video, audio, fps: float, audio_rate
 def write_wav(path: str | os.PathLike, audio, rate: int) -> Path:
     """Mono 16-bit PCM wav, written atomically. audio: (T,) float in [-1, 1]."""
     pcm = np.round(to_mono_float(audio) * 32767.0).astype("<i2")
-    path = Path(path)
-    tmp = _tmp_path(path)
-    try:
-        with wave.open(str(tmp), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(int(rate))
-            w.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(rate))
+        w.writeframes(pcm.tobytes())
+    return Path(path)
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from mmdiff.atomic import atomic_path, write_text
+
 CACHE_FORMAT = "mmdiff-av-cache"
 CACHE_VERSION = 1
 INDEX_NAME = "index.json"
@@ -105,26 +107,10 @@ class CacheIndex:
 
 
 # ---------------------------------------------------------------------------------------------
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def audio_to_int16(audio: np.ndarray) -> np.ndarray:
@@ -174,7 +160,7 @@ def save_index(cache_dir: str | os.PathLike, index: CacheIndex) -> None:
     root.mkdir(parents=True, exist_ok=True)
     index.items.sort(key=lambda i: i.id)
     index.sources = dict(sorted(index.sources.items()))
-    atomic_write_bytes(root / INDEX_NAME, json.dumps(index.to_dict(), indent=1).encode())
+    write_text(root / INDEX_NAME, json.dumps(index.to_dict(), indent=1), fsync=True)
 
 
 def load_index(cache_dir: str | os.PathLike) -> CacheIndex:
@@ -243,5 +229,5 @@ def load_config_check(cache: "str | os.PathLike | CacheIndex", model_config) -> 
 __all__ = [
     "CacheSpec", "CacheItem", "CacheIndex", "CacheError", "CacheConfigMismatch", "write_item",
     "remove_orphans", "save_index", "load_index", "open_video", "open_audio", "audio_to_int16",
-    "int16_to_audio", "load_config_check", "atomic_write_bytes", "atomic_save_npy", "INDEX_NAME",
+    "int16_to_audio", "load_config_check", "atomic_save_npy", "INDEX_NAME",
 ]

@@ -26,8 +26,9 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
+from mmdiff.atomic import write_text
 from mmdiff.data import av_io
-from mmdiff.data.cache import (CacheIndex, CacheItem, CacheSpec, atomic_write_bytes, remove_orphans,
+from mmdiff.data.cache import (CacheIndex, CacheItem, CacheSpec, remove_orphans,
                                save_index, write_item)
 
 MIN_GAP_S = 0.25          # shortest time between two events
@@ -230,7 +231,7 @@ def make_clip(index: int, seed: int, frames: int, fps: float, size: int, rate: i
 
 
 def write_sidecar(path: Path, records: list[dict[str, Any]]) -> None:
-    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in records).encode())
+    write_text(path, "".join(json.dumps(r) + "\n" for r in records), fsync=True)
 
 
 def generate(out: str | Path, num: int, seed: int, frames: int, fps: float, size: int, rate: int,

@@ -5,6 +5,8 @@ import csv
 import os
 from pathlib import Path
 
+from mmdiff.atomic import atomic_path
+
 BOOKKEEPING = ("step", "lr", "clips_per_s", "elapsed_s")     # columns that are not loss terms
 
 
@@ -23,13 +25,11 @@ class CSVLog:
                 reader = csv.DictReader(f)
                 self.fields = reader.fieldnames
                 rows = [r for r in reader if int(r["step"]) <= resume_step]
-            tmp = self.path.with_suffix(".tmp")
-            with open(tmp, "w", newline="") as f:
+            with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
                 if self.fields:
                     w = csv.DictWriter(f, self.fields)
                     w.writeheader()
                     w.writerows(rows)
-            os.replace(tmp, self.path)
         else:
             self.path.write_text("")
 
@@ -51,11 +51,9 @@ def plot_losses(log_path: str | os.PathLike, png_path: str | os.PathLike, smooth
     rows = read_log(log_path)
     if not rows:
         return None
-    import matplotlib
+    from mmdiff.viz import _plt, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     terms = [k for k in rows[0] if k not in BOOKKEEPING and k != "loss"]
@@ -77,9 +75,4 @@ def plot_losses(log_path: str | os.PathLike, png_path: str | os.PathLike, smooth
     ax.legend()
     ax.set_title("training loss")
     fig.tight_layout()
-    png_path = Path(png_path)
-    tmp = png_path.with_name(f".{png_path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, png_path)
-    return png_path
+    return save_png(fig, png_path)

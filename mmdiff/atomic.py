@@ -1,0 +1,55 @@
+"""Atomic file writing, the one implementation every output of the project goes through.
+
+A file is written under a temporary name in its own folder and renamed over the target only when the
+writer finished: a crash or an exception leaves the old file (or none), never a half-written one.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a fresh temporary path beside `path` (hidden, ending in `suffix`); on success it replaces
+    `path`, on failure it is removed.
+
+    Writers that pick the format from the name (matplotlib, numpy's savez, ffmpeg) pass the target's
+    suffix. The final file gets the usual mode (0666 minus the umask) instead of mkstemp's 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:
+    """Write `data` to `path` atomically; `fsync` also flushes it to disk before the rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return write_bytes(path, text.encode("utf-8"), fsync)
