@@ -203,16 +203,18 @@ class GeneratedSource:
 
     @property
     def identity(self) -> dict:
-        from mmdiff.generate import SamplerOptions
+        from mmdiff.generate import INFERENCE_VERSION, SamplerOptions
 
         if self._ckpt_sha is None:
             from eval.features.base import file_sha256
 
             self._ckpt_sha = file_sha256(self.ckpt)
             self._sr_sha = file_sha256(self.upscale) if self.upscale else None
+        # every sampler option generate_clips uses (the defaults beyond sampler and steps) and the code's
+        # inference version: a cache of old samples is not reused after either changes
         ident = {"kind": "generated", "ckpt_sha256": self._ckpt_sha, "seed": self.seed, "chunk": self.chunk,
-                 "sampler": self.sampler, "steps": self.steps, "video_size": self.video_size,
-                 "zero_mean_audio": SamplerOptions().zero_mean_audio}   # generate_clips keeps the default
+                 "video_size": self.video_size, "inference_version": INFERENCE_VERSION,
+                 **asdict(SamplerOptions(self.sampler, steps=self.steps))}
         return {**ident, "upscale_sha256": self._sr_sha} if self.upscale else ident
 
     def describe(self) -> str:

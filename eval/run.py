@@ -28,8 +28,27 @@ def fake_source(args, cfg: ProtocolConfig):
         if args.upscale:
             raise ProtocolError("--upscale super-resolves samples of --ckpt; a --fake folder is evaluated as it is")
         return FolderSource(args.fake, cfg.frames, cfg.video_size, cfg.needs_audio, "fake")
+    check_generation(args)
     return GeneratedSource(args.ckpt, cfg.num_samples * cfg.runs, cfg.seed, cfg.batch_size, cfg.device,
                            cfg.sampler, cfg.steps, cfg.video_size, upscale=args.upscale)
+
+
+def checkpoint_error(e: BaseException) -> bool:
+    """Whether `e` is mmdiff's CheckpointError (checked without importing torch for folder-only runs)."""
+    mod = sys.modules.get("mmdiff.checkpoint")
+    return mod is not None and isinstance(e, mod.CheckpointError)
+
+
+def check_generation(args) -> None:
+    """Before any feature is extracted: the sampler settings are ones generation accepts."""
+    from mmdiff.generate import SamplerOptions
+
+    try:
+        SamplerOptions(args.sampler, steps=args.steps)
+    except ValueError as e:
+        raise ProtocolError(f"--sampler: {e}") from e
+    if args.steps < 1:
+        raise ProtocolError(f"--steps must be >= 1, got {args.steps}")
 
 
 def video_size(args) -> int:
@@ -94,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate(cfg, real, fake)
     except (ProtocolError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        if not checkpoint_error(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)             # a truncated or foreign --ckpt
         return 2
     if results is None:                                        # not rank 0 under torchrun
         return 0

@@ -17,6 +17,12 @@ from mmdiff.diffusion.samplers import SAMPLERS, Callback
 from mmdiff.diffusion.schedule import Schedule
 
 
+# What a checkpoint generates for given options, as a number: bump it whenever a change to the model or
+# sampling code changes the samples, so caches keyed on generated samples (eval.protocol) are not reused.
+# 2: RS-MMA uses R = 0 at inference in a model trained without the random shift.
+INFERENCE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class SamplerOptions:
     """Which sampler and its settings. `steps` is ignored by DDPM (always the full T steps)."""

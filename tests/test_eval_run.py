@@ -324,3 +324,43 @@ def test_generated_source_passes_the_sr_stage_and_keys_its_cache_on_it(tmp_path)
     assert "upscale_sha256" in up.identity and up.identity != plain.identity
     with pytest.raises(Exception, match="does not exist"):
         GeneratedSource(ckpt, 2, 0, 2, "cpu", "ddim", 3, 0, generate=generate_clips, upscale=tmp_path / "no.pt")
+
+
+def test_generated_cache_key_follows_sampler_options_and_inference_version(tmp_path, monkeypatch):
+    """Features of generated samples are reused only for the same options and the same inference code."""
+    import mmdiff.generate
+    from eval.protocol import GeneratedSource
+
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"weights")
+    make = lambda sampler, steps: GeneratedSource(ckpt, 2, 0, 2, "cpu", sampler, steps, 0,   # noqa: E731
+                                                  generate=lambda *a, **k: iter(()))
+    key = make("ddim", 3).identity
+    assert {"eta", "order", "clip_denoised", "zero_mean_audio", "inference_version"} <= set(key)
+    assert make("ddim", 4).identity != key and make("dpm-solver++", 3).identity != key
+    assert make("ddim", 3).identity == key
+    monkeypatch.setattr(mmdiff.generate, "INFERENCE_VERSION", mmdiff.generate.INFERENCE_VERSION + 1)
+    assert make("ddim", 3).identity != key
+
+
+def test_bad_sampler_fails_before_any_feature(setup, capsys, monkeypatch):
+    """An unknown sampler or steps < 1 is reported at once (exit 2), before generation is even imported."""
+    monkeypatch.setitem(sys.modules, "mmdiff.sample", None)           # generation must not be reached
+    for flags, message in ((["--sampler", "euler"], "unknown sampler"), (["--steps", "0"], "--steps must be >= 1")):
+        a = args(setup)
+        a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(setup / "missing.pt"), *flags]
+        assert main(a) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_truncated_checkpoint_is_a_clear_error(setup, capsys, tmp_path):
+    """A cut-off --ckpt ends with exit 2 and a message naming the file, not a traceback."""
+    from mmdiff.checkpoint import default_checkpoint
+
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(default_checkpoint().read_bytes()[:5000])
+    a = args(setup, n=2)
+    a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(cut), "--cache-dir", str(tmp_path / "cache")]
+    assert main(a) == 2
+    err = capsys.readouterr().err
+    assert "cut.pt" in err and "checkpoint" in err, err
