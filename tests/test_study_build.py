@@ -224,3 +224,13 @@ def test_cli_build(clips, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["build", "--kind", "mos", "--system", "no-equals-sign", "--real", "r", "--num", "1",
               "--base-url", "https://h", "--out", "o"])
+
+
+def test_alignment_gold_is_unrecognisable_in_both_streams():
+    """The A-V attention check must have one fair answer: rubric 1-2 ("cannot be recognised") fits only a
+    clip whose picture and sound are both noise; real frames with noise audio fairly earn a 3."""
+    from eval.study.tasks import ALIGNMENT_RUBRIC, GOLD_BOTH_NOISE, TASKS
+
+    task = TASKS["mos_av"]
+    assert task.gold_variant == GOLD_BOTH_NOISE
+    assert all("recognized but" not in ALIGNMENT_RUBRIC[int(a)] for a in task.gold_expected)
