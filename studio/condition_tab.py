@@ -13,7 +13,7 @@ from mmdiff.generate import trained_for_conditioning
 from mmdiff.jobs import run_generation, write_clips
 from mmdiff.uploads import condition_audio, condition_tensor, condition_video
 from mmdiff.viz import ClipArrays, clip_figure, save_png
-from studio.context import StudioContext, user_errors
+from studio.context import StudioContext, user_error, user_errors
 from studio.generate_tab import checked_checkpoint, model_picker, sampler_controls, spec_from
 from studio.runner import stream_job
 
@@ -64,7 +64,7 @@ def build(ctx: StudioContext):
         model, _ = ctx.store.get(ckpt)
         cfg = model.config
         if mode == "trained" and not trained_for_conditioning(model):
-            raise gr.Error(f"{html.escape(Path(ckpt).name)} was not trained with --cond-prob, so it has no trained "
+            raise user_error(f"{Path(ckpt).name} was not trained with --cond-prob, so it has no trained "
                            "conditioning: choose replacement or gradient (zero-shot), or a model trained with "
                            "python -m mmdiff.train --cond-prob 0.5")
         modality = "video" if direction == V2A else "audio"

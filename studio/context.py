@@ -5,6 +5,7 @@ One `StudioContext` is made per app by `build_app`; nothing lives in module glob
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import re
 import shutil
@@ -83,7 +84,7 @@ class StudioContext:
     def server_path(self, text: str | None, what: str, must_be_dir: bool = False) -> Path:
         """A path typed in the UI, resolved; it must lie inside the workspace (or this app's work folder)."""
         if not text or not str(text).strip():
-            raise gr.Error(f"give the {what}")
+            raise user_error(f"give the {what}")
         raw = Path(str(text).strip()).expanduser()
         candidates = [raw] if raw.is_absolute() else [w / raw for w in self.workspace]
         for c in candidates:
@@ -92,13 +93,13 @@ class StudioContext:
                 continue
             if p.exists():
                 if must_be_dir and not p.is_dir():
-                    raise gr.Error(f"{what} {text} is not a folder")
+                    raise user_error(f"{what} {text} is not a folder")
                 return p
         roots = ", ".join(str(w) for w in self.workspace)
         if raw.is_absolute() and not any(raw.resolve() == r or r in raw.resolve().parents for r in self.workspace):
-            raise gr.Error(f"{what} {text} is outside the studio's workspace ({roots}); start the app with "
+            raise user_error(f"{what} {text} is outside the studio's workspace ({roots}); start the app with "
                            "--workspace to allow another folder")
-        raise gr.Error(f"{what} {text} does not exist (relative paths are looked up in {roots})")
+        raise user_error(f"{what} {text} does not exist (relative paths are looked up in {roots})")
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_choices(self) -> list[str]:
@@ -162,6 +163,12 @@ class StudioContext:
         return str(getattr(request, "session_hash", None) or "anonymous")
 
 
+def user_error(message: str) -> gr.Error:
+    """A gr.Error whose text is escaped: Gradio renders the message as HTML, and messages carry file names,
+    typed paths and other text the user controls."""
+    return gr.Error(html.escape(str(message), quote=False))
+
+
 def user_errors(fn):
     """Turn expected failures into gr.Error with their message; log anything else and say so briefly.
 
@@ -173,9 +180,9 @@ def user_errors(fn):
         if isinstance(e, gr.Error):
             return e
         if isinstance(e, USER_ERRORS):
-            return gr.Error(str(e))
+            return user_error(str(e))
         log.exception("studio: unexpected error in %s", fn.__name__)
-        return gr.Error(f"internal error ({e.__class__.__name__}: {str(e)[:200]}); the server log has details")
+        return user_error(f"internal error ({e.__class__.__name__}: {str(e)[:200]}); the server log has details")
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)

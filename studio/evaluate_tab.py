@@ -9,7 +9,7 @@ import pandas as pd
 from eval.dashboard import (METRICS, EvalCancelled, EvalRequest, missing_weights, results_rows, run_evaluation,
                             save_results)
 from eval.protocol import ProtocolError, format_table
-from studio.context import StudioContext, user_errors
+from studio.context import StudioContext, user_error, user_errors
 from studio.generate_tab import model_picker
 
 FROM_MODEL, FROM_FOLDER = "samples of a model", "a folder of clips"
@@ -60,7 +60,7 @@ def build(ctx: StudioContext, cache_dir: str):
     def evaluate(real, source, fake, choice, upload, metrics, num, runs, steps, weights_dir,
                  request: gr.Request, progress=gr.Progress(track_tqdm=True)):
         if not metrics:
-            raise gr.Error("choose at least one metric")
+            raise user_error("choose at least one metric")
         real_dir = ctx.server_path(real, "real data folder", must_be_dir=True)
         wdir = ctx.server_path(weights_dir, "weights folder", must_be_dir=True) if weights_dir else None
         problems = missing_weights(metrics, wdir)
@@ -83,7 +83,7 @@ def build(ctx: StudioContext, cache_dir: str):
         try:
             results = run_evaluation(req, should_stop=cancel.is_set)
         except ProtocolError as e:
-            raise gr.Error(str(e)) from None
+            raise user_error(str(e)) from None
         except EvalCancelled as e:
             return cancelled_report(e, help_md), None, None, None
         finally:

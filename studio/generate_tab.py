@@ -9,7 +9,7 @@ import gradio as gr
 from mmdiff.checkpoint import CheckpointError, load_checkpoint
 from mmdiff.diffusion.samplers import SAMPLERS
 from mmdiff.jobs import JobSpec, run_generation, run_upscale, write_clips
-from studio.context import StudioContext, user_errors
+from studio.context import StudioContext, user_error, user_errors
 from studio.runner import stream_job
 
 JOB = "generate"                  # cancel-event kind: this tab's Cancel stops only its own jobs
@@ -35,7 +35,7 @@ def checked_checkpoint(ctx: StudioContext, choice, upload):
         except CheckpointError as e:
             reason = "it is truncated or corrupt" if "truncated or corrupt" in str(e) else (
                 "it holds no weights" if "holds no weights" in str(e) else "it is not a file written by mmdiff")
-            raise gr.Error(f"uploaded checkpoint {Path(upload).name} cannot be used: {reason}. Upload a .pt "
+            raise user_error(f"uploaded checkpoint {Path(upload).name} cannot be used: {reason}. Upload a .pt "
                            "written by python -m mmdiff.train (last.pt) or mmdiff.checkpoint.export_inference.")
     return path
 
@@ -58,7 +58,7 @@ def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen"
 
 def spec_from(ctx, sampler, steps, seed, num, eta, order, prompt="", guidance_scale=3.0, two_step=False) -> JobSpec:
     if seed is None or int(seed) < 0:
-        raise gr.Error("seed must be a whole number >= 0")
+        raise user_error("seed must be a whole number >= 0")
     return JobSpec(num=int(num), seed=int(seed), sampler=sampler, steps=int(steps), eta=float(eta),
                    order=int(order), max_num=ctx.max_batch, prompt=(prompt or "").strip(),
                    guidance_scale=float(3.0 if guidance_scale is None else guidance_scale), two_step=bool(two_step))
@@ -82,7 +82,7 @@ def text_controls():
 def check_prompt(model_config, ckpt, prompt) -> None:
     """gr.Error before sampling when a prompt is given to a model trained without text."""
     if (prompt or "").strip() and not model_config.text_dim:
-        raise gr.Error(f"the model {Path(str(ckpt)).name} was trained without text conditioning, so it cannot follow "
+        raise user_error(f"the model {Path(str(ckpt)).name} was trained without text conditioning, so it cannot follow "
                        "a prompt: leave the prompt empty for unconditional samples, or choose a model trained with "
                        "`python -m mmdiff.train --text-cond`")
 

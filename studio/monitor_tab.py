@@ -7,7 +7,7 @@ import shutil
 import gradio as gr
 
 from mmdiff.training.runview import RunFolderError, loss_curve, read_run
-from studio.context import StudioContext, user_errors
+from studio.context import StudioContext, user_error, user_errors
 
 PREVIEWS = 2
 
@@ -31,7 +31,7 @@ def build(ctx: StudioContext):
         try:
             run = read_run(run_dir)
         except RunFolderError as e:
-            raise gr.Error(str(e)) from None
+            raise user_error(str(e)) from None
         out = ctx.job_dir(request, "monitor")
         png = loss_curve(run, out / "loss.png")
         lines = [f"**{html.escape(run.folder.name)}**: {html.escape(run.describe())}"]

@@ -5,7 +5,7 @@ import gradio as gr
 
 from mmdiff.uploads import read_for_view
 from mmdiff.viz import ClipArrays, compare_figure, save_png
-from studio.context import StudioContext, user_errors
+from studio.context import StudioContext, user_error, user_errors
 
 VIEW_FPS, VIEW_SIZE, VIEW_RATE, VIEW_SECONDS = 10.0, 64, 16_000, 10.0
 NONE = "(none)"
@@ -38,7 +38,7 @@ def build(ctx: StudioContext):
         elif pick and pick != NONE:
             clips = ctx.session_clips(request)
             if pick not in clips:
-                raise gr.Error(f"clip {pick} is not among this session's clips; press Refresh")
+                raise user_error(f"clip {pick} is not among this session's clips; press Refresh")
             path, title = clips[pick], pick
         else:
             return None
@@ -49,7 +49,7 @@ def build(ctx: StudioContext):
     def view(a_pick, a_file, b_pick, b_file, request: gr.Request):
         clips = [c for c in (load(a_pick, a_file, request, "A"), load(b_pick, b_file, request, "B")) if c]
         if not clips:
-            raise gr.Error("choose or upload a clip first")
+            raise user_error("choose or upload a clip first")
         out = ctx.job_dir(request, "view")
         return str(save_png(compare_figure(clips), out / "view.png"))
 

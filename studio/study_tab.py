@@ -10,7 +10,7 @@ import pandas as pd
 
 from eval.study import StudyConfig, analyze_results, build_study
 from eval.study.bundle import zip_study
-from studio.context import StudioContext, user_errors
+from studio.context import StudioContext, user_error, user_errors
 
 
 def parse_systems(ctx: StudioContext, text: str) -> dict[str, str]:
@@ -21,13 +21,13 @@ def parse_systems(ctx: StudioContext, text: str) -> dict[str, str]:
         if not line:
             continue
         if "=" not in line:
-            raise gr.Error(f"systems line {n} ({html.escape(line)}): write NAME=FOLDER")
+            raise user_error(f"systems line {n} ({line}): write NAME=FOLDER")
         name, folder = (s.strip() for s in line.split("=", 1))
         if name in systems:
-            raise gr.Error(f"system {html.escape(name)} is given twice")
+            raise user_error(f"system {name} is given twice")
         systems[name] = str(ctx.server_path(folder, f"clips folder of system {name}", must_be_dir=True))
     if not systems:
-        raise gr.Error("give at least one system as NAME=FOLDER (one per line)")
+        raise user_error("give at least one system as NAME=FOLDER (one per line)")
     return systems
 
 
@@ -91,7 +91,7 @@ def build(ctx: StudioContext):
     @user_errors
     def do_analyze(results, key, built, request: gr.Request):
         if not results:
-            raise gr.Error("upload at least one results CSV")
+            raise user_error("upload at least one results CSV")
         out = ctx.job_dir(request, "analysis")
         if key:
             sdir = out / "study"
@@ -100,7 +100,7 @@ def build(ctx: StudioContext):
         elif built:
             sdir = Path(built)
         else:
-            raise gr.Error("no study: build one above or upload its key.json")
+            raise user_error("no study: build one above or upload its key.json")
         res = analyze_results([Path(r) for r in results], sdir, out / "analysis")
         # the report quotes worker ids and file names from the uploaded CSVs: escape them
         md = html.escape(Path(res.paths["report"]).read_text()) if "report" in res.paths else ""

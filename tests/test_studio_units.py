@@ -136,3 +136,18 @@ def test_eval_dashboard_helpers(tmp_path):
     assert header == ["metric", "mean", "std", "run 0", "run 1"]
     assert rows[0] == ["fvd", 12.0, 2.8284, 10.0, 14.0]
     assert results_plot(results, tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_user_errors_are_escaped_once():
+    """Gradio renders gr.Error text as HTML: file names and typed paths are escaped, exactly once."""
+    from studio.context import user_error, user_errors
+
+    assert user_error("clip <img src=x onerror=alert(1)>.mp4 & co").message == "clip &lt;img src=x onerror=alert(1)&gt;.mp4 &amp; co"
+
+    @user_errors
+    def fails():
+        raise ValueError("upload <b>x</b>.wav is too short")
+
+    with pytest.raises(Exception) as info:
+        fails()
+    assert info.value.message == "upload &lt;b&gt;x&lt;/b&gt;.wav is too short"
