@@ -253,13 +253,22 @@ class GeneratedSource:
 
 
 def load_generate_clips() -> Callable[..., Iterator]:
+    """mmdiff.sample.generate_clips, with a truncated or foreign checkpoint reported as a ProtocolError."""
     try:
+        from mmdiff.checkpoint import CheckpointError
         from mmdiff.sample import generate_clips
     except ImportError as e:
         raise ProtocolError(
             "generating samples from a checkpoint (--ckpt) needs mmdiff.sample.generate_clips from the "
             f"training issue, which is not available here ({e}); evaluate a folder of clips with --fake") from e
-    return generate_clips
+
+    def generate(*args, **kwargs) -> Iterator:
+        try:
+            yield from generate_clips(*args, **kwargs)
+        except CheckpointError as e:          # bad input, not a crash
+            raise ProtocolError(str(e)) from e
+
+    return generate
 
 
 # ------------------------------------------------------------------------------ per-clip features

@@ -33,12 +33,6 @@ def fake_source(args, cfg: ProtocolConfig):
                            cfg.sampler, cfg.steps, cfg.video_size, upscale=args.upscale)
 
 
-def checkpoint_error(e: BaseException) -> bool:
-    """Whether `e` is mmdiff's CheckpointError (checked without importing torch for folder-only runs)."""
-    mod = sys.modules.get("mmdiff.checkpoint")
-    return mod is not None and isinstance(e, mod.CheckpointError)
-
-
 def check_generation(args) -> None:
     """Before any feature is extracted: the sampler settings are ones generation accepts."""
     from mmdiff.generate import SamplerOptions
@@ -113,11 +107,6 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate(cfg, real, fake)
     except (ProtocolError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        if not checkpoint_error(e):
-            raise
-        print(f"error: {e}", file=sys.stderr)             # a truncated or foreign --ckpt
         return 2
     if results is None:                                        # not rank 0 under torchrun
         return 0
