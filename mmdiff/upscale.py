@@ -11,13 +11,15 @@ identical high-resolution ones; `noise="independent"` draws a fresh map per fram
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from mmdiff.diffusion.joint import Denoiser
 from mmdiff.diffusion.samplers import Callback
 from mmdiff.diffusion.schedule import Schedule
 from mmdiff.generate import SamplerOptions, phase_callback, run_sampler
-from mmdiff.nn.sr_unet import SRUNet, from_diffusion_space, upsample_condition
+from mmdiff.nn.sr_unet import SRUNet, data_range, from_diffusion_space, upsample_condition
 
 NOISE_MODES = ("shared", "independent")
 PAPER_SR_SAMPLER = SamplerOptions("ddim", steps=25)    # Table A.1: DDIM, 25 steps
@@ -39,14 +41,25 @@ def sr_predictor(model: SRUNet, low_up: torch.Tensor):
     return predict
 
 
-def sr_denoiser(model: SRUNet, low_up: torch.Tensor) -> Denoiser:
-    """The flat-state contract of the samplers: (x (N, 3*H*W), t) -> eps (N, 3*H*W)."""
+def sr_denoiser(model: SRUNet, low_up: torch.Tensor, schedule: Schedule | None = None) -> Denoiser:
+    """The flat-state contract of the samplers: (x (N, 3*H*W), t) -> eps (N, 3*H*W).
+
+    With a `schedule`, the x0 estimate is clamped to the diffusion-space bounds of frames in [-1, 1]
+    (`data_range`: per pixel in residual mode) and eps is made consistent with it; the samplers' own clamp
+    to [-1, 1] must then be off (`upscale` does this), since in residual mode [-1, 1] is not the data range.
+    """
     predict = sr_predictor(model, low_up)
     shape = low_up.shape[1:]
+    lo, hi = data_range(model.config, low_up)
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        eps, _ = predict(x.view(x.shape[0], *shape), t)
-        return eps.reshape(x.shape[0], -1).to(x.dtype)
+        x_img = x.view(x.shape[0], *shape)                                       # (N, 3, H, W)
+        eps, _ = predict(x_img, t)
+        eps = eps.to(x.dtype)
+        if schedule is not None:
+            x0 = torch.clamp(schedule.predict_x0(x_img, t, eps), lo, hi)
+            eps = schedule.predict_eps(x_img, t, x0)
+        return eps.reshape(x.shape[0], -1)
 
     return denoise
 
@@ -83,6 +96,7 @@ def upscale(model: SRUNet, video: torch.Tensor, options: SamplerOptions = PAPER_
     b, f = video.shape[:2]
     frames = video.reshape(b * f, cfg.channels, cfg.low_size, cfg.low_size).to(device)      # (N, 3, h, w)
     dim = cfg.channels * cfg.high_size ** 2
+    sampler_options = dataclasses.replace(options, clip_denoised=False)      # sr_denoiser clamps instead
     was_training = model.training
     model.eval()
     try:
@@ -91,7 +105,8 @@ def upscale(model: SRUNet, video: torch.Tensor, options: SamplerOptions = PAPER_
         out, chunks = [], (b * f + batch_frames - 1) // batch_frames
         for k, start in enumerate(range(0, b * f, batch_frames)):
             low_up = upsample_condition(frames[start:start + batch_frames], cfg.high_size)   # (n, 3, H, W)
-            x = run_sampler(options, sr_denoiser(model, low_up), x_T[start:start + batch_frames].clone(),
+            denoise = sr_denoiser(model, low_up, schedule if options.clip_denoised else None)
+            x = run_sampler(sampler_options, denoise, x_T[start:start + batch_frames].clone(),
                             schedule, gen, phase_callback(callback, k, chunks, chunk=k + 1, chunks=chunks))
             out.append(from_diffusion_space(cfg, x.view(low_up.shape), low_up))
     finally:

@@ -67,6 +67,10 @@ def test_config_round_trip_and_validation():
     assert SRConfig.from_dict(SR_PAPER.to_dict()) == SR_PAPER
     with pytest.raises(ValueError, match="whole multiple"):
         SRConfig(low_size=48, high_size=128)
+    with pytest.raises(ValueError, match="residual_scale must be > 0"):
+        SR_TINY.replace(residual_scale=0.0)
+    old = {k: v for k, v in SR_TINY.to_dict().items() if k != "residual_scale"}   # saved before the field existed
+    assert SRConfig.from_dict(old).residual_scale == 1.0
 
 
 # --- learned variance: closed forms ---------------------------------------------------------------------
@@ -282,4 +286,31 @@ def test_diffusion_space_round_trip_for_frame_and_residual_modes():
         x = to_diffusion_space(cfg, high, low_up)
         torch.testing.assert_close(from_diffusion_space(cfg, x, low_up), high)
     assert not SR_PAPER.residual and SR_TINY.residual                       # the paper diffuses frames
-    torch.testing.assert_close(to_diffusion_space(SR_TINY, high, low_up), high - low_up)
+    assert SR_TINY.residual_scale == 8.0
+    torch.testing.assert_close(to_diffusion_space(SR_TINY, high, low_up), (high - low_up) * 8.0)
+
+
+def test_sr_denoiser_clamps_x0_to_the_frames_data_range_in_both_modes(perturbed):
+    from mmdiff.nn.sr_unet import from_diffusion_space, to_diffusion_space
+    from mmdiff.upscale import sr_denoiser
+
+    schedule = Schedule()
+    g = torch.Generator().manual_seed(3)
+    low_up = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    t = torch.tensor([900, 40])
+    for cfg in (MICRO.replace(residual=False), MICRO):
+        torch.manual_seed(0)
+        model = perturbed(SRUNet(cfg)).eval()
+        x = torch.randn(2, 3 * 32 * 32, generator=g) * 3
+        with torch.no_grad():
+            raw = sr_denoiser(model, low_up)(x, t).view(2, 3, 32, 32)
+            eps = sr_denoiser(model, low_up, schedule)(x, t).view(2, 3, 32, 32)
+        x_img = x.view(2, 3, 32, 32)
+        x0_raw, x0 = schedule.predict_x0(x_img, t, raw), schedule.predict_x0(x_img, t, eps)
+        # brute force: the x0 of frames in [-1, 1], pixel by pixel
+        frame = (x0_raw / cfg.residual_scale + low_up) if cfg.residual else x0_raw
+        expected = to_diffusion_space(cfg, frame.clamp(-1, 1), low_up)
+        torch.testing.assert_close(x0, expected, atol=1e-4, rtol=1e-4)
+        assert ((frame < -1) | (frame > 1)).any() and ((frame > -1) & (frame < 1)).any()   # both cases occur
+        torch.testing.assert_close(from_diffusion_space(cfg, x0, low_up), frame.clamp(-1, 1), atol=1e-4, rtol=1e-4)
+

@@ -23,13 +23,20 @@ def upsample_condition(low: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def to_diffusion_space(cfg: SRConfig, high: torch.Tensor, low_up: torch.Tensor) -> torch.Tensor:
-    """What the SR diffusion runs on: the frame, or its residual over the upsampled low frame (cfg.residual)."""
-    return high - low_up if cfg.residual else high
+    """What the SR diffusion runs on: the frame, or residual_scale * (frame - upsampled low) (cfg.residual)."""
+    return (high - low_up) * cfg.residual_scale if cfg.residual else high
 
 
 def from_diffusion_space(cfg: SRConfig, x: torch.Tensor, low_up: torch.Tensor) -> torch.Tensor:
     """Inverse of `to_diffusion_space`: (N, 3, H, W) frames in [-1, 1]."""
-    return (x + low_up if cfg.residual else x).clamp(-1, 1)
+    return (x / cfg.residual_scale + low_up if cfg.residual else x).clamp(-1, 1)
+
+
+def data_range(cfg: SRConfig, low_up: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | float]:
+    """Bounds in diffusion space of frames in [-1, 1]: (-1, 1) in frame mode, per pixel in residual mode."""
+    if not cfg.residual:
+        return -1.0, 1.0
+    return to_diffusion_space(cfg, -torch.ones_like(low_up), low_up), to_diffusion_space(cfg, torch.ones_like(low_up), low_up)
 
 
 class ImageAttention(nn.Module):
