@@ -206,7 +206,7 @@ class GeneratedSource:
         from mmdiff.generate import INFERENCE_VERSION, SamplerOptions
 
         if self._ckpt_sha is None:
-            from eval.features.base import file_sha256
+            from mmdiff.atomic import file_sha256
 
             self._ckpt_sha = file_sha256(self.ckpt)
             self._sr_sha = file_sha256(self.upscale) if self.upscale else None

@@ -1,10 +1,11 @@
-"""Atomic file writing, the one implementation every output of the project goes through.
+"""Atomic file writing, the one implementation every output of the project goes through, and file digests.
 
 A file is written under a temporary name in its own folder and renamed over the target only when the
 writer finished: a crash or an exception leaves the old file (or none), never a half-written one.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -53,3 +54,12 @@ def write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Pa
 def write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> Path:
     """Write `text` (UTF-8) to `path` atomically."""
     return write_bytes(path, text.encode("utf-8"), fsync)
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in `chunk`-byte blocks (checkpoints, weights, cache keys)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

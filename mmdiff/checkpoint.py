@@ -12,7 +12,6 @@ Every checkpoint rebuilds its own network: `load_model(path)`.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from pathlib import Path
@@ -152,10 +151,3 @@ def export_inference(src: str | os.PathLike, dst: str | os.PathLike, dtype: torc
                            model=None, ema=weights, step=ckpt["step"], train_args=ckpt.get("train_args"),
                            metrics=ckpt.get("metrics"))
 
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()

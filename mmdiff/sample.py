@@ -26,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from mmdiff.atomic import write_text
-from mmdiff.checkpoint import default_checkpoint, file_sha256, load_model
+from mmdiff.atomic import file_sha256
+from mmdiff.checkpoint import default_checkpoint, load_model
 from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS

@@ -104,13 +104,14 @@ def test_run_reader(tmp_path):
     assert run.checkpoint is None
 
 
-def test_zip_study_leaves_the_key_out(tmp_path):
+def test_zip_study_leaves_the_key_and_the_analysis_out(tmp_path):
     from eval.study.bundle import zip_study
 
     with pytest.raises(ValueError, match="not a built study"):
         zip_study(tmp_path, tmp_path / "s.zip")
     study = tmp_path / "study"
-    for rel in ("private/key.json", "mturk/mos_vq/batch.csv", "media/abc.mp4", "preview/mos_vq.html"):
+    for rel in ("private/key.json", "analysis/workers.csv", "mturk/mos_vq/batch.csv", "media/abc.mp4",
+                "preview/mos_vq.html"):
         (study / rel).parent.mkdir(parents=True, exist_ok=True)
         (study / rel).write_text(rel)
     out = zip_study(study, tmp_path / "s.zip")
@@ -118,7 +119,8 @@ def test_zip_study_leaves_the_key_out(tmp_path):
         assert sorted(z.namelist()) == ["media/abc.mp4", "mturk/mos_vq/batch.csv", "preview/mos_vq.html"]
         assert z.read("media/abc.mp4") == b"media/abc.mp4"
     with zipfile.ZipFile(zip_study(study, study / "all.zip", include_private=True)) as z:
-        assert "private/key.json" in z.namelist() and "all.zip" not in z.namelist()   # not itself
+        assert {"private/key.json", "analysis/workers.csv"} <= set(z.namelist())
+        assert "all.zip" not in z.namelist()                                           # not itself
     assert not [p for p in study.iterdir() if p.name.startswith(".")]                 # no temp left
 
 

@@ -11,7 +11,6 @@ file's default name inside the weights directory: the `weights_dir` argument (th
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 from abc import ABC, abstractmethod
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from mmdiff.atomic import file_sha256
 
 WEIGHTS_ENV = "MMDIFF_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = Path("~/.cache/mmdiff/weights")
@@ -78,20 +79,11 @@ def find_weight_file(spec: WeightSpec, checkpoint: str | os.PathLike | None,
     raise MissingWeightsError(missing_weights_message(spec, candidates, wdir))
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def resolve_device(device: str | None) -> str:
-    if device is not None:
-        return str(device)
-    import torch
+    """mmdiff's `--device` rule (None or "auto": CUDA when available; an absent CUDA is a clear error)."""
+    from mmdiff.device import resolve_device as resolve
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve(device))
 
 
 class FeatureExtractor(ABC):

@@ -1,4 +1,5 @@
-"""Zip a built study for handing over: batch CSVs, templates, media and previews; the private key apart."""
+"""Zip a built study for handing over: batch CSVs, templates, media and previews; the private key and the
+analysis (worker IDs, answers) apart."""
 from __future__ import annotations
 
 import os
@@ -8,13 +9,15 @@ from pathlib import Path
 from mmdiff.atomic import atomic_path
 
 PRIVATE = "private"
+ANALYSIS = "analysis"      # eval.study analyze's default output: worker IDs and their answers
 
 
 def zip_study(study_dir: str | os.PathLike, out_zip: str | os.PathLike, include_private: bool = False) -> Path:
     """Write every file of `study_dir` into `out_zip` (paths relative to the study folder), atomically.
 
-    private/ (the key: which clip is real, gold answers) is left out unless include_private: the
-    public zip is what goes to the web host and MTurk; keep key.json to analyse the results.
+    private/ (the key: which clip is real, gold answers) and analysis/ (worker IDs, answers, QC) are left
+    out unless include_private: the public zip is what goes to the web host and MTurk; keep key.json to
+    analyse the results.
     """
     root = Path(study_dir)
     if not (root / PRIVATE / "key.json").is_file():
@@ -23,7 +26,7 @@ def zip_study(study_dir: str | os.PathLike, out_zip: str | os.PathLike, include_
     with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for p in sorted(root.rglob("*")):
             rel = p.relative_to(root)
-            if not p.is_file() or (rel.parts[0] == PRIVATE and not include_private):
+            if not p.is_file() or (rel.parts[0] in (PRIVATE, ANALYSIS) and not include_private):
                 continue
             if p.resolve() in (out.resolve(), tmp.resolve()):
                 continue
