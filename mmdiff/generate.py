@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from mmdiff.diffusion.guidance import Condition, classifier_free_denoiser, conditioned_denoiser
+from mmdiff.diffusion.guidance import (DEFAULT_GRADIENT_SCALE, Condition, classifier_free_denoiser,
+                                      conditioned_denoiser)
 from mmdiff.diffusion.joint import JointLayout, model_denoiser, zero_mean_audio
 from mmdiff.diffusion.samplers import SAMPLERS, Callback
 from mmdiff.diffusion.schedule import Schedule
@@ -181,7 +182,7 @@ def _staged(callback: Callback | None, stage: int, layout: JointLayout, video: t
 def generate_two_step(model: torch.nn.Module, num: int = 1, options: SamplerOptions | None = None, seed: int = 0,
                       text: torch.Tensor | None = None, guidance_scale: float = 1.0, mode: str | None = None,
                       schedule: Schedule | None = None, callback: Callback | None = None,
-                      condition_scale: float = 3.0):
+                      condition_scale: float = DEFAULT_GRADIENT_SCALE):
     """Text -> video, then audio for that video and the same text (Paredes et al.'s sequential pipeline).
 
     Step 1 samples joint clips and keeps their video; step 2 samples again with that video given as a

@@ -29,7 +29,7 @@ from mmdiff.atomic import write_text
 from mmdiff.atomic import file_sha256
 from mmdiff.checkpoint import default_checkpoint, load_model
 from mmdiff.data.pixels import model_to_frames
-from mmdiff.diffusion.guidance import GUIDANCE_MODES, Condition
+from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
 from mmdiff.generate import SamplerOptions, encode_prompt, generate, generate_two_step, two_step_mode
 
@@ -123,7 +123,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="conditioning on a given stream: replacement | gradient (zero-shot), or trained (a model "
                         "trained with mmdiff.train --cond-prob); default: replacement, and for --two-step trained "
                         "when the checkpoint was trained with --cond-prob, else replacement")
-    p.add_argument("--scale", type=float, default=1.0, help="gradient-guidance weight lambda (default: 1)")
+    p.add_argument("--scale", type=float, default=DEFAULT_GRADIENT_SCALE,
+                   help=f"gradient-guidance weight lambda (default: {DEFAULT_GRADIENT_SCALE:g})")
     p.add_argument("--prompt", default=None,
                    help="caption for a model trained with --text-cond (empty: unconditional); recorded in the manifest")
     p.add_argument("--guidance-scale", type=float, default=3.0,

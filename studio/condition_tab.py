@@ -8,7 +8,7 @@ import numpy as np
 import gradio as gr
 
 from mmdiff.data.av_io import write_clip, write_wav
-from mmdiff.diffusion.guidance import Condition
+from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, Condition
 from mmdiff.generate import trained_for_conditioning
 from mmdiff.jobs import run_generation, write_clips
 from mmdiff.uploads import condition_audio, condition_tensor, condition_video
@@ -34,7 +34,7 @@ def build(ctx: StudioContext):
     with gr.Row():
         mode = gr.Radio(["replacement", "gradient", "trained"], value="gradient", label="Method",
                         info="trained: models trained with --cond-prob (CMMD-style), not zero-shot")
-        scale = gr.Slider(0, 10, value=1.0, step=0.1, label="lambda (gradient guidance weight)")
+        scale = gr.Slider(0, 10, value=DEFAULT_GRADIENT_SCALE, step=0.1, label="lambda (gradient guidance weight)")
     sampler, steps, seed, num, eta, order = sampler_controls(ctx, batch=False, prefix="cond")
     with gr.Row():
         go = gr.Button("Generate from condition", variant="primary", elem_id="condition-btn")

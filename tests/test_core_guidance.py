@@ -156,3 +156,15 @@ def test_condition_errors(tiny_model):
                              Condition("audio", torch.zeros(1, 100)))
     with pytest.raises(ValueError, match="unknown sampler"):
         SamplerOptions("euler")
+
+
+def test_gradient_guidance_lambda_has_one_default_everywhere():
+    import inspect
+
+    from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE
+    from mmdiff.generate import generate_two_step
+    from mmdiff.sample import parse_args
+
+    assert Condition("video", torch.zeros(1, 3), mode="gradient").scale == DEFAULT_GRADIENT_SCALE
+    assert inspect.signature(generate_two_step).parameters["condition_scale"].default == DEFAULT_GRADIENT_SCALE
+    assert parse_args(["--out", "x"]).scale == DEFAULT_GRADIENT_SCALE

@@ -28,6 +28,11 @@ from mmdiff.diffusion.schedule import Schedule, _bcast
 GUIDANCE_MODES = ("replacement", "gradient", "trained")
 
 
+# lambda of Eq. 10/12 (gradient mode): the one default of the library, the CLI and the studio. The paper gives
+# no value; benchmarks/bench_guidance.py sweeps it.
+DEFAULT_GRADIENT_SCALE = 1.0
+
+
 @dataclass
 class Condition:
     """A given modality and how to condition on it.
@@ -40,7 +45,7 @@ class Condition:
     modality: str
     value: torch.Tensor
     mode: str = "replacement"
-    scale: float = 3.0
+    scale: float = DEFAULT_GRADIENT_SCALE
 
     def __post_init__(self) -> None:
         if self.mode not in GUIDANCE_MODES:
