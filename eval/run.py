@@ -40,9 +40,7 @@ def check_generation(args) -> None:
     try:
         SamplerOptions(args.sampler, steps=args.steps)
     except ValueError as e:
-        raise ProtocolError(f"--sampler: {e}") from e
-    if args.steps < 1:
-        raise ProtocolError(f"--steps must be >= 1, got {args.steps}")
+        raise ProtocolError(f"--sampler/--steps: {e}") from e
 
 
 def video_size(args) -> int:

@@ -36,8 +36,17 @@ class SamplerOptions:
     zero_mean_audio: bool = True  # project audio x0 estimates onto zero mean (joint.zero_mean_audio)
 
     def __post_init__(self) -> None:
+        """The one check of the settings (CLI, studio jobs and eval.run construct this); the samplers
+        also bound `steps` by the schedule's T, which only they know."""
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {sorted(SAMPLERS)}")
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise ValueError(f"steps must be a whole number >= 1, got {self.steps}")
+        object.__setattr__(self, "steps", int(self.steps))          # 20.0 from a UI slider -> 20
+        if self.eta < 0:
+            raise ValueError(f"eta must be >= 0, got {self.eta}")
+        if self.order not in (1, 2, 3):
+            raise ValueError(f"DPM-Solver++ order must be 1, 2 or 3, got {self.order}")
 
 
 def run_sampler(opts: SamplerOptions, denoise, x, schedule: Schedule, generator, callback):

@@ -113,9 +113,7 @@ class JobSpec:
             raise ValueError(f"batch size must be between 1 and {self.max_num}, got {self.num}")
         if not 0 <= self.guidance_scale <= 50:
             raise ValueError(f"guidance scale must be between 0 and 50, got {self.guidance_scale}")
-        if self.sampler != "ddpm" and not 1 <= self.steps <= 1000:
-            raise ValueError(f"steps must be between 1 and 1000, got {self.steps}")
-        return SamplerOptions(self.sampler, steps=int(self.steps), eta=float(self.eta), order=int(self.order))
+        return SamplerOptions(self.sampler, steps=self.steps, eta=float(self.eta), order=self.order)
 
 
 @dataclass(frozen=True)

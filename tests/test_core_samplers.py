@@ -189,3 +189,17 @@ def test_samplers_end_on_zero_mean_audio_with_the_projection():
                 sample_ddim(fixed, x, s, steps=20, eta=1.0, generator=torch.Generator().manual_seed(0))):
         assert out[:, 3:].mean(1).abs().max() < 1e-9
         assert out[:, :3].mean(1).abs().mean() > 0.01                   # the video block is not projected
+
+
+def test_sampler_options_reject_bad_settings_in_one_place():
+    from mmdiff.generate import SamplerOptions
+    from mmdiff.jobs import JobSpec
+
+    for kwargs, message in (({"sampler": "euler"}, "unknown sampler"), ({"steps": 0}, "whole number >= 1"),
+                            ({"steps": 2.5}, "whole number >= 1"), ({"eta": -0.1}, "eta must be >= 0"),
+                            ({"order": 4}, "order must be 1, 2 or 3")):
+        with pytest.raises(ValueError, match=message):
+            SamplerOptions(**kwargs)
+        with pytest.raises(ValueError, match=message):          # the studio's jobs go through the same check
+            JobSpec(**kwargs).options()
+    assert type(SamplerOptions("ddim", steps=20.0).steps) is int

@@ -346,7 +346,7 @@ def test_generated_cache_key_follows_sampler_options_and_inference_version(tmp_p
 def test_bad_sampler_fails_before_any_feature(setup, capsys, monkeypatch):
     """An unknown sampler or steps < 1 is reported at once (exit 2), before generation is even imported."""
     monkeypatch.setitem(sys.modules, "mmdiff.sample", None)           # generation must not be reached
-    for flags, message in ((["--sampler", "euler"], "unknown sampler"), (["--steps", "0"], "--steps must be >= 1")):
+    for flags, message in ((["--sampler", "euler"], "unknown sampler"), (["--steps", "0"], "steps must be a whole number >= 1")):
         a = args(setup)
         a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(setup / "missing.pt"), *flags]
         assert main(a) == 2
