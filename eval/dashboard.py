@@ -81,7 +81,7 @@ def run_evaluation(req: EvalRequest, should_stop: StopFn | None = None) -> dict:
         fake = FolderSource(req.fake, cfg.frames, cfg.video_size, cfg.needs_audio, "fake")
     else:
         fake = GeneratedSource(req.ckpt, cfg.num_samples * cfg.runs, cfg.seed, cfg.batch_size, cfg.device,
-                               cfg.sampler, cfg.steps, cfg.video_size)
+                               cfg.sampler, cfg.steps, cfg.video_size, frames=cfg.frames)
     return evaluate(cfg, real, fake, should_stop=should_stop)
 
 

@@ -83,6 +83,7 @@ class ProtocolConfig:
     clap_checkpoint: str | None = None
     kvd_subsets: int | None = None        # None: one MMD^2 over all samples (as the paper); K: KID-style
     allow_rate_mismatch: bool = False
+    allow_fps_mismatch: bool = False      # real and fake clips at different frame rates (other time spans)
     bootstrap: int = 0                    # >0: percentile-bootstrap 95% interval of FVD/FAD with this many resamples
     fd_infinity: bool = False             # also report FVD/FAD extrapolated to infinite N
     per_sample: bool = False              # also store per-sample FD of every fake clip (CMMD Fig. 4)
@@ -137,6 +138,7 @@ class FolderSource:
 
     def __init__(self, folder: str | Path, frames: int, video_size: int, with_audio: bool, role: str) -> None:
         self.folder, self.frames, self.video_size, self.with_audio, self.role = Path(folder), frames, video_size, with_audio, role
+        self.expected_fps: float | None = None      # set by evaluate: every clip must have this frame rate
         try:
             self.files = list_clips(self.folder)
         except ClipError as e:
@@ -157,6 +159,8 @@ class FolderSource:
 
     def read(self, i: int) -> Clip:
         clip = read_clip(self.files[i], self.frames, with_audio=self.with_audio)
+        if self.expected_fps:
+            check_frame_rates(self.expected_fps, clip.fps, str(self.files[i]))
         if self.with_audio and clip.audio is None:
             raise ProtocolError(f"{self.files[i]} has no audio stream, but the audio metrics (FAD, AV-Align) "
                                 "need it; evaluate video only with --metric fvd,kvd")
@@ -184,10 +188,14 @@ class GeneratedSource:
 
     def __init__(self, ckpt: str | Path, total: int, seed: int, chunk: int, device: str | None,
                  sampler: str, steps: int, video_size: int,
-                 generate: Callable[..., Iterator] | None = None, upscale: str | Path | None = None) -> None:
+                 generate: Callable[..., Iterator] | None = None, upscale: str | Path | None = None,
+                 frames: int | None = None) -> None:
         """:param upscale: a super-resolution checkpoint: frames go through the SR stage (DDIM 25) before
-        features (the paper evaluated the 64x64 output; this evaluates the upscaled one)."""
-        self.ckpt, self.total, self.seed, self.chunk = Path(ckpt), total, seed, chunk
+        features (the paper evaluated the 64x64 output; this evaluates the upscaled one).
+        :param frames: keep the first `frames` frames of each sample and the audio of that span, like the
+            real clips (None: all); a model that makes fewer is a ProtocolError."""
+        self.ckpt, self.total, self.seed, self.chunk, self.frames = Path(ckpt), total, seed, chunk, frames
+        self.expected_fps: float | None = None
         self.device, self.sampler, self.steps, self.video_size = device, sampler, steps, video_size
         self.upscale = Path(upscale) if upscale else None
         for path in (self.ckpt, self.upscale):
@@ -213,7 +221,7 @@ class GeneratedSource:
         # every sampler option generate_clips uses (the defaults beyond sampler and steps) and the code's
         # inference version: a cache of old samples is not reused after either changes
         ident = {"kind": "generated", "ckpt_sha256": self._ckpt_sha, "seed": self.seed, "chunk": self.chunk,
-                 "video_size": self.video_size, "inference_version": INFERENCE_VERSION,
+                 "video_size": self.video_size, "frames": self.frames, "inference_version": INFERENCE_VERSION,
                  **asdict(SamplerOptions(self.sampler, steps=self.steps))}
         return {**ident, "upscale_sha256": self._sr_sha} if self.upscale else ident
 
@@ -244,12 +252,25 @@ class GeneratedSource:
                 if self.expected_rate and int(rate) != self.expected_rate:
                     check_audio_rates({0: self.expected_rate}, {0: int(rate)}, allow=False)
                 fps = video.shape[1] / (audio.shape[1] / rate)       # both streams cover the same time
+                if self.expected_fps:
+                    check_frame_rates(self.expected_fps, fps, f"samples of {self.ckpt}")
+                video, audio = self.cut(video, audio, fps, int(rate))
                 for v, a in zip(video, audio):
                     v = resize_frames(v, self.video_size) if self.video_size else v
                     clips.append(Clip(v, a, fps, int(rate), f"sample-{lo + len(clips)}"))
             idx = list(range(lo, hi))
             keep = [k for k, i in enumerate(idx) if i in set(wanted)]
             yield [idx[k] for k in keep], [clips[k] for k in keep]
+
+
+    def cut(self, video: np.ndarray, audio: np.ndarray, fps: float, rate: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B, F, H, W, 3), (B, T) -> the first `self.frames` frames and the audio they span."""
+        if self.frames is None:
+            return video, audio
+        if video.shape[1] < self.frames:
+            raise ProtocolError(f"{self.ckpt} generates {video.shape[1]} frames per clip but --frames is "
+                                f"{self.frames}; pass --frames {video.shape[1]} (or fewer)")
+        return video[:, :self.frames], audio[:, :int(round(self.frames / fps * rate))]
 
 
 def load_generate_clips() -> Callable[..., Iterator]:
@@ -426,11 +447,22 @@ def check_audio_rates(real: dict[int, int | None], fake: dict[int, int | None], 
             "biases FAD. Resample the clips to one rate, or pass --allow-rate-mismatch to go on.")
 
 
-def probe(source) -> int | None:
-    """Read the first clip of a folder source (fails early on short or audio-less clips); its audio rate."""
+def check_frame_rates(expected: float, fps: float, what: str) -> None:
+    """The same number of frames spans another time at another frame rate: FVD would compare motion of
+    different speeds and AV-Align other time spans."""
+    if abs(fps - expected) <= 1e-3 * expected:
+        return
+    raise ProtocolError(
+        f"{what} has {fps:g} frames/s but the real clips have {expected:g}: the first --frames frames of each "
+        "would cover different time spans. Re-encode the clips at one frame rate (e.g. ffmpeg -i in.mp4 -r "
+        f"{expected:g} out.mp4), or pass --allow-fps-mismatch to go on.")
+
+
+def probe(source) -> Clip | None:
+    """Read the first clip of a folder source (fails early on short or audio-less clips)."""
     if isinstance(source, FolderSource):
         try:
-            return source.read(0).audio_rate
+            return source.read(0)
         except ClipError as e:
             raise ProtocolError(f"{source.role} clips: {e}") from e
     return None
@@ -451,7 +483,13 @@ def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | Non
             raise ProtocolError(
                 f"{role} set {where} has {src.pool_size} clips but --num-samples is {n}; clips are never "
                 f"repeated: add clips or pass --num-samples {src.pool_size}")
-    real_rate, fake_rate = probe(real), probe(fake)
+    real_clip, fake_clip = probe(real), probe(fake)
+    real_rate, fake_rate = (c.audio_rate if c else None for c in (real_clip, fake_clip))
+    if real_clip is not None and not cfg.allow_fps_mismatch:
+        for src in (real, fake):
+            src.expected_fps = real_clip.fps        # every clip of both sets is checked when it is read
+        if fake_clip is not None:
+            check_frame_rates(real_clip.fps, fake_clip.fps, f"{fake.describe()}/{fake.files[0].name}")
     if cfg.needs_audio:
         check_audio_rates({0: real_rate}, {0: fake_rate}, cfg.allow_rate_mismatch)
         if isinstance(fake, GeneratedSource) and not cfg.allow_rate_mismatch:

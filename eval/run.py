@@ -30,7 +30,7 @@ def fake_source(args, cfg: ProtocolConfig):
         return FolderSource(args.fake, cfg.frames, cfg.video_size, cfg.needs_audio, "fake")
     check_generation(args)
     return GeneratedSource(args.ckpt, cfg.num_samples * cfg.runs, cfg.seed, cfg.batch_size, cfg.device,
-                           cfg.sampler, cfg.steps, cfg.video_size, upscale=args.upscale)
+                           cfg.sampler, cfg.steps, cfg.video_size, upscale=args.upscale, frames=cfg.frames)
 
 
 def check_generation(args) -> None:
@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fd-infinity", action="store_true", help="also report FVD/FAD extrapolated to infinite N (fit FD = a/N + b)")
     p.add_argument("--per-sample", action="store_true", help="store the per-sample FD of every fake clip in the JSON (CMMD Fig. 4)")
     p.add_argument("--allow-rate-mismatch", action="store_true", help="go on when real and fake audio sample rates differ")
+    p.add_argument("--allow-fps-mismatch", action="store_true",
+                   help="go on when real and fake clips have different frame rates (their --frames frames then "
+                        "cover different time spans)")
     p.add_argument("--sampler", default="dpm-solver++", help="sampler for --ckpt")
     p.add_argument("--steps", type=int, default=20, help="sampling steps for --ckpt")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -97,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             video_size=video_size(args), device=args.device, weights_dir=args.weights_dir, cache_dir=args.cache_dir,
             i3d_format=args.i3d_format, i3d_checkpoint=args.i3d_weights, i3d_resize=args.resize,
             audioclip_checkpoint=args.audioclip_weights, clap_checkpoint=args.clap_weights,
-            kvd_subsets=args.kvd_subsets, allow_rate_mismatch=args.allow_rate_mismatch, bootstrap=args.bootstrap,
+            kvd_subsets=args.kvd_subsets, allow_rate_mismatch=args.allow_rate_mismatch,
+            allow_fps_mismatch=args.allow_fps_mismatch, bootstrap=args.bootstrap,
             fd_infinity=args.fd_infinity, per_sample=args.per_sample,
             sampler=args.sampler, steps=args.steps)
         real = real_source(args.real, cfg)

@@ -73,11 +73,11 @@ def click_track(rng, events, frames, fps, rate, shift_s=0.0, noise=0.01):
     return audio.astype(np.float32)
 
 
-def write_clip_folder(folder: Path, count: int, seed=0, audio=True, rate=8000, **kw) -> Path:
+def write_clip_folder(folder: Path, count: int, seed=0, audio=True, rate=8000, fps=10, **kw) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        v, a = av_clip(seed * 1000 + i, rate=rate, **kw)
-        write_source(folder / f"clip{i:03d}.mp4", v, Fraction(10), a[None] if audio else None, rate)
+        v, a = av_clip(seed * 1000 + i, rate=rate, fps=fps, **kw)
+        write_source(folder / f"clip{i:03d}.mp4", v, Fraction(fps), a[None] if audio else None, rate)
     return folder
 
 

@@ -119,6 +119,52 @@ def test_mismatched_sample_rates(setup, capsys):
     assert "sample rates differ" in err and "8000" in err and "16000" in err
 
 
+def test_mismatched_frame_rates(setup, capsys):
+    """16 frames at 20 fps span half the time of 16 at 10 fps: an error naming both rates, or a flag to go on."""
+    write_clip_folder(setup / "fps20", 3, seed=6, fps=20)
+    assert main(args(setup, fake="fps20", metric="fvd")) == 2
+    err = capsys.readouterr().err
+    assert "fps20/clip000.mp4 has 20 frames/s but the real clips have 10" in err and "--allow-fps-mismatch" in err
+    assert main(args(setup, "--allow-fps-mismatch", "--out", str(setup / "fps.json"), fake="fps20", metric="fvd",
+                     n=2, runs=1)) == 0
+    # one odd clip among the real ones is found when it is read
+    mixed = setup / "mixed"
+    write_clip_folder(mixed, 4, seed=1)
+    write_clip_folder(setup / "mixed-odd", 1, seed=7, fps=20)
+    (setup / "mixed-odd" / "clip000.mp4").rename(mixed / "clip999.mp4")
+    a = args(setup, metric="fvd", n=4, runs=1)
+    a[a.index("--real") + 1] = str(mixed)
+    a[a.index("--fake") + 1] = str(mixed)
+    a[a.index("--num-samples") + 1] = "5"
+    assert main(a) == 2
+    assert "clip999.mp4 has 20 frames/s but the real clips have 10" in capsys.readouterr().err
+
+
+def test_generated_samples_are_cut_to_frames_and_checked_for_fps(tmp_path):
+    from eval.protocol import GeneratedSource, ProtocolError
+
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+        clips = [av_clip(seed + i, frames=10) for i in range(num)]      # 10 frames at 10 fps, 1 s of 8 kHz
+        yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
+
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"weights")
+    make = lambda frames: GeneratedSource(ckpt, 2, 0, 2, "cpu", "ddim", 3, 0, generate=generate_clips,  # noqa: E731
+                                          frames=frames)
+    _, clips = next(make(9).batches([0, 1], 2))
+    full = av_clip(make(None).chunk_seed(0), frames=10)
+    assert [c.video.shape[0] for c in clips] == [9, 9] and clips[0].audio.shape == (7200,)   # 0.9 s
+    np.testing.assert_array_equal(clips[0].video, full[0][:9])
+    np.testing.assert_array_equal(clips[0].audio, full[1][:7200])
+    assert make(9).identity != make(10).identity
+    with pytest.raises(ProtocolError, match="generates 10 frames per clip but --frames is 12"):
+        next(make(12).batches([0], 1))
+    src = make(9)
+    src.expected_fps = 20.0
+    with pytest.raises(ProtocolError, match="has 10 frames/s but the real clips have 20"):
+        next(src.batches([0], 1))
+
+
 def test_missing_weights_message(setup, capsys, tmp_path, monkeypatch):
     import eval.features.i3d as i3d
 
