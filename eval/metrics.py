@@ -156,17 +156,31 @@ class Interval:
     level: float
 
 
+BOOTSTRAP_METHODS = ("basic", "percentile")
+
+
 def bootstrap_ci(x: np.ndarray, y: np.ndarray, metric: Callable[[np.ndarray, np.ndarray], float],
-                 num_boot: int = 100, level: float = 0.95, seed: int = 0) -> Interval:
-    """Percentile bootstrap interval of metric(x, y): both sets resampled with replacement."""
+                 num_boot: int = 100, level: float = 0.95, seed: int = 0, method: str = "basic") -> Interval:
+    """Bootstrap interval of metric(x, y), both sets resampled with replacement.
+
+    "basic" (default): [2 v - q_hi, 2 v - q_lo], the resampled values reflected about the value v. FD is
+    biased upward by about a / N, and a resample (duplicates, fewer distinct points) is biased more, so the
+    "percentile" interval [q_lo, q_hi] sits above the value; the basic interval corrects that shift.
+    The low end is not clipped: a negative low end says the interval reaches zero distance.
+    """
     x, y = _check_pair(x, y)
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    if method not in BOOTSTRAP_METHODS:
+        raise ValueError(f"bootstrap method must be one of {BOOTSTRAP_METHODS}, got {method!r}")
     rng = np.random.default_rng(seed)
     vals = np.array([metric(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
                      for _ in range(num_boot)])
     a = (1 - level) / 2
-    return Interval(float(metric(x, y)), float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a)), level)
+    value, q_lo, q_hi = float(metric(x, y)), float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+    if method == "percentile":
+        return Interval(value, q_lo, q_hi, level)
+    return Interval(value, 2 * value - q_hi, 2 * value - q_lo, level)
 
 
 @dataclass(frozen=True)
@@ -184,12 +198,17 @@ def frechet_distance_infinity(x_ref: np.ndarray, y: np.ndarray, num_points: int 
     """FD extrapolated to infinite N (Chong & Forsyth, FID-infinity; fadtk's FAD-inf).
 
     The reference x_ref is used whole; random subsets of y of num_points sizes evenly spaced in
-    [min_size, len(y)] (default min_size = len(y) // 4, at least D+1 is advised) give FD values that
-    are fitted by least squares as FD = a / n + b; b is returned as `value`.
+    [min_size, len(y)] (default min_size = max(len(y) // 4, D + 1): a smaller subset has a singular
+    covariance and does not follow a / n) give FD values that are fitted by least squares as
+    FD = a / n + b; b is returned as `value`.
     """
     x_ref, y = _check_pair(x_ref, y)
-    n = y.shape[0]
-    min_size = max(2, n // 4) if min_size is None else min_size
+    n, d = y.shape
+    if min_size is None:
+        if n < d + 3:
+            raise ValueError(f"FD at infinity needs more than D + 2 = {d + 2} samples (subsets of at least D + 1 "
+                             f"with a full-rank covariance), got {n}")
+        min_size = max(2, n // 4, d + 1)
     if not 2 <= min_size < n:
         raise ValueError(f"min_size must be in [2, {n}) for {n} samples, got {min_size}")
     sizes = np.unique(np.linspace(min_size, n, num_points).astype(int))

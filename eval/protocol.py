@@ -84,7 +84,7 @@ class ProtocolConfig:
     kvd_subsets: int | None = None        # None: one MMD^2 over all samples (as the paper); K: KID-style
     allow_rate_mismatch: bool = False
     allow_fps_mismatch: bool = False      # real and fake clips at different frame rates (other time spans)
-    bootstrap: int = 0                    # >0: percentile-bootstrap 95% interval of FVD/FAD with this many resamples
+    bootstrap: int = 0                    # >0: basic-bootstrap 95% interval of FVD/FAD with this many resamples
     fd_infinity: bool = False             # also report FVD/FAD extrapolated to infinite N
     per_sample: bool = False              # also store per-sample FD of every fake clip (CMMD Fig. 4)
     sampler: str = "dpm-solver++"
@@ -447,6 +447,18 @@ def check_audio_rates(real: dict[int, int | None], fake: dict[int, int | None], 
             "biases FAD. Resample the clips to one rate, or pass --allow-rate-mismatch to go on.")
 
 
+def check_fd_infinity(cfg: ProtocolConfig, dims: dict[str, int]) -> None:
+    """--fd-infinity fits FD over subsets of at least D + 1 clips: N must exceed D + 2 (before any work)."""
+    if not cfg.fd_infinity:
+        return
+    for m in cfg.metrics:
+        d = dims.get(METRIC_FEATURE[m]) if m in ("fvd", "fad", "fad-clap") else None
+        if d and cfg.num_samples < d + 3:
+            raise ProtocolError(f"--fd-infinity for {m} fits FD over subsets of at least D + 1 = {d + 1} clips "
+                                f"({METRIC_FEATURE[m]} features are {d}-d), so --num-samples must be >= {d + 3}; "
+                                f"it is {cfg.num_samples}")
+
+
 def check_frame_rates(expected: float, fps: float, what: str) -> None:
     """The same number of frames spans another time at another frame rate: FVD would compare motion of
     different speeds and AV-Align other time spans."""
@@ -498,6 +510,7 @@ def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | Non
     check_stop(should_stop, "before feature extraction")
     cache = Path(cfg.cache_dir).expanduser()
     fn_ids = {f.name: f.identity for f in fns}
+    check_fd_infinity(cfg, {f.name: f.dim for f in fns})
     real_idx = [run_indices(real.pool_size, n, cfg.seed, r, 0) for r in range(cfg.runs)]
     if isinstance(fake, GeneratedSource):
         fake_idx = [np.arange(r * n, (r + 1) * n) for r in range(cfg.runs)]

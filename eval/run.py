@@ -75,8 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clap-weights", default=None, help="path of the laion-clap checkpoint (e.g. 630k-audioset-best.pt)")
     p.add_argument("--weights-dir", default=None, help="folder holding weight files (default: $MMDIFF_WEIGHTS_DIR or ~/.cache/mmdiff/weights)")
     p.add_argument("--kvd-subsets", type=int, default=None, help="KID-style KVD over this many subsets of 1,000 (default: one MMD over all, as the paper)")
-    p.add_argument("--bootstrap", type=int, default=0, help="add a 95%% bootstrap interval of FVD/FAD from this many resamples (0: off)")
-    p.add_argument("--fd-infinity", action="store_true", help="also report FVD/FAD extrapolated to infinite N (fit FD = a/N + b)")
+    p.add_argument("--bootstrap", type=int, default=0, help="add a 95%% basic-bootstrap interval of FVD/FAD from this many resamples (0: off)")
+    p.add_argument("--fd-infinity", action="store_true", help="also report FVD/FAD extrapolated to infinite N (fit FD = a/N + b over subsets of >= D+1 clips; needs N >= D+3)")
     p.add_argument("--per-sample", action="store_true", help="store the per-sample FD of every fake clip in the JSON (CMMD Fig. 4)")
     p.add_argument("--allow-rate-mismatch", action="store_true", help="go on when real and fake audio sample rates differ")
     p.add_argument("--allow-fps-mismatch", action="store_true",

@@ -135,6 +135,37 @@ def test_bootstrap_interval_brackets_value():
     assert iv.low > 1.0 and iv.high < 10.0          # true FD = 4
 
 
+def test_basic_bootstrap_reflects_the_percentile_interval_and_covers_better():
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((60, 12)), rng.standard_normal((60, 12)) + 0.3
+    v = M.frechet_distance(x, y)
+    pct = M.bootstrap_ci(x, y, M.frechet_distance, num_boot=40, seed=3, method="percentile")
+    basic = M.bootstrap_ci(x, y, M.frechet_distance, num_boot=40, seed=3)           # same resamples
+    assert basic.low == pytest.approx(2 * v - pct.high) and basic.high == pytest.approx(2 * v - pct.low)
+    assert pct.low > v - 1e-9 or pct.high > basic.high          # the resamples' extra bias pushes it up
+    # Coverage of the true FD (12 * 0.3^2 = 1.08) over repeated draws: FD's 1/N bias at N = 60, D = 12
+    # puts the percentile interval above the truth nearly always; the basic one covers it far more often.
+    hits = {"basic": 0, "percentile": 0}
+    for rep in range(12):
+        r = np.random.default_rng(100 + rep)
+        xs, ys = r.standard_normal((60, 12)), r.standard_normal((60, 12)) + 0.3
+        for method in hits:
+            iv = M.bootstrap_ci(xs, ys, M.frechet_distance, num_boot=40, seed=rep, method=method)
+            hits[method] += iv.low <= 1.08 <= iv.high
+    assert hits["basic"] > hits["percentile"], hits
+    with pytest.raises(ValueError, match="bootstrap method"):
+        M.bootstrap_ci(x, y, M.frechet_distance, method="bca")
+
+
+def test_frechet_infinity_default_subsets_have_full_rank_covariances():
+    rng = np.random.default_rng(2)
+    ref, y = rng.standard_normal((500, 40)), rng.standard_normal((100, 40))
+    fit = M.frechet_distance_infinity(ref, y, num_points=5)
+    assert min(fit.sizes) == 41                                   # D + 1, not len(y) // 4 = 25
+    with pytest.raises(ValueError, match="more than D \\+ 2 = 42 samples"):
+        M.frechet_distance_infinity(ref, y[:42])
+
+
 def test_frechet_infinity_removes_sample_size_bias():
     # True FD = |delta|^2 = 0.25. FD at small N is biased upward (~ a/N); FD-inf is close to 0.25.
     rng = np.random.default_rng(1)

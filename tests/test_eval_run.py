@@ -62,11 +62,15 @@ def test_end_to_end_matches_direct_computation_and_resumes(setup, capsys):
     assert json.loads((root / "res2.json").read_text())["runs"] == res["runs"]
 
     # Refinements from the cached features: bootstrap interval, FD at infinite N, per-sample FD.
-    assert main(args(root, "--out", str(root / "extra.json"), "--bootstrap", "5", "--fd-infinity", "--per-sample",
+    assert main(args(root, "--out", str(root / "extra.json"), "--bootstrap", "5", "--per-sample",
                      metric="fvd", runs=1)) == 0
     extra = json.loads((root / "extra.json").read_text())["runs"][0]
     assert extra["fvd"] == pytest.approx(res["runs"][0]["fvd"])
-    assert extra["fvd_ci95_low"] <= extra["fvd_ci95_high"] and np.isfinite(extra["fvd_infinity"])
+    assert extra["fvd_ci95_low"] <= extra["fvd_ci95_high"]
+    # FD at infinity needs subsets of at least D + 1 = 401 I3D features: refused before any work at N = 3
+    capsys.readouterr()
+    assert main(args(root, "--fd-infinity", metric="fvd", runs=1)) == 2
+    assert "--num-samples must be >= 403" in capsys.readouterr().err
     mu, sigma = M.gaussian_stats(real)
     np.testing.assert_allclose(extra["fvd_per_sample"], M.per_sample_frechet(list(fake), mu, sigma), rtol=1e-4)
 
