@@ -33,10 +33,14 @@ def from_diffusion_space(cfg: SRConfig, x: torch.Tensor, low_up: torch.Tensor) -
 
 
 def data_range(cfg: SRConfig, low_up: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | float]:
-    """Bounds in diffusion space of frames in [-1, 1]: (-1, 1) in frame mode, per pixel in residual mode."""
+    """Bounds of the x0 clamp in diffusion space: [-1, 1] in frame mode. In residual mode [-1, 1] too (the
+    scaled residual's nominal range: a correction of at most 1 / residual_scale, 16 8-bit levels at 8),
+    narrowed per pixel so that the frame stays in [-1, 1]."""
     if not cfg.residual:
         return -1.0, 1.0
-    return to_diffusion_space(cfg, -torch.ones_like(low_up), low_up), to_diffusion_space(cfg, torch.ones_like(low_up), low_up)
+    lo = to_diffusion_space(cfg, -torch.ones_like(low_up), low_up).clamp(min=-1.0)
+    hi = to_diffusion_space(cfg, torch.ones_like(low_up), low_up).clamp(max=1.0)
+    return lo, hi
 
 
 class ImageAttention(nn.Module):
