@@ -44,10 +44,20 @@ def check_generation(args) -> None:
 
 
 def video_size(args) -> int:
-    """--video-size, or its default: 64 (the paper's evaluation size), 0 (keep) for upscaled samples."""
+    """--video-size, or its default: 64 (the paper's evaluation size); with --upscale, the SR model's output
+    size, so real clips of any resolution are resized to what the upscaled samples are."""
     if args.video_size is not None:
         return args.video_size
-    return 0 if args.upscale else 64
+    return sr_output_size(args.upscale) if args.upscale else 64
+
+
+def sr_output_size(path: str) -> int:
+    from mmdiff.checkpoint import CheckpointError, checkpoint_config, load_checkpoint
+
+    try:
+        return checkpoint_config(load_checkpoint(path), path, "sr").high_size
+    except CheckpointError as e:
+        raise ProtocolError(f"--upscale: {e}") from e
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=16, help="clips per feature/generation batch")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (the first ones of each file; >= 9 for I3D)")
     p.add_argument("--video-size", type=int, default=None,
-                   help="resize clips to this square size first (default 64 as the paper; with --upscale, 0: keep)")
+                   help="resize clips to this square size first, 0 keeps (default 64 as the paper; with --upscale, the SR "
+                        "model's output size)")
     p.add_argument("--upscale", metavar="SR_CKPT", default=None,
                    help="with --ckpt: evaluate the super-resolved output of this SR checkpoint (mmdiff.train_sr)")
     p.add_argument("--resize", default="center-crop", choices=["center-crop", "tf-bilinear"],

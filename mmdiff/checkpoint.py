@@ -107,8 +107,16 @@ def checkpoint_config(ckpt: dict, path: str | os.PathLike = "checkpoint", kind: 
 
 def load_weights(model: torch.nn.Module, ckpt: dict, path, use_ema: bool, device) -> torch.nn.Module:
     """Load a checkpoint's EMA weights (or its raw ones: use_ema False, or none saved) into `model`."""
-    weights = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if use_ema and ckpt.get("ema") is not None:
+        weights = ckpt["ema"]
+    elif ckpt.get("model") is not None:
+        weights = ckpt["model"]
+    else:
+        raise CheckpointError(f"{path} holds only EMA weights (an inference export); load it with use_ema=True")
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as e:          # a tensor of another shape than the config builds
+        raise CheckpointError(f"{path}: weights do not match its config ({str(e).splitlines()[-1].strip()})") from e
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not match its config (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]})")

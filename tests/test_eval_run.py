@@ -414,3 +414,24 @@ def test_truncated_checkpoint_is_a_clear_error(setup, capsys, tmp_path):
     assert main(a) == 2
     err = capsys.readouterr().err
     assert "cut.pt" in err and "checkpoint" in err, err
+
+
+def test_upscale_evaluates_at_the_sr_models_output_size(tmp_path):
+    """Real clips of any resolution are resized to the upscaled samples' size; a bad SR file is a clear error."""
+    from eval.protocol import ProtocolError
+    from eval.run import parse_args, video_size
+    from mmdiff.checkpoint import save_checkpoint
+    from mmdiff.config import SR_TINY, DiffusionConfig
+    from mmdiff.nn.sr_unet import SRUNet
+
+    cfg = SR_TINY.replace(low_size=8, high_size=48, base_channels=16, head_dim=16, time_embed_dim=16)
+    sr = save_checkpoint(tmp_path / "sr.pt", model_config=cfg, diffusion_config=DiffusionConfig(), model=None,
+                         ema=SRUNet(cfg).state_dict())
+    base = ["--real", "r", "--ckpt", "m.pt", "--upscale"]
+    assert video_size(parse_args(base + [str(sr)])) == 48
+    assert video_size(parse_args(base + [str(sr), "--video-size", "0"])) == 0       # explicit: keep
+    assert video_size(parse_args(["--real", "r", "--ckpt", "m.pt"])) == 64
+    truncated = tmp_path / "cut.pt"
+    truncated.write_bytes(sr.read_bytes()[:1000])
+    with pytest.raises(ProtocolError, match="--upscale: .*truncated or corrupt"):
+        video_size(parse_args(base + [str(truncated)]))

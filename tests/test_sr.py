@@ -320,3 +320,16 @@ def test_sr_denoiser_clamps_x0_to_the_frames_data_range_in_both_modes(perturbed)
             # the frame bound is the tighter one where the bilinear frame is near the edge of the range
             assert ((low_up > 1 - 1 / cfg.residual_scale) & (x0_raw > 1)).any()
 
+
+
+def test_weights_without_raw_copy_or_of_another_shape_get_a_clear_error(tmp_path):
+    path = save_checkpoint(tmp_path / "ema-only.pt", model_config=MICRO, diffusion_config=DiffusionConfig(),
+                           model=None, ema=SRUNet(MICRO).state_dict())
+    assert load_sr_model(path)[0].config == MICRO
+    with pytest.raises(CheckpointError, match="holds only EMA weights .* use_ema=True"):
+        load_sr_model(path, use_ema=False)
+    wider = SRUNet(MICRO.replace(base_channels=32, head_dim=32)).state_dict()     # same keys, other shapes
+    bad = save_checkpoint(tmp_path / "bad.pt", model_config=MICRO, diffusion_config=DiffusionConfig(),
+                          model=None, ema=wider)
+    with pytest.raises(CheckpointError, match="bad.pt: weights do not match its config .*size mismatch"):
+        load_sr_model(bad)
