@@ -12,7 +12,7 @@ from data_media import pattern_frames, tone_signal, write_source
 from mmdiff.data import av_io
 from mmdiff.data.av_io import (AVDecodeError, EmptyMediaError, NoAudioError, NoVideoError, crop_box,
                                letterbox_box, read_av, read_wav, resize_frame, select_frames,
-                               to_uint8_frames, write_clip)
+                               to_uint8_frames, write_clip, write_wav)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -170,6 +170,20 @@ def test_write_clip_round_trip(tmp_path, fps, rate, samples, size):
     pcm, wav_rate = read_wav(wav)
     assert wav_rate == rate and pcm.shape == (samples,)
     assert np.abs(pcm - audio).max() <= 0.5 / 32767 + 1e-6
+
+
+def test_truncated_or_foreign_wav_is_a_decode_error(tmp_path):
+    wav = write_wav(tmp_path / "a.wav", np.zeros(800, np.float32), 8000)          # mono 16-bit: 1,600 bytes
+    assert read_wav(wav)[0].shape == (800,)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(wav.read_bytes()[:-1001])                 # an odd number of bytes short
+    with pytest.raises(AVDecodeError, match=r"cut.wav: truncated wav: its header promises 800 frames, the file "
+                                            r"holds 299.5"):
+        read_wav(cut)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFX" + bytes(40))
+    with pytest.raises(AVDecodeError, match="junk.wav: not a readable wav"):
+        read_wav(junk)
 
 
 def test_write_clip_float_input_and_odd_size(tmp_path):

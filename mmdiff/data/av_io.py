@@ -431,9 +431,13 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         with wave.open(str(path), "rb") as w:
             if w.getsampwidth() != 2:
                 raise AVDecodeError(path, f"expected 16-bit PCM wav, got {8 * w.getsampwidth()}-bit")
-            ch, rate, raw = w.getnchannels(), w.getframerate(), w.readframes(w.getnframes())
+            ch, rate, frames = w.getnchannels(), w.getframerate(), w.getnframes()
+            raw = w.readframes(frames)
     except (wave.Error, EOFError) as e:
         raise AVDecodeError(path, f"not a readable wav ({e})") from e
+    if len(raw) != frames * ch * 2:
+        raise AVDecodeError(path, f"truncated wav: its header promises {frames} frames, the file holds "
+                                  f"{len(raw) / (ch * 2):g}")
     pcm = np.frombuffer(raw, "<i2").reshape(-1, ch).astype(np.float32) / 32767.0
     return pcm.mean(axis=1), rate
 
