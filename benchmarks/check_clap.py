@@ -36,6 +36,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 
+from mmdiff.atomic import write_text
+
 RATE = 48_000
 PLUCK = Path(sysconfig.get_paths()["stdlib"]) / "test" / "audiodata" / "pluck-pcm16.wav"
 
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{fad_row['laion_clap']:.9g} (relative difference {fad_row['relative_diff']:.2e}); features "
               f"from the eval.run cache vs laion-clap: max abs diff {fad_row['cached_features_max_abs_diff']:.3e}")
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        write_text(args.json, json.dumps(out, indent=2) + "\n")
     return 0
 
 

@@ -30,6 +30,8 @@ import os
 import sys
 from pathlib import Path
 
+from mmdiff.atomic import atomic_path
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = released_layout(module.model, epoch=45, name=f"random-{args.amodel}-seed{args.seed}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, out)
+    with atomic_path(out) as tmp:
+        torch.save(ckpt, tmp)
     n = sum(v.numel() for v in ckpt["state_dict"].values())
     groups = sorted({k.split(".")[1] for k in ckpt["state_dict"]})
     print(f"wrote {out}: {args.amodel} + roberta, {len(ckpt['state_dict'])} tensors, {n / 1e6:.1f} M values, "

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from mmdiff.atomic import write_text
+
 REFERENCE_FILE = Path(__file__).resolve().parents[1] / "tests" / "data" / "minilm_reference.json"
 # Stored in the test data file: short, with punctuation/case, and longer than one sub-word per word.
 REFERENCE_SENTENCES = [
@@ -72,7 +74,7 @@ def main(argv=None) -> int:
                 "sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__,
                 "sentences": REFERENCE_SENTENCES,
                 "embeddings": [[float(x) for x in row] for row in ref[:len(REFERENCE_SENTENCES)]]}
-        REFERENCE_FILE.write_text(json.dumps(data) + "\n")
+        write_text(REFERENCE_FILE, json.dumps(data) + "\n")
         print(f"wrote {REFERENCE_FILE}")
     return 0 if diff.max() < 1e-4 else 1
 
