@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-
 
 @dataclass
 class Clip:
@@ -30,11 +28,13 @@ class ClipError(ValueError):
 
 
 def list_clips(folder: str | Path) -> list[Path]:
-    """Video files directly in `folder`, sorted by name; a clear error if there are none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ClipError(f"clip folder {folder} does not exist or is not a directory")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    """Video files directly in `folder` (mmdiff.data.av_io.list_videos), sorted; a clear error if none."""
+    from mmdiff.data.av_io import VIDEO_EXTENSIONS, list_videos
+
+    try:
+        files = list_videos(folder)
+    except NotADirectoryError as e:
+        raise ClipError(f"clip folder {e}") from e
     if not files:
         raise ClipError(f"no video clips ({', '.join(VIDEO_EXTENSIONS)}) in {folder}")
     return files

@@ -222,3 +222,24 @@ def test_errors_are_specific(tmp_path):
     with pytest.raises(EmptyMediaError, match="blip.mkv.*no whole frame"):
         read_av(blip, 10, 32, 8000)                                     # 1/30 s < one 10-fps frame
     assert issubclass(NoAudioError, av_io.MediaError) and issubclass(av_io.MediaError, ValueError)
+
+
+def test_list_videos_is_the_one_listing_of_clips(tmp_path):
+    from eval.clips import ClipError, list_clips
+    from eval.study import media
+
+    for rel in ("b.MP4", "a.mkv", "notes.txt", ".hidden.mp4", "sub/c.mp4", ".cache/d.mp4"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    (tmp_path / "folder.mp4").mkdir()                                      # a folder with a video's name
+    names = lambda paths: [p.relative_to(tmp_path).as_posix() for p in paths]   # noqa: E731
+    assert names(av_io.list_videos(tmp_path)) == ["a.mkv", "b.MP4"]
+    assert names(av_io.list_videos(tmp_path, recursive=True)) == ["a.mkv", "b.MP4", "sub/c.mp4"]
+    assert list_clips(tmp_path) == media.list_clips(tmp_path) == av_io.list_videos(tmp_path)
+    with pytest.raises(NotADirectoryError, match="missing does not exist"):
+        av_io.list_videos(tmp_path / "missing")
+    with pytest.raises(ClipError, match="clip folder .*missing does not exist"):
+        list_clips(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ClipError, match="no video clips"):
+        list_clips(tmp_path / "empty")

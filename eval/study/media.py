@@ -22,10 +22,10 @@ from pathlib import Path
 import av
 
 from mmdiff.atomic import atomic_path
+from mmdiff.data.av_io import list_videos
 
 from .tasks import GOLD_AUDIO_NOISE, GOLD_BOTH_NOISE, GOLD_VIDEO_NOISE
 
-CLIP_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi")
 
 
 class ClipError(ValueError):
@@ -51,11 +51,11 @@ class ClipInfo:
 
 
 def list_clips(clips_dir: str | os.PathLike) -> list[Path]:
-    """Video files directly inside `clips_dir`, sorted by name."""
-    d = Path(clips_dir)
-    if not d.is_dir():
-        raise ClipError(f"clips dir {d} does not exist or is not a folder")
-    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in CLIP_EXTENSIONS)
+    """Video files directly inside `clips_dir` (mmdiff.data.av_io.list_videos), sorted by name."""
+    try:
+        return list_videos(clips_dir)
+    except NotADirectoryError as e:
+        raise ClipError(f"clips dir {e}") from e
 
 
 def probe_clip(path: Path) -> ClipInfo:

@@ -37,6 +37,21 @@ AUDIO_END_TOLERANCE_S = 0.025  # s; an audio stream ending this much before the 
 
 
 # ---------------------------------------------------------------------------------------------
+def list_videos(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Video files (by extension) in `folder` (and below it with `recursive`), hidden files and folders
+    skipped, sorted by path relative to `folder`; NotADirectoryError when `folder` is not a folder.
+    The one listing of clips: training data (prepare), evaluation and studies."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} does not exist or is not a folder")
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        found += [Path(dirpath) / f for f in filenames
+                  if not f.startswith(".") and Path(f).suffix.lower() in VIDEO_EXTENSIONS]
+    return sorted((p for p in found if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+
+
 # errors
 class MediaError(ValueError):
     """A media file could not be turned into a clip; `path` names it."""
@@ -444,7 +459,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 __all__ = [
     "AVClip", "MediaInfo", "MediaError", "AVDecodeError", "NoVideoError", "NoAudioError",
-    "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "probe", "read_av", "write_clip",
+    "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "list_videos", "probe", "read_av", "write_clip",
     "write_wav", "read_wav", "resize_frame", "crop_box", "letterbox_box", "select_frames",
     "num_whole_frames", "to_uint8_frames", "to_mono_float", "as_hw",
 ]

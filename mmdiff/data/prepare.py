@@ -73,13 +73,7 @@ SKIP_REASONS = {
 # pure helpers
 def find_videos(src: str | os.PathLike) -> list[Path]:
     """Video files under src (recursive, by extension, hidden files and folders skipped), sorted."""
-    root = Path(src)
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in filenames
-                  if not f.startswith(".") and Path(f).suffix.lower() in av_io.VIDEO_EXTENSIONS]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+    return av_io.list_videos(src, recursive=True)
 
 
 def item_id(rel: str, segment: int) -> str:
