@@ -7,7 +7,6 @@ fps, audio_rate)`. `read_clip` takes the first `frames` frames and the audio tha
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,30 +39,12 @@ def list_clips(folder: str | Path) -> list[Path]:
     return files
 
 
-def _decode_audio(container, stream, seconds: float | None) -> tuple[np.ndarray, int]:
-    """Mono float32 (T,) at the stream's own rate, at most `seconds` long."""
-    import av
-
-    rate = stream.codec_context.sample_rate or stream.rate
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-    need = None if seconds is None else int(math.ceil(seconds * rate))
-    chunks, have = [], 0
-    for frame in container.decode(stream):
-        for out in resampler.resample(frame):
-            chunks.append(out.to_ndarray().reshape(-1))
-            have += chunks[-1].shape[0]
-        if need is not None and have >= need:
-            break
-    else:
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    return (audio[:need] if need is not None else audio), int(rate)
-
-
 def read_clip(path: str | Path, frames: int | None = None, with_audio: bool = True) -> Clip:
-    """First `frames` frames (all if None) of a video file and the audio covering them."""
+    """First `frames` frames (all if None) of a video file and the audio covering them (at its own rate,
+    mean over channels: mmdiff.data.av_io.decode_audio, the training data's down-mix)."""
     import av
+
+    from mmdiff.data.av_io import decode_audio
 
     path = Path(path)
     try:
@@ -88,7 +69,7 @@ def read_clip(path: str | Path, frames: int | None = None, with_audio: bool = Tr
         audio, rate = None, None
         if with_audio and container.streams.audio:
             container.seek(0)
-            audio, rate = _decode_audio(container, container.streams.audio[0], len(imgs) / fps)
+            audio, rate = decode_audio(container, container.streams.audio[0], max_seconds=len(imgs) / fps)
     return Clip(video, audio, fps, rate, path.name)
 
 

@@ -133,6 +133,11 @@ def run_indices(pool_size: int, n: int, seed: int, run: int, role: int) -> np.nd
 # ------------------------------------------------------------------------------ clip sources
 
 
+# How folder clips are decoded, in their features' cache key. 2: audio down-mixed by the channel mean (as the
+# training data; 1 used FFmpeg's mono layout, (L + R) / sqrt 2, 3 dB louder on stereo files).
+DECODE_VERSION = 2
+
+
 class FolderSource:
     """Clips from a folder of video files (first `frames` frames, resized to `video_size`)."""
 
@@ -152,7 +157,8 @@ class FolderSource:
     def identity(self) -> dict:
         files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in self.files]
         return {"kind": "folder", "folder": str(self.folder.resolve()), "files": stable_hash(files),
-                "count": len(files), "frames": self.frames, "video_size": self.video_size}
+                "count": len(files), "frames": self.frames, "video_size": self.video_size,
+                "decode": DECODE_VERSION}
 
     def describe(self) -> str:
         return str(self.folder)

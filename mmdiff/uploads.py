@@ -8,7 +8,6 @@ Layouts: video uint8 (F, H, W, 3); audio float32 (T,) mono in [-1, 1].
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from mmdiff.data.av_io import AVDecodeError, MediaInfo, probe, resize_frame, select_frames
+from mmdiff.data.av_io import AVDecodeError, MediaInfo, decode_audio, probe, resize_frame, select_frames
 
 
 class UploadError(ValueError):
@@ -123,31 +122,17 @@ def read_video_frames(path: str | os.PathLike, fps: float, size: int | None, max
 
 
 def read_audio_track(path: str | os.PathLike, rate: int, max_seconds: float | None = None) -> np.ndarray:
-    """Decode the audio stream only, resampled to `rate` and down-mixed to mono: (T,) float32 in [-1, 1]."""
-    chunks = []
-    limit = None if max_seconds is None else int(math.ceil(max_seconds * rate))
-    got = 0
+    """Decode the audio stream only, resampled to `rate` and down-mixed to mono (the channel mean, as the
+    training data): (T,) float32 in [-1, 1]."""
     try:
         with av.open(str(path)) as c:
             if not c.streams.audio:
                 raise UploadError(f"{_name(path)}: has no audio track; upload a file with sound")
-            resampler = av.AudioResampler(format="fltp", layout="mono", rate=int(rate))
-            for frame in c.decode(c.streams.audio[0]):
-                for g in resampler.resample(frame):
-                    chunks.append(g.to_ndarray()[0])
-                    got += chunks[-1].size
-                if limit is not None and got >= limit:
-                    break
-            else:
-                for g in resampler.resample(None):
-                    chunks.append(g.to_ndarray()[0])
+            audio, _ = decode_audio(c, c.streams.audio[0], int(rate), max_seconds)
     except av.FFmpegError as e:
         raise _decode_error(path, e) from e
-    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if audio.size == 0:
         raise UploadError(f"{_name(path)}: the audio track has no decodable samples (zero length)")
-    if limit is not None:
-        audio = audio[:limit]
     return np.clip(audio, -1.0, 1.0)
 
 

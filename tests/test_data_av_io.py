@@ -243,3 +243,22 @@ def test_list_videos_is_the_one_listing_of_clips(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ClipError, match="no video clips"):
         list_clips(tmp_path / "empty")
+
+
+def test_every_reader_down_mixes_stereo_by_the_channel_mean(tmp_path):
+    """Training data (read_av), evaluation (eval.clips) and uploads decode stereo alike: (L + R) / 2, not
+    FFmpeg's mono layout ((L + R) / sqrt 2, 3 dB louder)."""
+    from eval.clips import read_clip
+    from mmdiff.uploads import read_audio_track
+
+    rate, samples = 16000, 16000
+    audio = tone_signal(samples, rate, channels=2)                    # (2, T): a different tone per channel
+    path = write_source(tmp_path / "stereo.mkv", pattern_frames(10, 32, 32), Fraction(10), audio, rate,
+                        acodec="pcm_s16le")
+    mean = audio.mean(axis=0)
+    decoded = {"read_av": read_av(path, 10, None, rate).audio, "eval": read_clip(path, 10).audio,
+               "upload": read_audio_track(path, rate)}
+    for name, got in decoded.items():
+        n = min(got.size, mean.size)
+        assert n >= samples - rate // 10, name
+        np.testing.assert_allclose(got[:n], mean[:n], atol=2e-4, err_msg=name)    # 16-bit PCM: exact to 1 LSB

@@ -250,19 +250,22 @@ class _FramePicker:
 
 
 class _AudioCollector:
-    """Resamples decoded audio to `rate` (channels kept) and records where it starts."""
+    """Resamples decoded audio to `rate` (channels kept) and records where it starts. The one down-mix of
+    the project: the mean over channels (FFmpeg's own "mono" layout is (L + R) / sqrt 2, 3 dB louder)."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.resampler = av.AudioResampler(format="fltp", rate=rate)
         self.chunks: list[np.ndarray] = []   # each (C, n) float32
         self.first_time: float | None = None
+        self.samples = 0                     # per channel, so far
 
     def push(self, frame) -> None:
         if self.first_time is None and frame.time is not None:
             self.first_time = float(frame.time)
         for g in self.resampler.resample(frame):
             self.chunks.append(g.to_ndarray())
+            self.samples += self.chunks[-1].shape[1]
 
     def finish(self) -> np.ndarray:
         """(T,) float32 mono: the mean over channels."""
@@ -272,6 +275,20 @@ class _AudioCollector:
             return np.zeros(0, np.float32)
         channels = min(c.shape[0] for c in self.chunks)
         return np.concatenate([c[:channels] for c in self.chunks], axis=1).mean(axis=0).astype(np.float32)
+
+
+def decode_audio(container, stream, rate: int | None = None, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """The audio stream alone, from its start: ((T,) float32 mono (channel mean), rate), resampled to `rate`
+    (None: the stream's own), at most `max_seconds` long. PyAV errors propagate (callers name the file)."""
+    rate = int(rate or stream.codec_context.sample_rate or stream.rate)
+    collector = _AudioCollector(rate)
+    limit = None if max_seconds is None else int(math.ceil(max_seconds * rate))
+    for frame in container.decode(stream):
+        collector.push(frame)
+        if limit is not None and collector.samples >= limit:
+            break
+    audio = collector.finish()
+    return (audio if limit is None else audio[:limit]), rate
 
 
 def _iter_frames(path, container, streams) -> Iterator:
@@ -459,7 +476,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 __all__ = [
     "AVClip", "MediaInfo", "MediaError", "AVDecodeError", "NoVideoError", "NoAudioError",
-    "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "list_videos", "probe", "read_av", "write_clip",
+    "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "list_videos", "decode_audio", "probe", "read_av", "write_clip",
     "write_wav", "read_wav", "resize_frame", "crop_box", "letterbox_box", "select_frames",
     "num_whole_frames", "to_uint8_frames", "to_mono_float", "as_hw",
 ]
