@@ -74,17 +74,10 @@ def read_clip(path: str | Path, frames: int | None = None, with_audio: bool = Tr
 
 
 def resize_frames(video: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (F, H, W, 3) -> (F, size, size, 3): short side to `size` (antialiased bilinear), centre crop."""
-    import torch
-    import torch.nn.functional as F
+    """uint8 (F, H, W, 3) -> (F, size, size, 3): centre crop to a square, antialiased bicubic; the training
+    data's resize (mmdiff.data.av_io.resize_frame), so real clips look like what the model learned from."""
+    from mmdiff.data.av_io import resize_frame
 
-    f, h, w, _ = video.shape
-    if (h, w) == (size, size):
+    if video.shape[1:3] == (size, size):
         return video
-    x = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2).float()   # (F, 3, H, W)
-    scale = size / min(h, w)
-    th, tw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
-    top, left = (th - size) // 2, (tw - size) // 2
-    x = x[:, :, top: top + size, left: left + size]
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return np.stack([resize_frame(frame, size, mode="crop") for frame in video])

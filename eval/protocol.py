@@ -133,8 +133,9 @@ def run_indices(pool_size: int, n: int, seed: int, run: int, role: int) -> np.nd
 # ------------------------------------------------------------------------------ clip sources
 
 
-# How folder clips are decoded, in their features' cache key. 2: audio down-mixed by the channel mean (as the
-# training data; 1 used FFmpeg's mono layout, (L + R) / sqrt 2, 3 dB louder on stereo files).
+# How folder clips are decoded, in their features' cache key. 2: as the training data, audio down-mixed by the
+# channel mean (1 used FFmpeg's mono layout, (L + R) / sqrt 2, 3 dB louder on stereo files) and frames resized
+# by centre crop + antialiased bicubic (1: short side bilinear, then crop).
 DECODE_VERSION = 2
 
 

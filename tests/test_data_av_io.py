@@ -262,3 +262,13 @@ def test_every_reader_down_mixes_stereo_by_the_channel_mean(tmp_path):
         n = min(got.size, mean.size)
         assert n >= samples - rate // 10, name
         np.testing.assert_allclose(got[:n], mean[:n], atol=2e-4, err_msg=name)    # 16-bit PCM: exact to 1 LSB
+
+
+def test_eval_resizes_real_clips_exactly_as_the_training_data(tmp_path):
+    from eval.clips import read_clip, resize_frames
+
+    path = write_source(tmp_path / "wide.mp4", pattern_frames(10, 48, 80), Fraction(10),
+                        tone_signal(8000, 8000, 1), 8000)
+    train = read_av(path, 10, 32, 8000).video                        # (F, 32, 32, 3) as prepare makes it
+    evaluated = resize_frames(read_clip(path, 10).video, 32)
+    np.testing.assert_array_equal(evaluated, train)
