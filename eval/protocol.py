@@ -189,8 +189,9 @@ class FolderSource:
 class GeneratedSource:
     """Samples of a checkpoint, generated in chunks of `chunk` samples, each chunk seeded on its own.
 
-    Chunk j holds samples [j*chunk, (j+1)*chunk) and is generated with seed (seed, j) derived, so any
-    chunk can be (re)made alone: resuming and sharding never regenerate finished chunks.
+    Chunk j holds samples [j*chunk, (j+1)*chunk) and is generated whole (a last chunk past `total` too) with
+    seed (seed, j) derived, so any chunk can be (re)made alone and sample i never depends on `total`:
+    resuming, sharding and runs of other sizes never regenerate or disagree on finished samples.
     """
 
     def __init__(self, ckpt: str | Path, total: int, seed: int, chunk: int, device: str | None,
@@ -247,12 +248,14 @@ class GeneratedSource:
         return int(np.random.default_rng([self.seed, j]).integers(0, 2**31 - 1))
 
     def batches(self, indices: Sequence[int], batch_size: int) -> Iterator[tuple[list[int], list[Clip]]]:
-        wanted = sorted(set(int(i) for i in indices))
+        wanted = set(int(i) for i in indices)
         for j in sorted(set(i // self.chunk for i in wanted)):
-            lo, hi = j * self.chunk, min((j + 1) * self.chunk, self.total)
+            # always the whole chunk, also past `total`: a sample then does not depend on the total asked for
+            # (the batch size changes every sampler's noise draws), so caches of runs of other sizes agree
+            lo = j * self.chunk
             clips: list[Clip] = []
-            for video, audio, rate in self._generate(self.ckpt, num=hi - lo, seed=self.chunk_seed(j),
-                                                     batch_size=hi - lo, device=self.device,
+            for video, audio, rate in self._generate(self.ckpt, num=self.chunk, seed=self.chunk_seed(j),
+                                                     batch_size=self.chunk, device=self.device,
                                                      sampler=self.sampler, steps=self.steps,
                                                      **self._generate_kwargs()):
                 video, audio = np.asarray(video), np.asarray(audio, np.float32)   # (B, F, H, W, 3), (B, T)
@@ -265,10 +268,8 @@ class GeneratedSource:
                 for v, a in zip(video, audio):
                     v = resize_frames(v, self.video_size) if self.video_size else v
                     clips.append(Clip(v, a, fps, int(rate), f"sample-{lo + len(clips)}"))
-            idx = list(range(lo, hi))
-            keep = [k for k, i in enumerate(idx) if i in set(wanted)]
-            yield [idx[k] for k in keep], [clips[k] for k in keep]
-
+            keep = [k for k in range(self.chunk) if lo + k in wanted]
+            yield [lo + k for k in keep], [clips[k] for k in keep]
 
     def cut(self, video: np.ndarray, audio: np.ndarray, fps: float, rate: int) -> tuple[np.ndarray, np.ndarray]:
         """(B, F, H, W, 3), (B, T) -> the first `self.frames` frames and the audio they span."""

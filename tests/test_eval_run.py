@@ -435,3 +435,26 @@ def test_upscale_evaluates_at_the_sr_models_output_size(tmp_path):
     truncated.write_bytes(sr.read_bytes()[:1000])
     with pytest.raises(ProtocolError, match="--upscale: .*truncated or corrupt"):
         video_size(parse_args(base + [str(truncated)]))
+
+
+def test_a_generated_sample_does_not_depend_on_the_total_asked_for(tmp_path):
+    """Samplers draw noise per batch, so sample i of a batch of 1 differs from sample i of a batch of 2: a
+    partial last chunk is generated whole, and sample 2 is the same whether 3 or 4 samples are asked for."""
+    from eval.protocol import GeneratedSource
+
+    calls = []
+
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+        calls.append((num, batch_size))
+        clips = [av_clip(seed + i, frames=10, brightness=10 * batch_size) for i in range(num)]   # batch-dependent
+        yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
+
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"weights")
+    three = GeneratedSource(ckpt, 3, 0, 2, "cpu", "ddim", 3, 0, generate=generate_clips)
+    four = GeneratedSource(ckpt, 4, 0, 2, "cpu", "ddim", 3, 0, generate=generate_clips)
+    (idx3, clips3), = list(three.batches([2], 1))
+    (idx4, clips4), = list(four.batches([2], 1))
+    assert idx3 == idx4 == [2] and calls == [(2, 2), (2, 2)]
+    np.testing.assert_array_equal(clips3[0].video, clips4[0].video)
+    assert three.identity == four.identity                      # so they share cached features rightly
