@@ -95,7 +95,7 @@ def fad_check(ref, real: str, fake: str, results_json: str) -> dict:
         rows = {}
         for part in parts:
             with np.load(part) as z:
-                rows.update({int(i): z["clap"][k] for k, i in enumerate(z["index"])})
+                rows.update({int(i): z["features"][k] for k, i in enumerate(z["index"])})
         cached[role] = np.stack([rows[i] for i in range(len(files))]) if len(rows) == len(files) else None
     ours = res["runs"][0]["fad-clap"]
     theirs = M.frechet_distance(feats["real"], feats["fake"])
@@ -105,10 +105,8 @@ def fad_check(ref, real: str, fake: str, results_json: str) -> dict:
 
 
 def res_key(results: dict, role: str) -> str:
-    """The feature-bank folder of one side of an eval.run result (as eval.protocol.evaluate names it)."""
-    from eval.protocol import stable_hash
-
-    return stable_hash({"source": results[f"{role}_source"], "features": results["extractors"]})
+    """The CLAP feature-bank folder of one side of an eval.run result (recorded by eval.protocol.evaluate)."""
+    return results["feature_banks"][role]["clap"]
 
 
 def main(argv: list[str] | None = None) -> int:

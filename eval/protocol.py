@@ -356,24 +356,28 @@ def _audio_features(ex, clips: list[Clip]) -> np.ndarray:
 
 
 class FeatureBank:
-    """Per-clip features on disk: <cache>/features/<key>/part-<first index>.npz, one per finished batch."""
+    """One feature's per-clip values on disk: <cache>/features/<key>/part-<first index>-<count>.npz, one file
+    per finished batch. One bank per (source, extractor): adding a metric computes only its feature."""
 
-    def __init__(self, root: Path, key: str, feature_names: Sequence[str]) -> None:
+    def __init__(self, root: Path, key: str) -> None:
         self.dir = root / "features" / key
-        self.names = list(feature_names)
 
-    def load(self) -> dict[int, dict[str, np.ndarray]]:
-        done: dict[int, dict[str, np.ndarray]] = {}
+    @classmethod
+    def of(cls, root: Path, source_identity: dict, fn: FeatureFn) -> "FeatureBank":
+        return cls(root, f"{fn.name}-{stable_hash({'source': source_identity, 'feature': fn.identity})}")
+
+    def load(self) -> dict[int, np.ndarray]:
+        done: dict[int, np.ndarray] = {}
         if not self.dir.is_dir():
             return done
         for part in sorted(self.dir.glob("part-*.npz")):
             with np.load(part) as z:
                 for k, i in enumerate(z["index"]):
-                    done[int(i)] = {n: z[n][k] for n in self.names}
+                    done[int(i)] = z["features"][k]
         return done
 
-    def save(self, idx: list[int], feats: dict[str, np.ndarray]) -> None:
-        atomic_savez(self.dir / f"part-{idx[0]:08d}-{len(idx):05d}.npz", index=np.array(idx), **feats)
+    def save(self, idx: list[int], feats: np.ndarray) -> None:
+        atomic_savez(self.dir / f"part-{idx[0]:08d}-{len(idx):05d}.npz", index=np.array(idx), features=feats)
 
 
 def dist_context() -> tuple[int, int]:
@@ -388,9 +392,10 @@ def dist_context() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], bank: FeatureBank,
+def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], banks: dict[str, FeatureBank],
                      batch_size: int, desc: str, should_stop: StopFn | None = None) -> dict[str, np.ndarray]:
-    """Features (len(indices), D) for each fn, computing only what the bank lacks; streams in batches.
+    """Features (len(indices), D) for each fn, computing only what its bank lacks; streams in batches
+    (a clip missing from any bank is read or generated once, and only the lacking features are computed).
 
     `should_stop` is asked before each work unit (a batch of clips, or a generated chunk); when it
     says so, EvalCancelled is raised with every finished batch saved. Under torchrun, missing
@@ -400,8 +405,8 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], bank:
     from tqdm import tqdm
 
     rank, world = dist_context()
-    done = bank.load()
-    missing = [int(i) for i in indices if int(i) not in done]
+    done = {f.name: banks[f.name].load() for f in fns}
+    missing = [int(i) for i in indices if any(int(i) not in done[f.name] for f in fns)]
     mine: list[tuple[list[int], dict[str, np.ndarray]]] = []
     my_groups = [g for k, g in enumerate(_group(missing, source, batch_size)) if k % world == rank]
     bar = tqdm(total=sum(map(len, my_groups)), desc=desc, unit="clip", disable=rank != 0 or not missing)
@@ -410,8 +415,10 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], bank:
         for group in my_groups:
             check_stop(should_stop, f"during {desc} ({finished} of {len(indices)} clips done)")
             for idx, clips in source.batches(group, batch_size):
-                feats = {f.name: np.asarray(f.fn(clips), np.float32) for f in fns}
-                bank.save(idx, feats)
+                lacking = [f for f in fns if any(i not in done[f.name] for i in idx)]
+                feats = {f.name: np.asarray(f.fn(clips), np.float32) for f in lacking}
+                for name, values in feats.items():
+                    banks[name].save(idx, values)
                 mine.append((idx, feats))
                 finished += len(idx)
                 bar.update(len(idx))
@@ -424,13 +431,18 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], bank:
         dist.all_gather_object(everything, mine)
         for part in everything:
             for idx, feats in part:
-                if idx[0] not in done:
-                    bank.save(idx, feats)
-    done = bank.load()
-    absent = [i for i in indices if int(i) not in done]
-    if absent:
-        raise RuntimeError(f"features missing for {len(absent)} clips after extraction (first: {absent[:3]})")
-    return {f.name: np.stack([done[int(i)][f.name] for i in indices]) for f in fns}
+                for name, values in feats.items():
+                    if idx[0] not in done[name]:
+                        banks[name].save(idx, values)
+    out = {}
+    for f in fns:
+        have = banks[f.name].load()
+        absent = [i for i in indices if int(i) not in have]
+        if absent:
+            raise RuntimeError(f"{f.name} features missing for {len(absent)} clips after extraction "
+                               f"(first: {absent[:3]})")
+        out[f.name] = np.stack([have[int(i)] for i in indices])
+    return out
 
 
 def _group(indices: list[int], source, batch_size: int) -> list[list[int]]:
@@ -527,20 +539,21 @@ def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | Non
     feats = {}
     for role, src, idx in (("real", real, real_idx), ("fake", fake, fake_idx)):
         union = np.unique(np.concatenate(idx))
-        bank = FeatureBank(cache, stable_hash({"source": src.identity, "features": fn_ids}), [f.name for f in fns])
-        got = compute_features(src, union, fns, bank, cfg.batch_size, f"{role} features", should_stop)
+        banks = {f.name: FeatureBank.of(cache, src.identity, f) for f in fns}
+        got = compute_features(src, union, fns, banks, cfg.batch_size, f"{role} features", should_stop)
         pos = {int(i): k for k, i in enumerate(union)}
         feats[role] = [{name: arr[[pos[int(i)] for i in ix]] for name, arr in got.items()} for ix in idx]
-        feats[role + "_key"] = bank.dir.name
+        feats[role + "_keys"] = {name: b.dir.name for name, b in banks.items()}
     rank, _ = dist_context()
     if rank != 0:
         return None
     runs = []
     for r in range(cfg.runs):
         check_stop(should_stop, f"before the metrics of run {r + 1} of {cfg.runs}")
-        runs.append(run_metrics(cfg, feats["real"][r], feats["fake"][r], cache, feats["real_key"], r))
+        runs.append(run_metrics(cfg, feats["real"][r], feats["fake"][r], cache, feats["real_keys"], r))
     return {"config": asdict(cfg), "real": real.describe(), "fake": fake.describe(),
             "real_source": real.identity, "fake_source": fake.identity, "extractors": fn_ids,
+            "feature_banks": {"real": feats["real_keys"], "fake": feats["fake_keys"]},
             "runs": runs, "summary": summarise(runs), "versions": versions()}
 
 
@@ -555,13 +568,13 @@ def reference_stats(cache: Path, key: str, n: int, seed: int, run: int, name: st
     return mu, sigma
 
 
-def run_metrics(cfg: ProtocolConfig, real: dict, fake: dict, cache: Path, key: str, run: int) -> dict:
+def run_metrics(cfg: ProtocolConfig, real: dict, fake: dict, cache: Path, keys: dict[str, str], run: int) -> dict:
     out: dict[str, Any] = {"run": run, "seed": cfg.seed, "num_samples": cfg.num_samples}
     for m in cfg.metrics:
         feat = METRIC_FEATURE[m]
         x, y = real[feat].astype(np.float64), fake[feat].astype(np.float64)
         if m in ("fvd", "fad", "fad-clap"):
-            mu, sigma = reference_stats(cache, key, cfg.num_samples, cfg.seed, run, feat, x)
+            mu, sigma = reference_stats(cache, keys[feat], cfg.num_samples, cfg.seed, run, feat, x)
             scale = M.FAD_SCALE if m == "fad" else 1.0
             out[m] = M.frechet_distance_from_stats(mu, sigma, *M.gaussian_stats(y)) * scale
             if m == "fad":

@@ -458,3 +458,27 @@ def test_a_generated_sample_does_not_depend_on_the_total_asked_for(tmp_path):
     assert idx3 == idx4 == [2] and calls == [(2, 2), (2, 2)]
     np.testing.assert_array_equal(clips3[0].video, clips4[0].video)
     assert three.identity == four.identity                      # so they share cached features rightly
+
+
+def test_adding_a_metric_computes_only_its_feature(setup, tmp_path):
+    """One feature bank per (source, extractor): after an FVD run, FVD + AV-Align computes AV-Align only,
+    and the FVD of both runs agree."""
+    from eval.protocol import FeatureFn, evaluate
+
+    i3d_calls, align_calls = [], []
+
+    def align(clips):
+        align_calls.append(len(clips))
+        return np.array([[float(c.video.mean())] for c in clips])
+
+    fns = lambda: counting_features(i3d_calls) + [FeatureFn("av-align", 1, align, {"extractor": "t"})]  # noqa: E731
+    cache = tmp_path / "cache"
+    first = evaluate(cancel_config(cache), *folder_sources(setup), feature_fns=counting_features(i3d_calls))
+    assert i3d_calls and not align_calls
+    i3d_calls.clear()
+    both = evaluate(cancel_config(cache, metrics=("fvd", "kvd", "av-align")), *folder_sources(setup),
+                    feature_fns=fns())
+    assert not i3d_calls and sum(align_calls) > 0                # I3D from its bank, AV-Align computed
+    assert [r["fvd"] for r in both["runs"]] == [r["fvd"] for r in first["runs"]]
+    assert set(both["feature_banks"]["real"]) == {"i3d", "av-align"}
+    assert both["feature_banks"]["real"]["i3d"] == first["feature_banks"]["real"]["i3d"]
