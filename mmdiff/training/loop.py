@@ -148,8 +148,9 @@ class Trainer:
         checkpoint_config(ckpt, path, self.model_config.KIND)
         try:
             load_weights(self.model, ckpt, path, use_ema=True, device=self.dist.device)
-        except RuntimeError as e:                              # shape mismatches (missing keys: CheckpointError)
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        except CheckpointError as e:                           # missing keys or shapes of another size
+            cause = e.__cause__ or e
+            first = str(cause).strip().splitlines()[-1].strip() if str(cause).strip() else type(cause).__name__
             raise CheckpointError(f"--init-from {path}: its weights do not fit this model ({first}); "
                                   "it needs the same architecture") from e
         self.ema = EMA(self.model, self.cfg.ema)
