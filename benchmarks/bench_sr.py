@@ -1,6 +1,6 @@
 """The super-resolution stage: speed per upscaled 16-frame clip, and quality against bilinear upsampling.
 
-    python -m benchmarks.bench_sr [--ckpt SR_CKPT] [--clips 4] [--steps 25] [--threads 1] [--paper]
+    python -m benchmarks.bench_sr [--ckpt SR_CKPT] [--clips 4] [--steps 25] [--threads 1] [--paper] [--device cuda]
 
 - speed: seconds to upscale one 16-frame clip with DDIM (Table A.1: 25 steps), all frames in one batch.
 - quality, on held-out synthetic clips (a seed the shipped SR model was not trained on), low-resolution
@@ -8,7 +8,8 @@
   ground truth, and temporal flicker (mean |frame t+1 - frame t| of the output minus that of the ground
   truth) with the initial noise shared across frames (default) or drawn per frame.
 - --paper: one forward pass of the paper-size SR U-Net (311M) at 256x256 on this machine, and the clip time
-  that implies (16 frames x 25 steps); an extrapolation, labelled as such.
+  that implies (16 frames x 25 steps); an extrapolation, labelled as such. On a GPU (--device cuda) the
+  forward takes all 16 frames of a clip in one batch, fp32 and bf16 autocast, with peak GPU memory.
 """
 from __future__ import annotations
 
@@ -50,13 +51,26 @@ def heldout(num: int, size: int, low: int, seed: int) -> tuple[torch.Tensor, tor
     return frames_to_model(np.stack(highs)), frames_to_model(np.stack(lows))      # (N, F, 3, H, W) each
 
 
-def paper_forward_seconds() -> float:
+def paper_forward_seconds(device: torch.device, batch: int = 1, bf16: bool = False) -> tuple[float, float]:
+    """(seconds of one forward of the paper-size SR U-Net on `batch` 256x256 frames, peak GPU GiB or 0)."""
     from mmdiff.nn.sr_unet import SRUNet
 
-    model = SRUNet(SR_PAPER).eval()
-    x = torch.randn(1, 3, 256, 256)
+    model = SRUNet(SR_PAPER).to(device).eval()
+    x = torch.randn(batch, 3, 256, 256, device=device)                   # (B, 3, 256, 256)
+    t = torch.full((batch,), 500, device=device)
+
+    def forward():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            model(x, x, t)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     with torch.inference_mode():
-        return best_of(lambda: model(x, x, torch.tensor([500])), repeat=1, warmup=1)
+        sec = best_of(forward, repeat=3 if device.type == "cuda" else 1, warmup=1)
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else 0.0
+    return sec, peak
 
 
 def main(argv=None) -> None:
@@ -67,17 +81,24 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=999, help="seed of the held-out synthetic draw")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--paper", action="store_true", help="also time one forward of the paper-size SR U-Net")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     args = ap.parse_args(argv)
+    from mmdiff.device import resolve_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, schedule = load_sr_model(args.ckpt)
+    dev = resolve_device(args.device)
+    model, schedule = load_sr_model(args.ckpt, device=dev)
     cfg = model.config
     gt, low = heldout(args.clips, cfg.high_size, cfg.low_size, args.seed)
+    if dev.type == "cuda":                                               # warm-up: kernels, cuDNN plans
+        upscale(model, low[:1], SamplerOptions("ddim", steps=2), seed=0, schedule=schedule)
+        torch.cuda.synchronize(dev)
     opts = SamplerOptions("ddim", steps=args.steps)
     t0 = time.perf_counter()
-    shared = upscale(model, low, opts, seed=0, noise="shared", schedule=schedule)
+    shared = upscale(model, low, opts, seed=0, noise="shared", schedule=schedule).cpu()
     per_clip = (time.perf_counter() - t0) / args.clips
-    indep = upscale(model, low, opts, seed=0, noise="independent", schedule=schedule)
+    indep = upscale(model, low, opts, seed=0, noise="independent", schedule=schedule).cpu()
     bil = bilinear_upscale(low, cfg.high_size)
     result = {
         "machine": machine(), "ckpt": args.ckpt, "config": f"{cfg.low_size}->{cfg.high_size}",
@@ -89,8 +110,14 @@ def main(argv=None) -> None:
                                      "sr_independent_noise": round(flicker(indep) - flicker(gt), 3),
                                      "bilinear": round(flicker(bil) - flicker(gt), 3)},
     }
-    if args.paper:
-        fwd = paper_forward_seconds()
+    if args.paper and dev.type == "cuda":
+        for precision in ("fp32", "bf16"):
+            fwd, peak = paper_forward_seconds(dev, batch=16, bf16=precision == "bf16")
+            result[f"paper_{precision}_forward_s_256px_batch16"] = round(fwd, 3)
+            result[f"paper_{precision}_clip_s_16x25"] = round(fwd * 25, 2)
+            result[f"paper_{precision}_peak_GiB"] = round(peak, 2)
+    elif args.paper:
+        fwd, _ = paper_forward_seconds(dev)
         result["paper_forward_s_256px_batch1"] = round(fwd, 2)
         result["paper_clip_s_extrapolated_16x25"] = round(fwd * 16 * 25, 0)
     print(json.dumps(result))

