@@ -4,6 +4,7 @@
     python -m benchmarks.bench_core forward        # paper preset, fp32, batch 1
     python -m benchmarks.bench_core attention      # RS-MMA vs masked full cross-attention, scale-2 shapes
     python -m benchmarks.bench_core tiny           # tiny preset: 1 clip with DPM-Solver++ 20 steps, clips/s by batch
+    python -m benchmarks.bench_core sample --preset paper --device cuda   # seconds per generated clip + peak memory
 """
 from __future__ import annotations
 
@@ -90,9 +91,38 @@ def bench_tiny(batches=(1, 2, 4, 8, 16)) -> dict:
     return {"bench": "tiny", "one_clip_seconds": round(one, 3), "clips_per_s": rates, "best_batch": best}
 
 
+def bench_sample(preset: str, device: str, batches=(1, 4, 16)) -> dict:
+    """Seconds per generated clip (untrained weights, DPM-Solver++ 20 steps, fp32) by batch, peak GPU memory."""
+    import mmdiff
+    from mmdiff.device import resolve_device
+    from mmdiff.generate import SamplerOptions, generate
+
+    dev = resolve_device(device)
+    model = mmdiff.build_model(preset).to(dev).eval()
+    opts = SamplerOptions("dpm-solver++", steps=20)
+
+    def run(b: int):
+        generate(model, b, opts, seed=0)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    per_clip, peak = {}, {}
+    for b in batches:
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        per_clip[b] = round(best_of(lambda: run(b), repeat=2) / b, 3)
+        if dev.type == "cuda":
+            peak[b] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 30, 2)
+    return {"bench": "sample", "preset": preset, "device": str(dev), "sampler": "dpm-solver++ 20",
+            "s_per_clip_by_batch": per_clip, "peak_GiB_by_batch": peak}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("which", choices=["all", "forward", "attention", "tiny", "_attention_one"], help="benchmark to run")
+    p.add_argument("which", choices=["all", "forward", "attention", "tiny", "sample", "_attention_one"],
+                   help="benchmark to run")
+    p.add_argument("--preset", default="paper", help="model preset of `sample` (default: paper)")
+    p.add_argument("--device", default="auto", help="device of `sample`: auto (CUDA when available), cpu, cuda")
     p.add_argument("--kind", default="rsmma", choices=["rsmma", "masked"], help="(internal) attention variant")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default: 2, this machine)")
     args = p.parse_args(argv)
@@ -109,6 +139,8 @@ def main(argv=None) -> None:
                                         "--threads", str(args.threads)))
     if args.which in ("all", "tiny"):
         results.append(bench_tiny())
+    if args.which == "sample":
+        results.append(bench_sample(args.preset, args.device))
     print(f"machine: {machine()}; date: {time.strftime('%Y-%m-%d')}")
     for r in results:
         print(json.dumps(r))

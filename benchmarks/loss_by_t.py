@@ -1,0 +1,60 @@
+"""Denoising loss of trained checkpoints by noise level: the eps MSE of each stream in t-buckets, on the same
+clips, levels and noise for every checkpoint, so that models are compared where their losses differ.
+
+    python -m benchmarks.loss_by_t --data DATA_DIR --ckpt A/last.pt [B/last.pt ...] [--clips 64 --buckets 5]
+
+Prints one JSON line per checkpoint: {"ckpt", "video": [MSE per bucket], "audio": [...]} (streams the model
+has), buckets of equal width over [0, T), EMA weights, clips 0..N-1 of the folder in order.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+
+def loss_by_t(model, schedule, video: torch.Tensor, audio: torch.Tensor, buckets: int, seed: int = 0) -> dict:
+    """{stream: [mean eps MSE in bucket k]} for clean clips video (N, F, 3, H, W), audio (N, 1, T)."""
+    from mmdiff.diffusion.joint import JointLayout, model_denoiser
+
+    layout = JointLayout.from_config(model.config)
+    x0 = layout.pack(video if "video" in layout.slices else None, audio if "audio" in layout.slices else None)
+    denoise = model_denoiser(model, layout)
+    width = schedule.num_timesteps // buckets
+    out = {m: [] for m in layout.slices}
+    g = torch.Generator(x0.device).manual_seed(seed)
+    for k in range(buckets):
+        t = torch.randint(k * width, (k + 1) * width, (x0.shape[0],), generator=g, device=x0.device)   # (N,)
+        noise = torch.randn(x0.shape, generator=g, device=x0.device)                                   # (N, D)
+        with torch.no_grad():
+            eps = denoise(schedule.q_sample(x0, t, noise), t)
+        for m, s in layout.slices.items():
+            out[m].append(round(float(((eps[:, s] - noise[:, s]) ** 2).mean()), 5))
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="a prepared data folder (mmdiff.data.prepare / synthetic)")
+    ap.add_argument("--ckpt", nargs="+", required=True, help="checkpoints to compare")
+    ap.add_argument("--clips", type=int, default=64, help="clips 0..N-1 of the folder (default: 64)")
+    ap.add_argument("--buckets", type=int, default=5, help="equal-width t buckets (default: 5)")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda")
+    args = ap.parse_args(argv)
+    from mmdiff.checkpoint import load_model
+    from mmdiff.data.dataset import AVClipDataset
+    from mmdiff.device import resolve_device
+
+    dev = resolve_device(args.device)
+    for path in args.ckpt:
+        model, schedule = load_model(path, device=dev)
+        data = AVClipDataset(args.data, model_config=model.config.replace(modalities=("video", "audio")), seed=0)
+        clips = [data[i] for i in range(min(args.clips, len(data)))]
+        video = torch.stack([v for v, _ in clips]).to(dev)                  # (N, F, 3, H, W)
+        audio = torch.stack([a for _, a in clips]).to(dev)                  # (N, 1, T)
+        print(json.dumps({"ckpt": str(path), **loss_by_t(model, schedule, video, audio, args.buckets)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
