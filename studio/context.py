@@ -53,6 +53,9 @@ class StudioContext:
     def sr_note(self) -> str:
         """Which SR checkpoint the Upscale option uses, or how to get one."""
         path = self.sr_ckpt or DEFAULT_SR_CHECKPOINT
+        if path.is_file() and path == DEFAULT_SR_CHECKPOINT:
+            return (f"SR model: the shipped tiny demo ({path.name}), trained briefly on synthetic clips; "
+                    "start the app with --sr-ckpt for your own (docs/sr.md)")
         if path.is_file():
             return f"SR model: {path.name}"
         return (f"no SR model at {path.name}: train one with python -m mmdiff.train_sr (README) and start "
