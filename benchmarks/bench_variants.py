@@ -169,10 +169,13 @@ def av_align_mean(videos, audios, cfg) -> float:
                           for v, a in zip(videos, audios)]))
 
 
-def fvd(i3d, real_feats, videos) -> float:
-    from eval.metrics import frechet_distance
+def fvd(i3d, real_feats, videos) -> dict:
+    """{"fvd": FVD, "fvd_ci": [lo, hi]}: the 95% basic bootstrap interval (both sets resampled, 200 times),
+    the scale on which two rows differ."""
+    from eval.metrics import bootstrap_ci, frechet_distance
 
-    return frechet_distance(real_feats, i3d(videos))
+    ci = bootstrap_ci(real_feats, i3d(videos), frechet_distance, num_boot=200)
+    return {"fvd": round(ci.value, 1), "fvd_ci": [round(ci.low, 1), round(ci.high, 1)]}
 
 
 def samples_path(v: Variant, root: Path, args) -> Path:
@@ -261,7 +264,7 @@ def score(v: Variant, s: dict, real, real_feats, i3d) -> dict:
     real_v = real[0]
     row = {"variant": v.name, "sampled_on": s["device"]}
     videos, audios = s.get("video"), s.get("audio")
-    row["fvd"] = round(fvd(i3d, real_feats, videos), 1) if videos is not None and i3d is not None else None
+    row.update(fvd(i3d, real_feats, videos) if videos is not None and i3d is not None else {"fvd": None})
     row["av_align"] = round(av_align_mean(videos, audios, TINY), 3) if videos is not None and audios is not None else None
     if "v2a_audio" in s:
         row["v2a_av_align"] = round(av_align_mean(real_v, s["v2a_audio"], TINY), 3)
@@ -276,17 +279,18 @@ def reference_row(real_feats, i3d, args) -> dict:
 
     video, audio, _ = real_clips(args.num, TINY, args.seed + 1)
     return {"variant": "reference: real clips of another draw", "sampled_on": "-", "s_per_clip": None,
-            "fvd": round(fvd(i3d, real_feats, video), 1) if i3d is not None else None,
+            **(fvd(i3d, real_feats, video) if i3d is not None else {"fvd": None}),
             "av_align": round(av_align_mean(video, audio, TINY), 3)}
 
 
 def table(rows: list[dict], header: str) -> str:
     fmt = lambda x: "n/a" if x is None else str(x)   # noqa: E731
-    lines = [header, "", "| variant | FVD (I3D) | AV-Align | video->audio AV-Align (mode) | s / clip | samples drawn on |",
+    lines = [header, "", "| variant | FVD (I3D) [95% CI] | AV-Align | video->audio AV-Align (mode) | s / clip | samples drawn on |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         v2a = f"{r['v2a_av_align']} ({r['v2a_mode']})" if "v2a_av_align" in r else "n/a"
-        lines.append(f"| {r['variant']} | {fmt(r['fvd'])} | {fmt(r['av_align'])} | {v2a} | {fmt(r['s_per_clip'])} | {r['sampled_on']} |")
+        ci = f" [{r['fvd_ci'][0]}, {r['fvd_ci'][1]}]" if r.get("fvd_ci") else ""
+        lines.append(f"| {r['variant']} | {fmt(r['fvd'])}{ci} | {fmt(r['av_align'])} | {v2a} | {fmt(r['s_per_clip'])} | {r['sampled_on']} |")
     return "\n".join(lines)
 
 
