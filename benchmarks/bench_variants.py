@@ -347,7 +347,9 @@ def main(argv=None) -> None:
     header = (f"scored on {machine()}; tiny preset, {args.steps} steps x batch {args.batch_size} (lr {args.lr}) per variant "
               f"on {args.train_clips} synthetic clips; {args.num} samples (DPM-Solver++ {SAMPLER_STEPS}) vs "
               f"{args.num} real clips; real pairs AV-Align {av_align_mean(real_v, real_a, TINY):.3f}; s / clip: one batch of 4 "
-              f"on the scoring machine, fresh weights, variants one after another")
+              f"on the scoring machine, fresh weights, variants one after another; FVD's 95% CI: basic bootstrap "
+              f"interval of the population FVD (it removes FVD's upward bias at {args.num} clips, so it can lie below "
+              f"the value)")
     write_text(root / "table.md", table(rows, header) + "\n")
     write_text(root / "table.json", json.dumps({"header": header, "rows": rows}, indent=1))
     print(table(rows, header))
