@@ -24,6 +24,31 @@ def machine() -> str:
             f"{platform.python_version()}")
 
 
+def cuda_sync(device) -> None:
+    """Wait until `device` has run its queued work (nothing to do off CUDA), so host timers see it."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device) -> None:
+    """Start a new peak-memory measurement on a CUDA `device` (nothing to do off CUDA)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device) -> float | None:
+    """Peak GPU memory allocated on `device` since the last reset, GiB (2 decimals); None off CUDA."""
+    import torch
+
+    if torch.device(device).type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 2)
+
+
 def best_of(fn, repeat: int = 3, warmup: int = 1) -> float:
     """Minimum wall time of `fn()` over `repeat` runs after `warmup` runs (seconds)."""
     for _ in range(warmup):

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from benchmarks._util import best_of, machine, peak_rss_mb, run_isolated
+from benchmarks._util import best_of, cuda_sync, machine, peak_memory_gib, peak_rss_mb, reset_peak_memory, run_isolated
 
 
 def bench_forward(preset: str = "paper", repeat: int = 3) -> dict:
@@ -103,16 +103,14 @@ def bench_sample(preset: str, device: str, batches=(1, 4, 16)) -> dict:
 
     def run(b: int):
         generate(model, b, opts, seed=0)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+        cuda_sync(dev)
 
     per_clip, peak = {}, {}
     for b in batches:
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
+        reset_peak_memory(dev)
         per_clip[b] = round(best_of(lambda: run(b), repeat=2) / b, 3)
         if dev.type == "cuda":
-            peak[b] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 30, 2)
+            peak[b] = peak_memory_gib(dev)
     return {"bench": "sample", "preset": preset, "device": str(dev), "sampler": "dpm-solver++ 20",
             "s_per_clip_by_batch": per_clip, "peak_GiB_by_batch": peak}
 

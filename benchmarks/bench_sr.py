@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks._util import best_of, machine
+from benchmarks._util import best_of, cuda_sync, machine, peak_memory_gib, reset_peak_memory
 from mmdiff.checkpoint import DEFAULT_SR_CHECKPOINT, load_sr_model
 from mmdiff.config import SR_PAPER
 from mmdiff.data.pixels import frames_to_model
@@ -62,15 +62,12 @@ def paper_forward_seconds(device: torch.device, batch: int = 1, bf16: bool = Fal
     def forward():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             model(x, x, t)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        cuda_sync(device)
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     with torch.inference_mode():
         sec = best_of(forward, repeat=3 if device.type == "cuda" else 1, warmup=1)
-    peak = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else 0.0
-    return sec, peak
+    return sec, peak_memory_gib(device) or 0.0
 
 
 def main(argv=None) -> None:
@@ -93,7 +90,7 @@ def main(argv=None) -> None:
     gt, low = heldout(args.clips, cfg.high_size, cfg.low_size, args.seed)
     if dev.type == "cuda":                                               # warm-up: kernels, cuDNN plans
         upscale(model, low[:1], SamplerOptions("ddim", steps=2), seed=0, schedule=schedule)
-        torch.cuda.synchronize(dev)
+        cuda_sync(dev)
     opts = SamplerOptions("ddim", steps=args.steps)
     t0 = time.perf_counter()
     shared = upscale(model, low, opts, seed=0, noise="shared", schedule=schedule).cpu()
@@ -115,7 +112,7 @@ def main(argv=None) -> None:
             fwd, peak = paper_forward_seconds(dev, batch=16, bf16=precision == "bf16")
             result[f"paper_{precision}_forward_s_256px_batch16"] = round(fwd, 3)
             result[f"paper_{precision}_clip_s_16x25"] = round(fwd * 25, 2)
-            result[f"paper_{precision}_peak_GiB"] = round(peak, 2)
+            result[f"paper_{precision}_peak_GiB"] = peak
     elif args.paper:
         fwd, _ = paper_forward_seconds(dev)
         result["paper_forward_s_256px_batch1"] = round(fwd, 2)

@@ -14,25 +14,25 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import mmdiff
-from benchmarks._util import machine
+from benchmarks._util import cuda_sync, machine, peak_memory_gib
 from mmdiff.config import resolve_config
 from mmdiff.diffusion import JointLayout, Schedule
 from mmdiff.train import joint_loss_fn
 
 
-def matmul_peak(dtype: torch.dtype, device: torch.device, n: int = 2048, repeat: int = 5) -> float:
-    """Measured GFLOP/s of an n x n matmul in `dtype` (best of `repeat`); n = 8192 on a GPU."""
-    n = 8192 if device.type == "cuda" else n
+def matmul_peak(dtype: torch.dtype, device: torch.device, n: int | None = None, repeat: int = 5) -> float:
+    """Measured GFLOP/s of an n x n matmul in `dtype` (best of `repeat`); n defaults to 2048 on a CPU and
+    8192 on a GPU (large enough to fill it)."""
+    n = n or (8192 if device.type == "cuda" else 2048)
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
-    _sync(device, a @ b)
-    best = min(_timed(lambda: _sync(device, a @ b)) for _ in range(repeat))
+
+    def product():
+        a @ b
+        cuda_sync(device)
+
+    product()
+    best = min(_timed(product) for _ in range(repeat))
     return 2 * n ** 3 / best / 1e9
-
-
-def _sync(device: torch.device, x=None):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return x
 
 
 def _timed(fn) -> float:
@@ -70,7 +70,7 @@ def main(argv=None) -> None:
         out["loss"].backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        _sync(dev)
+        cuda_sync(dev)
 
     with FlopCounterMode(display=False) as fc:
         step(0)
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
               "achieved_GFLOPs": round(flops / sec / 1e9, 1), "matmul_peak_GFLOPs": round(peak, 1),
               "MFU": round(flops / sec / 1e9 / peak, 3), "device": str(dev)}
     if dev.type == "cuda":
-        result["peak_gpu_memory_GiB"] = round(torch.cuda.max_memory_allocated(dev) / 2 ** 30, 2)
+        result["peak_gpu_memory_GiB"] = peak_memory_gib(dev)
     if args.data:
         from mmdiff.data.dataset import AVClipDataset
 
