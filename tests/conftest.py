@@ -1,11 +1,8 @@
 import os
-import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))     # test helper modules (data_media, ...)
 torch.set_num_threads(int(os.environ.get("MMDIFF_TEST_THREADS", min(2, os.cpu_count() or 1))))
 
 
