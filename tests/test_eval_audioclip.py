@@ -1,5 +1,5 @@
 """AudioCLIP audio branch: checkpoint layout (generated and hand-verified keys), fbsp closed forms,
-framing, input handling."""
+framing, input handling. Equality with the original code: tests/test_eval_audioclip_reference.py."""
 
 import numpy as np
 import pytest
@@ -53,7 +53,7 @@ def test_loads_layer_by_layer_and_ignores_other_branches(ckpt):
     ex = load_extractor("audioclip", checkpoint=path, device="cpu").load()
     for k, v in ex.model.state_dict().items():
         torch.testing.assert_close(v, sd["audio." + k])
-    assert ex.identity()["input_range"] == "float"
+    assert (ex.identity()["input_range"], ex.identity()["batchnorm"]) == ("float", "eval")
 
 
 def test_wrong_checkpoint_is_named(tmp_path):

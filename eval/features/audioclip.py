@@ -13,6 +13,15 @@ per clip (as MM-Diffusion's evaluation). The network was trained on int16-range 
 MM-Diffusion's public evaluation we feed [-1, 1] floats as they are by default
 (`input_range="float"`), which keeps FAD comparable with the paper; `input_range="int16"`
 multiplies by 32768 first, as AudioCLIP itself was trained. The choice is recorded in results.
+
+Bit-exact: on the same weights and input, the float32 (and float64) embeddings equal those of the
+original code (AudioCLIP @ 45327aa, `encode_audio`) bit for bit; the operation order of the input map
+and the fbsp layer matters in float32 (tests/data/audioclip, tests/test_eval_audioclip_reference.py).
+
+BatchNorm: eval mode (running statistics) by default. `batchnorm="train"` is an evaluator-compat
+option: MM-Diffusion's FAD code never calls .eval(), so its BatchNorms normalise each batch (8 clips
+per process) by its own statistics and a clip's embedding depends on its batch-mates. Use it only to
+reproduce published numbers; the mode and batch size are recorded in `identity()` (docs/metrics.md).
 """
 from __future__ import annotations
 
@@ -32,6 +41,19 @@ NUM_SAMPLES = 70_560            # 1.6 s at 44.1 kHz
 N_FFT, WIN_LENGTH, HOP_LENGTH = 2048, 1654, 561
 EMBED_DIM = 1024
 LOG10_EPS = 1e-18
+INPUT_RANGES = ("float", "int16")
+BATCHNORM_MODES = ("eval", "train")
+EVALUATOR_BATCH = 8             # MM-Diffusion's evaluator: 8 clips per batch per process
+
+
+def int16_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """The network's own input map [-32768, 32767] -> [-1, 1], as ((x + 32768) * 2) / 65535 - 1 in this order.
+
+    On [-1, 1] input (MM-Diffusion's evaluator) the audio sits ~1e-5 around a constant after this map,
+    in the last bits of float32; another order, e.g. (x + 32768) * (2 / 65535) - 1, rounds differently
+    and moves float32 embeddings by up to ~20% (tests/data/audioclip).
+    """
+    return ((x + 32768.0) * 2.0) / 65535.0 - 1.0
 
 
 def blackman_harris(n: int) -> torch.Tensor:
@@ -67,19 +89,26 @@ class LinearFBSP(nn.Module):
         self.bias = nn.Parameter(torch.empty(0))         # the released model has none (an empty tensor)
 
     def weights(self) -> torch.Tensor:
-        """(bins, n_fft, 2) complex weights as real/imaginary parts."""
+        """(bins, n_fft, 2) complex weights as real/imaginary parts.
+
+        Float32 rounding here reaches the embedding (the input signal lives in the last bits of
+        float32, see `int16_to_unit`), so every step is taken in the order of the reference
+        implementation: sinc^m through |.|^2 and the phase (sqrt, then squared again), sqrt(fb)
+        applied last-but-one and 1/sqrt(n_fft) last.
+        """
         t = math.pi * torch.linspace(-1.0, 1.0, self.n_fft, dtype=self.m.dtype, device=self.m.device) + self.eps
         m, fb, fc = self.m[:, None], self.fb[:, None], self.fc[:, None]       # (bins, 1)
+        ker_re, ker_im = torch.cos(fc * t), -torch.sin(fc * t)                 # (bins, n_fft)
+        scale = fb.sqrt()[..., None]                                          # (bins, 1, 1)
         arg = fb * t / (m + self.eps)
         win = torch.where(arg == 0, torch.ones_like(arg), torch.sin(arg) / arg)
-        # win ** m for a real, possibly negative win, as a complex number: |win|^m e^{i m phase}
-        mag = (win ** 2) ** (0.5 * m)
-        phase = torch.atan2(torch.zeros_like(win), win) * m
-        win_re, win_im = mag * torch.cos(phase), mag * torch.sin(phase)
-        ker_re, ker_im = torch.cos(fc * t), -torch.sin(fc * t)
-        scale = fb.sqrt() / math.sqrt(self.n_fft)
-        return torch.stack([scale * (win_re * ker_re - win_im * ker_im),
-                            scale * (win_re * ker_im + win_im * ker_re)], dim=-1)
+        # win ** m for a real, possibly negative win, as a complex number |win|^m e^{i m phase}
+        magnitude = (win ** 2) ** 0.5
+        phase = torch.atan2(torch.zeros_like(win), win)
+        mag = (magnitude ** 2) ** (0.5 * m)
+        win_re, win_im = mag * torch.cos(m * phase), mag * torch.sin(m * phase)
+        weights = scale * torch.stack([win_re * ker_re - win_im * ker_im, win_re * ker_im + win_im * ker_re], dim=-1)
+        return weights / (self.n_fft ** 0.5)
 
     def forward(self, frames: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         w = self.weights() if weights is None else weights
@@ -159,8 +188,7 @@ class ESResNeXtFBSP(nn.Module):
         return 10.0 * torch.log10(power)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        wave = (wave + 32768.0) * (2.0 / 65535.0) - 1.0        # the model maps int16 range to [-1, 1] itself
-        x = self.spectrogram_db(wave)
+        x = self.spectrogram_db(int16_to_unit(wave))
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
         for i in range(1, 5):
             x_in = x
@@ -203,6 +231,27 @@ def load_audio_branch(model: ESResNeXtFBSP, checkpoint: dict[str, Any], source: 
     model.load_state_dict(state, strict=False)
 
 
+def build_model(checkpoint: dict[str, Any], source: str, batchnorm: str = "eval") -> ESResNeXtFBSP:
+    """The audio branch of an AudioCLIP state dict, ready for inference (fbsp weights materialised).
+
+    batchnorm="eval" (default): BatchNorm uses the checkpoint's running statistics, so a clip's
+    embedding does not depend on the other clips in its batch. batchnorm="train" reproduces
+    MM-Diffusion's evaluator, which never calls .eval(): every BatchNorm normalises by the
+    statistics of the current batch (the running statistics are left unchanged here, momentum 0).
+    """
+    if batchnorm not in BATCHNORM_MODES:
+        raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}")
+    model = ESResNeXtFBSP()
+    load_audio_branch(model, checkpoint, source)
+    model.eval().freeze_fbsp()
+    if batchnorm == "train":
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.train()
+                module.momentum = 0.0
+    return model
+
+
 def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
     """(N, T) float -> (N, T * target / rate) by polyphase filtering (scipy.signal.resample_poly)."""
     if rate == target:
@@ -232,22 +281,29 @@ class AudioCLIPExtractor(FeatureExtractor):
                          "AudioCLIP-Full-Training.pt)")
 
     def __init__(self, checkpoint=None, device=None, weights_dir=None, input_range: str = "float",
-                 max_batch: int = 16) -> None:
-        if input_range not in ("float", "int16"):
-            raise ValueError(f"input_range must be 'float' or 'int16', got {input_range!r}")
+                 batchnorm: str = "eval", max_batch: int | None = None) -> None:
+        if input_range not in INPUT_RANGES:
+            raise ValueError(f"input_range must be one of {INPUT_RANGES}, got {input_range!r}")
+        if batchnorm not in BATCHNORM_MODES:
+            raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}")
+        if max_batch is not None and (max_batch < 1 or (batchnorm == "train" and max_batch < 2)):
+            raise ValueError(f"max_batch must be >= {2 if batchnorm == 'train' else 1}, got {max_batch}")
         super().__init__(checkpoint, device, weights_dir)
-        self.input_range, self.max_batch = input_range, max_batch
+        self.input_range, self.batchnorm = input_range, batchnorm
+        self.max_batch = max_batch or (EVALUATOR_BATCH if batchnorm == "train" else 16)
         self.model: ESResNeXtFBSP | None = None
 
     def options(self) -> dict[str, Any]:
-        return {"input_range": self.input_range, "num_samples": NUM_SAMPLES, "resampler": "scipy.resample_poly",
+        opts = {"input_range": self.input_range, "batchnorm": self.batchnorm, "num_samples": NUM_SAMPLES,
+                "crop": "first 1.6 s, zero-padded at the end", "resampler": "scipy.resample_poly",
                 "output": "audio embedding, un-normalised"}
+        if self.batchnorm == "train":      # features depend on the batch: its size is part of the measurement
+            opts.update(batch_size=self.max_batch, compat="MM-Diffusion evaluator: BatchNorm in training mode")
+        return opts
 
     def _load(self) -> None:
-        model = ESResNeXtFBSP()
         ckpt = torch.load(str(self.weight_path), map_location="cpu", weights_only=True)
-        load_audio_branch(model, ckpt, str(self.weight_path))
-        self.model = model.eval().freeze_fbsp().to(self.device)
+        self.model = build_model(ckpt, str(self.weight_path), self.batchnorm).to(self.device)
         self.model._fbsp_weights = self.model._fbsp_weights.to(self.device)
 
     def prepare(self, wave: np.ndarray, rate: int) -> np.ndarray:
@@ -263,6 +319,9 @@ class AudioCLIPExtractor(FeatureExtractor):
     @torch.no_grad()
     def _extract(self, wave: np.ndarray, rate: int) -> np.ndarray:
         x = self.prepare(wave, rate)
+        if self.batchnorm == "train" and len(x) % self.max_batch == 1:
+            raise ValueError(f"batchnorm='train' normalises each batch by its own statistics and cannot take a batch "
+                             f"of one clip; {len(x)} clips in batches of {self.max_batch} leave one alone")
         out = [self.model(torch.from_numpy(np.ascontiguousarray(x[i: i + self.max_batch])).to(self.device)).cpu().numpy()
                for i in range(0, len(x), self.max_batch)]
         return np.concatenate(out) if out else np.zeros((0, EMBED_DIM), np.float32)
