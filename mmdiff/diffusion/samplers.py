@@ -2,8 +2,11 @@
 
 `denoise(x, t) -> eps` is any epsilon predictor on the flat joint state (see `joint.py`); zero-shot
 conditioning wraps it (see `guidance.py`), so every sampler supports it. Each sampler ends on clean
-data (abar = 1). `callback(info)` is called after every step with
+data (abar = 1), except `mm-diffusion-dpm-solver`, which stops at level 0 as the released code does.
+`callback(info)` is called after every step with
 `{"step": i (1-based), "steps": n, "t": int, "x": state, "x0": denoised estimate}` for progress and previews.
+Stochastic samplers draw only from the `generator` the caller passes. Which sampler reproduces which published
+setting: docs/samplers.md.
 """
 from __future__ import annotations
 
@@ -31,6 +34,12 @@ def _denoise(denoise: Denoiser, schedule: Schedule, x: torch.Tensor, t: int, cli
         x0 = x0.clamp(-1.0, 1.0)
         eps = schedule.predict_eps(x, tt, x0)
     return x0, eps
+
+
+def _require_generator(generator: torch.Generator | None, sampler: str) -> None:
+    """Stochastic samplers draw only from the caller's generator, never torch's global RNG."""
+    if generator is None:
+        raise ValueError(f"{sampler} draws noise: pass a torch.Generator (the global RNG is never used)")
 
 
 def _report(callback: Callback | None, i: int, n: int, t: int, x: torch.Tensor, x0: torch.Tensor) -> None:
@@ -68,6 +77,7 @@ def logsnr_timesteps(schedule: Schedule, steps: int) -> list[int]:
 def sample_ddpm(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, generator: torch.Generator | None = None,
                 callback: Callback | None = None, clip_denoised: bool = False) -> torch.Tensor:
     """DDPM ancestral sampling over all T steps (Ho et al. 2020, Alg. 2), posterior ("fixed small") variance."""
+    _require_generator(generator, "DDPM")
     T = schedule.num_timesteps
     for i, t in enumerate(range(T - 1, -1, -1)):
         x0, _ = _denoise(denoise, schedule, x, t, clip_denoised)
@@ -90,7 +100,10 @@ def sample_ddpm(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, generato
 def sample_ddim(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, steps: int = 50, eta: float = 0.0,
                 generator: torch.Generator | None = None, callback: Callback | None = None,
                 clip_denoised: bool = False) -> torch.Tensor:
-    """DDIM (Song et al. 2021, Eq. 12) over `steps` evenly spaced levels; eta = 0 deterministic, 1 ~ DDPM."""
+    """DDIM (Song et al. 2021, Eq. 12) over `steps` evenly spaced levels; eta = 0 deterministic, 1 ~ DDPM
+    (eta > 0 needs `generator`)."""
+    if eta > 0:
+        _require_generator(generator, "DDIM with eta > 0")
     ts = spaced_timesteps(schedule, steps)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
