@@ -186,8 +186,9 @@ def singlestep_orders(steps: int, order: int) -> list[int]:
 
 
 def _noise_step(schedule: Schedule, x, s: float, t: float, eps_s, correction=0.0):
-    """Exponential-integrator step of the noise-prediction ODE from time s to t (DPM-Solver-1 = DDIM) plus
-    `correction` (a multiple of sigma_t): x_t = alpha_t / alpha_s x_s - sigma_t (e^h - 1) eps_s - correction."""
+    """Exponential-integrator step of the noise-prediction ODE from time s to t (DPM-Solver-1 = DDIM), with a
+    higher-order `correction`: x_t = alpha_t / alpha_s x_s - sigma_t ((e^h - 1) eps_s + correction),
+    h = lambda_t - lambda_s."""
     la_s, la_t = schedule.log_alpha_at(s), schedule.log_alpha_at(t)
     h = schedule.log_snr_at(t) - schedule.log_snr_at(s)
     sigma_t = math.sqrt(-math.expm1(2.0 * la_t))
