@@ -24,14 +24,20 @@ from mmdiff.diffusion.schedule import Schedule
 INFERENCE_VERSION = 2
 
 
+# The sampler of the released MM-Diffusion script (docs/samplers.md): its setting has no x0 clamp and no audio
+# projection, so SamplerOptions turns both off for it and records what ran.
+PUBLIC_SAMPLER = "mm-diffusion-dpm-solver"
+
+
 @dataclass(frozen=True)
 class SamplerOptions:
-    """Which sampler and its settings. `steps` is ignored by DDPM (always the full T steps)."""
+    """Which sampler and its settings. `steps` is ignored by DDPM (always the full T steps); with
+    `PUBLIC_SAMPLER`, `clip_denoised` and `zero_mean_audio` are always False (the released setting)."""
 
     sampler: str = "dpm-solver++"
     steps: int = 20
     eta: float = 0.0            # DDIM only
-    order: int = 3              # DPM-Solver++ only (2 or 3); 3 as in the public MM-Diffusion sampler
+    order: int = 3              # DPM-Solver++ (multistep) and the public DPM-Solver (singlestep) only
     clip_denoised: bool = True  # clamp x0 estimates to the data range [-1, 1]
     zero_mean_audio: bool = True  # project audio x0 estimates onto zero mean (joint.zero_mean_audio)
 
@@ -46,7 +52,10 @@ class SamplerOptions:
         if self.eta < 0:
             raise ValueError(f"eta must be >= 0, got {self.eta}")
         if self.order not in (1, 2, 3):
-            raise ValueError(f"DPM-Solver++ order must be 1, 2 or 3, got {self.order}")
+            raise ValueError(f"DPM-Solver order must be 1, 2 or 3, got {self.order}")
+        if self.sampler == PUBLIC_SAMPLER:
+            object.__setattr__(self, "clip_denoised", False)
+            object.__setattr__(self, "zero_mean_audio", False)
 
 
 def run_sampler(opts: SamplerOptions, denoise, x, schedule: Schedule, generator, callback):
@@ -56,7 +65,7 @@ def run_sampler(opts: SamplerOptions, denoise, x, schedule: Schedule, generator,
         return SAMPLERS["ddpm"](denoise, x, schedule, **common)
     if opts.sampler == "ddim":
         return SAMPLERS["ddim"](denoise, x, schedule, steps=opts.steps, eta=opts.eta, **common)
-    return SAMPLERS["dpm-solver++"](denoise, x, schedule, steps=opts.steps, order=opts.order, **common)
+    return SAMPLERS[opts.sampler](denoise, x, schedule, steps=opts.steps, order=opts.order, **common)
 
 
 def require_text(model: torch.nn.Module) -> None:

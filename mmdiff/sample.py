@@ -107,10 +107,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped tiny model)")
     p.add_argument("--num", type=int, default=4, help="number of clips (default: 4)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--sampler", default="dpm-solver++", choices=sorted(SAMPLERS), help="sampler (default: dpm-solver++)")
+    p.add_argument("--sampler", default="dpm-solver++", choices=sorted(SAMPLERS),
+                   help="sampler (default: dpm-solver++); mm-diffusion-dpm-solver with --steps 20 is the released "
+                        "MM-Diffusion script's DPM-Solver (docs/samplers.md)")
     p.add_argument("--steps", type=int, default=20, help="sampler steps (DDPM always uses all 1000)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
-    p.add_argument("--order", type=int, default=3, choices=[2, 3], help="DPM-Solver++ order (default: 3)")
+    p.add_argument("--order", type=int, default=3, choices=[2, 3],
+                   help="order of dpm-solver++ and mm-diffusion-dpm-solver (default: 3)")
     p.add_argument("--keep-audio-dc", action="store_true",
                    help="do not project audio x0 estimates onto zero mean (see mmdiff.diffusion.joint.zero_mean_audio)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
@@ -222,7 +225,8 @@ def main(argv=None) -> int:
         "checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt), "num": args.num, "seed": args.seed,
         "batch_size": args.batch_size, "sampler": args.sampler,
         "steps": schedule.num_timesteps if args.sampler == "ddpm" else args.steps, "eta": args.eta,
-        "order": args.order, "zero_mean_audio": opts.zero_mean_audio, "fps": cfg.fps, "audio_rate": cfg.audio_rate,
+        "order": args.order, "clip_denoised": opts.clip_denoised, "zero_mean_audio": opts.zero_mean_audio,
+        "fps": cfg.fps, "audio_rate": cfg.audio_rate,
         "condition": None if condition is None else {
             "modality": condition.modality, "file": args.condition_video or args.condition_audio,
             "guidance": guidance, "scale": args.scale},

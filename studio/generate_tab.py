@@ -43,9 +43,9 @@ def checked_checkpoint(ctx: StudioContext, choice, upload):
 def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen"):
     with gr.Row():
         # Default: stochastic DDIM, the cleanest for the (undertrained) shipped model; the deterministic
-        # samplers leave its residual noise in (README, "Diffusion and sampling"). The paper: DPM-Solver++ 20.
+        # samplers leave its residual noise in (README, "Diffusion and sampling"). The paper: DPM-Solver 20.
         sampler = gr.Radio(sorted(SAMPLERS), value="ddim", label="Sampler",
-                           info="DDPM always runs all 1,000 steps; the paper used DPM-Solver++ with 20")
+                           info="DDPM always runs all 1,000 steps; the paper: mm-diffusion-dpm-solver, 20 steps")
         steps = gr.Slider(1, 200, value=50, step=1, label="Steps")
     with gr.Row():
         seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id=f"{prefix}-seed")

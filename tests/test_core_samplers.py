@@ -203,3 +203,18 @@ def test_sampler_options_reject_bad_settings_in_one_place():
         with pytest.raises(ValueError, match=message):          # the studio's jobs go through the same check
             JobSpec(**kwargs).options()
     assert type(SamplerOptions("ddim", steps=20.0).steps) is int
+
+
+def test_stochastic_sampling_draws_only_from_the_callers_generator():
+    from mmdiff.diffusion.guidance import Condition, conditioned_denoiser
+
+    s, layout = Schedule(DiffusionConfig(num_timesteps=50)), JointLayout((2,), (1, 2))
+    for run in (lambda g: sample_ddpm(gaussian_eps(s), x_T(8), s, generator=g),
+                lambda g: sample_ddim(gaussian_eps(s), x_T(8), s, steps=10, eta=0.5, generator=g)):
+        with pytest.raises(ValueError, match="torch.Generator"):
+            run(None)
+        state = torch.random.get_rng_state()
+        assert torch.equal(run(torch.Generator().manual_seed(5)), run(torch.Generator().manual_seed(5)))
+        assert torch.equal(torch.random.get_rng_state(), state)                # the global RNG is untouched
+    with pytest.raises(ValueError, match="torch.Generator"):
+        conditioned_denoiser(gaussian_eps(s), layout, s, Condition("video", torch.zeros(1, 2)))

@@ -69,6 +69,8 @@ def conditioned_denoiser(denoise: Denoiser, layout: JointLayout, schedule: Sched
     if value.shape[1] != given.stop - given.start:
         raise ValueError(f"condition {cond.modality} has {value.shape[1]} values per sample, "
                          f"the model expects {given.stop - given.start}")
+    if cond.mode != "trained" and generator is None:
+        raise ValueError(f"{cond.mode} conditioning draws noise: pass a torch.Generator (the global RNG is never used)")
 
     if cond.mode == "trained":
         is_given = torch.tensor([m == cond.modality for m in layout.slices])       # (M,) in layout order

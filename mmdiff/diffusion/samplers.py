@@ -2,11 +2,15 @@
 
 `denoise(x, t) -> eps` is any epsilon predictor on the flat joint state (see `joint.py`); zero-shot
 conditioning wraps it (see `guidance.py`), so every sampler supports it. Each sampler ends on clean
-data (abar = 1). `callback(info)` is called after every step with
+data (abar = 1), except `mm-diffusion-dpm-solver`, which stops at level 0 as the released code does.
+`callback(info)` is called after every step with
 `{"step": i (1-based), "steps": n, "t": int, "x": state, "x0": denoised estimate}` for progress and previews.
+Stochastic samplers draw only from the `generator` the caller passes. Which sampler reproduces which published
+setting: docs/samplers.md.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -30,6 +34,12 @@ def _denoise(denoise: Denoiser, schedule: Schedule, x: torch.Tensor, t: int, cli
         x0 = x0.clamp(-1.0, 1.0)
         eps = schedule.predict_eps(x, tt, x0)
     return x0, eps
+
+
+def _require_generator(generator: torch.Generator | None, sampler: str) -> None:
+    """Stochastic samplers draw only from the caller's generator, never torch's global RNG."""
+    if generator is None:
+        raise ValueError(f"{sampler} draws noise: pass a torch.Generator (the global RNG is never used)")
 
 
 def _report(callback: Callback | None, i: int, n: int, t: int, x: torch.Tensor, x0: torch.Tensor) -> None:
@@ -67,6 +77,7 @@ def logsnr_timesteps(schedule: Schedule, steps: int) -> list[int]:
 def sample_ddpm(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, generator: torch.Generator | None = None,
                 callback: Callback | None = None, clip_denoised: bool = False) -> torch.Tensor:
     """DDPM ancestral sampling over all T steps (Ho et al. 2020, Alg. 2), posterior ("fixed small") variance."""
+    _require_generator(generator, "DDPM")
     T = schedule.num_timesteps
     for i, t in enumerate(range(T - 1, -1, -1)):
         x0, _ = _denoise(denoise, schedule, x, t, clip_denoised)
@@ -89,7 +100,10 @@ def sample_ddpm(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, generato
 def sample_ddim(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, steps: int = 50, eta: float = 0.0,
                 generator: torch.Generator | None = None, callback: Callback | None = None,
                 clip_denoised: bool = False) -> torch.Tensor:
-    """DDIM (Song et al. 2021, Eq. 12) over `steps` evenly spaced levels; eta = 0 deterministic, 1 ~ DDPM."""
+    """DDIM (Song et al. 2021, Eq. 12) over `steps` evenly spaced levels; eta = 0 deterministic, 1 ~ DDPM
+    (eta > 0 needs `generator`)."""
+    if eta > 0:
+        _require_generator(generator, "DDIM with eta > 0")
     ts = spaced_timesteps(schedule, steps)
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
@@ -159,4 +173,78 @@ def sample_dpmpp(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, steps: 
     return x
 
 
-SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm-solver++": sample_dpmpp}
+def singlestep_orders(steps: int, order: int) -> list[int]:
+    """How DPM-Solver-fast spends `steps` model evaluations (Lu et al. 2022, Sec. 3.4): singlestep solvers of
+    order `order`, then one lower-order step for the remainder (order 3, 20 steps: six 3rd-order + one 2nd)."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"DPM-Solver order must be 1, 2 or 3, got {order}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if order == 3 and steps % 3 == 0:
+        return [3] * (steps // 3 - 1) + [2, 1]
+    return [order] * (steps // order) + ([steps % order] if steps % order else [])
+
+
+def _noise_step(schedule: Schedule, x, s: float, t: float, eps_s, correction=0.0):
+    """Exponential-integrator step of the noise-prediction ODE from time s to t (DPM-Solver-1 = DDIM), with a
+    higher-order `correction`: x_t = alpha_t / alpha_s x_s - sigma_t ((e^h - 1) eps_s + correction),
+    h = lambda_t - lambda_s."""
+    la_s, la_t = schedule.log_alpha_at(s), schedule.log_alpha_at(t)
+    h = schedule.log_snr_at(t) - schedule.log_snr_at(s)
+    sigma_t = math.sqrt(-math.expm1(2.0 * la_t))
+    return math.exp(la_t - la_s) * x - sigma_t * math.expm1(h) * eps_s - sigma_t * correction
+
+
+@torch.no_grad()
+def sample_dpm_solver(denoise: Denoiser, x: torch.Tensor, schedule: Schedule, steps: int = 20, order: int = 3,
+                      callback: Callback | None = None, clip_denoised: bool = False,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """DPM-Solver (Lu et al. 2022), noise prediction, singlestep ("DPM-Solver-fast"): the sampler of the released
+    MM-Diffusion script (`--sample_fn dpm_solver`: steps 20, order 3), step for step.
+
+    Continuous time t in [1/T, 1] (`Schedule.log_alpha_at`); `steps` + 1 times uniform in log-SNR from t = 1 to
+    t = 1/T, walked in singlestep updates of the orders `singlestep_orders` gives, each update using the grid
+    points inside it as its intermediate times. The network sees level `Schedule.level_at(t)` (truncated), the
+    solver's coefficients the continuous alpha(t). It ends at t = 1/T (level 0, sigma = 0.01), with no final
+    denoising step, as released. `callback` is called after every model evaluation ("x": the point evaluated).
+    `generator` is unused (deterministic solver).
+    """
+    orders = singlestep_orders(steps, order)
+    T = schedule.num_timesteps
+    lam_T, lam_0 = schedule.log_snr_at(1.0), schedule.log_snr_at(1.0 / T)
+    lams = torch.linspace(lam_T, lam_0, steps + 1, dtype=torch.float64).tolist()
+    times = [1.0] + [schedule.time_at_log_snr(v) for v in lams[1:-1]] + [1.0 / T]
+    done = 0
+
+    def eps_at(u: torch.Tensor, t: float) -> torch.Tensor:
+        nonlocal done
+        level = schedule.level_at(t)
+        x0, eps = _denoise(denoise, schedule, u, level, clip_denoised)
+        _report(callback, done, steps, level, u, x0)
+        done += 1
+        return eps
+
+    i = 0
+    for k in orders:
+        s, t = times[i], times[i + k]
+        h = lams[i + k] - lams[i]
+        eps_s = eps_at(x, s)
+        if k == 1:
+            x = _noise_step(schedule, x, s, t, eps_s)
+        elif k == 2:                                                 # DPM-Solver-2 (Alg. 1), r1 from the grid
+            r1 = (lams[i + 1] - lams[i]) / h
+            eps_1 = eps_at(_noise_step(schedule, x, s, times[i + 1], eps_s), times[i + 1])
+            x = _noise_step(schedule, x, s, t, eps_s, 0.5 / r1 * math.expm1(h) * (eps_1 - eps_s))
+        else:                                                        # DPM-Solver-3 (Alg. 2), r1, r2 from the grid
+            r1, r2 = (lams[i + 1] - lams[i]) / h, (lams[i + 2] - lams[i]) / h
+            eps_1 = eps_at(_noise_step(schedule, x, s, times[i + 1], eps_s), times[i + 1])
+            phi_22 = math.expm1(r2 * h) / (r2 * h) - 1.0
+            u2 = _noise_step(schedule, x, s, times[i + 2], eps_s, r2 / r1 * phi_22 * (eps_1 - eps_s))
+            eps_2 = eps_at(u2, times[i + 2])
+            x = _noise_step(schedule, x, s, t, eps_s, (math.expm1(h) / h - 1.0) / r2 * (eps_2 - eps_s))
+        i += k
+    return x
+
+
+SAMPLERS = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm-solver++": sample_dpmpp,
+            "mm-diffusion-dpm-solver": sample_dpm_solver}

@@ -1,6 +1,7 @@
 """The Gaussian diffusion process (DDPM, Ho et al. 2020): linear betas, kept in float64."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mmdiff.config import DiffusionConfig
@@ -25,6 +26,9 @@ class Schedule:
         self.num_timesteps = c.num_timesteps
         self.betas = torch.linspace(c.beta_start, c.beta_end, c.num_timesteps, dtype=torch.float64)  # (T,)
         self.alphas_cumprod = torch.cumprod(1.0 - self.betas, dim=0)                               # (T,)
+        # continuous time (below): level n at t_n = (n + 1) / T; log alpha decreasing in t
+        self._times = np.arange(1, c.num_timesteps + 1, dtype=np.float64) / c.num_timesteps         # (T,)
+        self._log_alphas = 0.5 * self.alphas_cumprod.log().numpy()                                 # (T,)
 
     def alpha_bar(self, t: torch.Tensor | int) -> torch.Tensor:
         """abar_t in float64; t = -1 means "clean" (abar = 1)."""
@@ -49,5 +53,29 @@ class Schedule:
 
     def log_snr(self, t: torch.Tensor) -> torch.Tensor:
         """lambda_t = log(alpha_t / sigma_t) = 0.5 * log(abar / (1 - abar)), float64."""
-        ab = self.alpha_bar(t)
-        return 0.5 * (ab.log() - (1 - ab).log())
+        return _log_snr(0.5 * self.alpha_bar(t).log())
+
+    # Continuous time, as DPM-Solver reads a discrete schedule (Lu et al. 2022; its `NoiseScheduleVP('discrete')`):
+    # level n sits at time t_n = (n + 1) / T, and log alpha = 0.5 log abar is linear in t between levels.
+    def log_alpha_at(self, t: float) -> float:
+        """log alpha(t) = 0.5 log abar at continuous time t in [1/T, 1]."""
+        return float(np.interp(t, self._times, self._log_alphas))
+
+    def log_snr_at(self, t: float) -> float:
+        """lambda(t) at continuous time t in [1/T, 1]."""
+        return float(_log_snr(torch.tensor(self.log_alpha_at(t), dtype=torch.float64)))
+
+    def time_at_log_snr(self, lam: float) -> float:
+        """The continuous time t in [1/T, 1] where lambda(t) = lam (the inverse of `log_snr_at`)."""
+        log_alpha = -0.5 * float(np.logaddexp(0.0, -2.0 * lam))
+        return float(np.interp(log_alpha, self._log_alphas[::-1], self._times[::-1]))
+
+    def level_at(self, t: float) -> int:
+        """The integer level a discrete-time network is given at time t: (t - 1/T) * T truncated, as MM-Diffusion's
+        DPM-Solver wrapper does (so times between two levels go to the lower one)."""
+        return int((t - 1.0 / self.num_timesteps) * self.num_timesteps)
+
+
+def _log_snr(log_alpha: torch.Tensor) -> torch.Tensor:
+    """lambda = log alpha - log sigma with sigma^2 = 1 - alpha^2 (the one log-SNR formula)."""
+    return log_alpha - 0.5 * torch.log(-torch.expm1(2.0 * log_alpha))
