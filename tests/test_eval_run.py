@@ -2,6 +2,7 @@
 import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,15 @@ def setup(tmp_path_factory):
     write_clip_folder(root / "real", 5, seed=1)
     write_clip_folder(root / "fake", 4, seed=2, shift_s=0.25, brightness=30)
     return root
+
+
+def shipped_checkpoint(folder):
+    """A copy of the shipped tiny model: --ckpt is loaded before any feature is extracted."""
+    import shutil
+
+    from mmdiff.checkpoint import default_checkpoint
+
+    return Path(shutil.copy(default_checkpoint(), folder / "model.pt"))
 
 
 def args(root, *extra, metric="fvd,kvd,av-align", n=3, runs=2, fake="fake"):
@@ -147,7 +157,7 @@ def test_mismatched_frame_rates(setup, capsys):
 def test_generated_samples_are_cut_to_frames_and_checked_for_fps(tmp_path):
     from eval.protocol import GeneratedSource, ProtocolError
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, **kw):
         clips = [av_clip(seed + i, frames=10) for i in range(num)]      # 10 frames at 10 fps, 1 s of 8 kHz
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
 
@@ -182,8 +192,7 @@ def test_missing_weights_message(setup, capsys, tmp_path, monkeypatch):
 
 def test_ckpt_without_core_sampler(setup, capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "mmdiff.sample", None)           # import fails
-    ckpt = tmp_path / "model.pt"
-    ckpt.write_bytes(b"x")
+    ckpt = shipped_checkpoint(tmp_path)
     a = args(setup)
     a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(ckpt)]
     assert main(a) == 2
@@ -194,14 +203,13 @@ def test_ckpt_generation_path(setup, monkeypatch, tmp_path):
     """--ckpt with a stand-in for the core's generate_clips (same contract): chunks seeded on their own."""
     calls = []
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, **kw):
         calls.append((num, seed))
         clips = [av_clip(seed + i, frames=10) for i in range(num)]
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
 
     monkeypatch.setitem(sys.modules, "mmdiff.sample", types.SimpleNamespace(generate_clips=generate_clips))
-    ckpt = tmp_path / "model.pt"
-    ckpt.write_bytes(b"weights")
+    ckpt = shipped_checkpoint(tmp_path)
     a = args(setup, "--out", str(tmp_path / "gen.json"), metric="av-align", runs=2)
     a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(ckpt)]
     assert main(a) == 0
@@ -323,7 +331,7 @@ def test_should_stop_cancels_generation_between_chunks(setup, tmp_path):
 
     made = []
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, **kw):
         made.append(seed)
         clips = [av_clip(seed + i, frames=10) for i in range(num)]
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
@@ -358,7 +366,7 @@ def test_generated_source_passes_the_sr_stage_and_keys_its_cache_on_it(tmp_path)
 
     seen = []
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, upscale=None):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, upscale=None, **kw):
         seen.append(upscale)
         clips = [av_clip(seed + i, frames=10) for i in range(num)]
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
@@ -444,7 +452,7 @@ def test_a_generated_sample_does_not_depend_on_the_total_asked_for(tmp_path):
 
     calls = []
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, **kw):
         calls.append((num, batch_size))
         clips = [av_clip(seed + i, frames=10, brightness=10 * batch_size) for i in range(num)]   # batch-dependent
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
