@@ -39,8 +39,15 @@ def _extractor_feature(name: str) -> Callable[["ProtocolConfig"], "FeatureFn"]:
         from eval.bank import FeatureFn, bind_extractor
         from eval.features import load_extractor
 
-        ex = load_extractor(name, checkpoint=extractor_checkpoint(cfg, name), device=cfg.device,
-                            weights_dir=cfg.weights_dir, **extractor_options(cfg, name))
+        from eval.config import ProtocolError
+
+        opts = extractor_options(cfg, name)
+        try:
+            ex = load_extractor(name, checkpoint=extractor_checkpoint(cfg, name), device=cfg.device,
+                                weights_dir=cfg.weights_dir, **opts)
+        except TypeError as e:             # an option this extractor does not offer (e.g. batchnorm="train")
+            raise ProtocolError(f"the {name} extractor does not take the options {opts} "
+                                f"(--protocol {cfg.protocol}): {e}") from e
         identity = ex.identity()
         if name == "audioclip":
             # training-mode BatchNorm makes a clip's features depend on its batch: the batching is in the key
@@ -141,6 +148,16 @@ def frechet(name: str, feature: str, scale: float = 1.0) -> MetricFn:
 
 def kernel(name: str) -> MetricFn:
     return lambda x, y, ctx: {name: M.kernel_distance(x, y, subsets=ctx.cfg.kvd_subsets, seed=ctx.cfg.seed + ctx.run)}
+
+
+def kernel_audio(name: str) -> MetricFn:
+    """KAD (arXiv 2502.15602): eval.metrics.kernel_audio_distance(real, fake), imported when first computed."""
+    def compute(x: np.ndarray, y: np.ndarray, ctx: RunContext) -> dict:
+        from eval.metrics import kernel_audio_distance
+
+        return {name: kernel_audio_distance(x, y)}
+
+    return compute
 
 
 def mean_score(name: str) -> MetricFn:
