@@ -693,3 +693,18 @@ def test_registry_is_the_one_table_of_metrics():
     assert all(m.feature in FEATURES and m.title for m in METRICS.values())
     assert METRICS["fad"].scale == 1e4 and METRICS["av-align"].higher_is_better
     assert METRICS["av-align"].feature != METRICS["av-align-peaks"].feature
+
+
+def test_csv_neutralises_formulas_but_keeps_negative_numbers(tmp_path):
+    """A fake folder named like a formula reaches the CSV's card columns as text; a negative KVD stays a number."""
+    import csv
+
+    from eval.report import write_outputs
+
+    results = {"runs": [{"run": 0, "seed": 0, "num_samples": 2, "kvd": -0.12}],
+               "summary": {"kvd": {"mean": -0.12, "std": 0.0}},
+               "card": {"protocol": "mmdiff", "fake": "=HYPERLINK(\"http://x\")", "extractors": {"i3d": {"a": "@x"}}}}
+    _, path = write_outputs(results, tmp_path / "r.json")
+    rows = list(csv.DictReader(path.open()))
+    assert rows[0]["kvd"] == "-0.12" and rows[1]["kvd"] == "-0.12"
+    assert rows[0]["card.fake"] == "'=HYPERLINK(\"http://x\")" and rows[0]["card.extractors.i3d.a"] == "'@x"
