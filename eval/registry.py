@@ -34,44 +34,39 @@ class Feature:
     build: Callable[["ProtocolConfig"], "FeatureFn"]
 
 
-def _extractor_feature(name: str) -> Callable[["ProtocolConfig"], "FeatureFn"]:
+def _extractor_feature(name: str, checkpoint: Callable[["ProtocolConfig"], str | None],
+                       options: Callable[["ProtocolConfig"], dict[str, Any]] = lambda cfg: {},
+                       identity: Callable[["ProtocolConfig"], dict[str, Any]] = lambda cfg: {}
+                       ) -> Callable[["ProtocolConfig"], "FeatureFn"]:
+    """A feature from eval.features' extractor `name`: its weight file, its load options and what the config adds
+    to its cache key, each a function of the config."""
     def build(cfg: "ProtocolConfig") -> "FeatureFn":
         from eval.bank import FeatureFn, bind_extractor
+        from eval.config import ProtocolError
         from eval.features import load_extractor
 
-        from eval.config import ProtocolError
-
-        opts = extractor_options(cfg, name)
+        opts = options(cfg)
         try:
-            ex = load_extractor(name, checkpoint=extractor_checkpoint(cfg, name), device=cfg.device,
-                                weights_dir=cfg.weights_dir, **opts)
+            ex = load_extractor(name, checkpoint=checkpoint(cfg), device=cfg.device, weights_dir=cfg.weights_dir,
+                                **opts)
         except TypeError as e:             # an option this extractor does not offer (e.g. batchnorm="train")
             raise ProtocolError(f"the {name} extractor does not take the options {opts} "
                                 f"(--protocol {cfg.protocol}): {e}") from e
-        identity = ex.identity()
-        if name == "audioclip":
-            # training-mode BatchNorm makes a clip's features depend on its batch: the batching is in the key
-            identity = {**identity, "batchnorm": cfg.audioclip_batchnorm,
-                        **({"batch_size": cfg.batch_size} if cfg.audioclip_batchnorm == "train" else {})}
-        return FeatureFn(name, ex.feature_dim, bind_extractor(ex), identity)
+        return FeatureFn(name, ex.feature_dim, bind_extractor(ex), {**ex.identity(), **identity(cfg)})
 
     return build
 
 
-def extractor_checkpoint(cfg: "ProtocolConfig", name: str) -> str | None:
-    return {"i3d": cfg.i3d_checkpoint, "audioclip": cfg.audioclip_checkpoint, "clap": cfg.clap_checkpoint}[name]
+def _audioclip_options(cfg: "ProtocolConfig") -> dict[str, Any]:
+    # the extractor's default BatchNorm mode is eval; the option is passed only when it differs
+    return {"input_range": cfg.audioclip_input,
+            **({"batchnorm": cfg.audioclip_batchnorm} if cfg.audioclip_batchnorm != "eval" else {})}
 
 
-def extractor_options(cfg: "ProtocolConfig", name: str) -> dict[str, Any]:
-    """Keyword options of eval.features.load_extractor(name) under this config."""
-    if name == "i3d":
-        return {"weights_format": cfg.i3d_format, "resize": cfg.i3d_resize}
-    if name == "audioclip":
-        opts: dict[str, Any] = {"input_range": cfg.audioclip_input}
-        if cfg.audioclip_batchnorm != "eval":          # the extractor's default is eval mode
-            opts["batchnorm"] = cfg.audioclip_batchnorm
-        return opts
-    return {}
+def _audioclip_identity(cfg: "ProtocolConfig") -> dict[str, Any]:
+    # training-mode BatchNorm makes a clip's features depend on its batch: the mode and the batching are in the
+    # key (eval mode adds nothing, so features cached before the option existed stay valid)
+    return {"batchnorm": "train", "batch_size": cfg.batch_size} if cfg.audioclip_batchnorm == "train" else {}
 
 
 def _align_feature(name: str, function: str, fallback: str | None, version: int) -> Callable:
@@ -90,9 +85,12 @@ def _align_feature(name: str, function: str, fallback: str | None, version: int)
 
 
 FEATURES: dict[str, Feature] = {f.name: f for f in (
-    Feature("i3d", False, "i3d", _extractor_feature("i3d")),
-    Feature("audioclip", True, "audioclip", _extractor_feature("audioclip")),
-    Feature("clap", True, "clap", _extractor_feature("clap")),
+    Feature("i3d", False, "i3d", _extractor_feature(
+        "i3d", lambda cfg: cfg.i3d_checkpoint,
+        lambda cfg: {"weights_format": cfg.i3d_format, "resize": cfg.i3d_resize})),
+    Feature("audioclip", True, "audioclip", _extractor_feature(
+        "audioclip", lambda cfg: cfg.audioclip_checkpoint, _audioclip_options, _audioclip_identity)),
+    Feature("clap", True, "clap", _extractor_feature("clap", lambda cfg: cfg.clap_checkpoint)),
     # version 2: `av-align` is the published metric (version 1 cached the flow variant of the change-peak code)
     Feature("av-align", True, None, _align_feature("av-align", "av_align", None, 2)),
     Feature("av-align-peaks", True, None, _align_feature("av-align-peaks", "change_peak_align", "av_align", 1)),
@@ -182,5 +180,4 @@ def weighted_metrics() -> set[str]:
     return {m.name for m in METRICS.values() if FEATURES[m.feature].extractor is not None}
 
 
-__all__ = ["FEATURES", "METRICS", "Feature", "Metric", "RunContext", "extractor_checkpoint", "extractor_options",
-           "weighted_metrics"]
+__all__ = ["FEATURES", "METRICS", "Feature", "Metric", "RunContext", "weighted_metrics"]

@@ -283,20 +283,6 @@ class _AudioCollector:
         return np.concatenate([c[:channels] for c in self.chunks], axis=1).mean(axis=0).astype(np.float32)
 
 
-def decode_audio(container, stream, rate: int | None = None, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    """The audio stream alone, from its start: ((T,) float32 mono (channel mean), rate), resampled to `rate`
-    (None: the stream's own), at most `max_seconds` long. PyAV errors propagate (callers name the file)."""
-    rate = int(rate or stream.codec_context.sample_rate or stream.rate)
-    collector = _AudioCollector(rate)
-    limit = None if max_seconds is None else int(math.ceil(max_seconds * rate))
-    for frame in container.decode(stream):
-        collector.push(frame)
-        if limit is not None and collector.samples >= limit:
-            break
-    audio = collector.finish()
-    return (audio if limit is None else audio[:limit]), rate
-
-
 def _iter_frames(path, container, streams) -> Iterator:
     try:
         for packet in container.demux(*streams):
@@ -531,7 +517,7 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 __all__ = [
     "AVClip", "STREAMS", "MediaInfo", "MediaError", "AVDecodeError", "NoVideoError", "NoAudioError",
-    "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "list_videos", "decode_audio", "probe", "read_av", "write_clip",
+    "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "list_videos", "probe", "read_av", "write_clip",
     "write_wav", "read_wav", "resize_frame", "crop_box", "letterbox_box", "select_frames",
     "num_whole_frames", "to_uint8_frames", "to_mono_float", "as_hw",
 ]
