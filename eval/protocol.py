@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.bank import (FeatureBank, FeatureFn, _audio_features, atomic_savez, compute_features, dist_context,  # noqa: F401
+from eval.bank import (FeatureBank, FeatureFn, atomic_savez, compute_features, dist_context,  # noqa: F401
                        make_feature_fns, reference_stats, stable_hash)
 from eval.checks import (check_audio_rates, check_fd_infinity, check_frame_rates, check_pool_sizes,  # noqa: F401
                          probe)
