@@ -44,13 +44,28 @@ def read_clip(path: str | Path, frames: int | None = None, with_audio: bool = Tr
         if info.fps <= 0:
             raise ClipError(f"{path}: cannot tell its frame rate")
         streams = ("video", "audio") if with_audio and info.has_audio else ("video",)
-        clip = read_av(path, info.fps, None, None, duration=None if frames is None else frames / info.fps,
-                       streams=streams)
+        window = None if frames is None else frames / info.fps
+        clip = read_av(path, info.fps, None, None, duration=window, streams=streams)
+        if frames is not None and clip.num_frames < frames and clip.audio is not None:
+            clip = _pad_short_audio(path, clip, frames, info.fps)
     except MediaError as e:
         raise ClipError(f"cannot read {path}: {e}") from e
     if frames is not None and clip.num_frames < frames:
         raise ClipError(f"{path} has {clip.num_frames} frames; {frames} are needed")
     return clip
+
+
+def _pad_short_audio(path: Path, clip: AVClip, frames: int, fps: float) -> AVClip:
+    """A file whose audio ends before its first `frames` frames do: those frames, and the audio zero-padded to
+    span them (as the released MM-Diffusion evaluator pads short audio). read_av keeps only the frames both
+    streams cover; the video is read again alone."""
+    from mmdiff.data.av_io import read_av
+
+    video = read_av(path, fps, None, None, duration=frames / fps, streams=("video",)).video
+    if len(video) < frames:
+        return clip
+    need = round(frames * clip.audio_rate / fps)
+    return replace(clip, video=video[:frames], audio=np.pad(clip.audio, (0, max(0, need - clip.audio.size))))
 
 
 def resize_clip(clip: AVClip, size: int, mode: str = "crop") -> AVClip:

@@ -56,3 +56,19 @@ def test_a_window_stops_decoding_once_it_is_read(clips, monkeypatch):
     assert len(seen) < n_full / 2
     np.testing.assert_array_equal(part.video, full.video[:10])
     np.testing.assert_array_equal(part.audio, full.audio[:8000])
+
+
+def test_audio_shorter_than_the_frames_is_zero_padded(tmp_path):
+    """16 frames (1.6 s) with 1.3 s of sound: the 16 frames, and the audio zero-padded to 1.6 s (the released
+    evaluator pads short audio too) instead of a clip refused for "15 frames"."""
+    from fractions import Fraction
+
+    from data_media import write_source
+
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)            # (F, H, W, 3)
+    audio = (0.3 * np.sin(2 * np.pi * 440 * np.arange(10400) / 8000))[None].astype(np.float32)   # (1, 1.3 s)
+    path = write_source(tmp_path / "short_audio.mp4", video, Fraction(10), audio, 8000)
+    clip = read_clip(path, 16)
+    assert clip.num_frames == 16 and clip.audio.shape == (12800,)
+    assert np.abs(clip.audio[:10000]).max() > 0.2 and np.abs(clip.audio[11000:]).max() == 0
