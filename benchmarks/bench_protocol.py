@@ -32,7 +32,7 @@ class SyntheticSource:
         return f"synthetic(seed={self.seed})"
 
     def clip(self, i: int):
-        from eval.clips import Clip
+        from mmdiff.data.av_io import AVClip as Clip
 
         rng = np.random.default_rng([self.seed, i])
         t, y, x = np.meshgrid(np.arange(self.frames), np.arange(self.size), np.arange(self.size), indexing="ij")

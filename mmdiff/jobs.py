@@ -197,8 +197,8 @@ def run_upscale(store: ModelStore, sr_ckpt, video: torch.Tensor, seed: int = 0, 
 def write_clips(out_dir: str | Path, cfg, video: torch.Tensor | None, audio: torch.Tensor | None,
                 prefix: str = "clip", titles: list[str] | None = None) -> list[ClipFiles]:
     """Write each clip as mp4 (H.264 + AAC), wav and a spectrogram PNG into out_dir."""
-    from mmdiff.data.av_io import write_clip, write_wav
-    from mmdiff.viz import ClipArrays, clip_figure, save_png
+    from mmdiff.data.av_io import AVClip, write_clip, write_wav
+    from mmdiff.viz import clip_figure, save_png
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,7 +212,7 @@ def write_clips(out_dir: str | Path, cfg, video: torch.Tensor | None, audio: tor
         mp4 = write_clip(out / f"{prefix}_{k}.mp4", frames, sound, cfg.fps, cfg.audio_rate)
         wav = write_wav(out / f"{prefix}_{k}.wav", a, cfg.audio_rate) if a is not None else None
         title = titles[k] if titles else f"{prefix} {k}"
-        fig = clip_figure(ClipArrays(v8[k] if v8 is not None else None, a, cfg.fps, cfg.audio_rate, title))
+        fig = clip_figure(AVClip(v8[k] if v8 is not None else None, a, cfg.fps, cfg.audio_rate, title))
         png = save_png(fig, out / f"{prefix}_{k}.png")
         files.append(ClipFiles(mp4, wav, png))
     return files

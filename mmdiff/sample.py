@@ -82,18 +82,19 @@ def load_upscaler(opts: UpscaleOptions | None, joint_config, device):
 
 def generate_clips(ckpt: str | None, num: int, seed: int = 0, batch_size: int = 8, device: str = "auto",
                    sampler: str = "dpm-solver++", steps: int = 20, rank: int = 0, world: int = 1,
-                   upscale: UpscaleOptions | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+                   upscale: UpscaleOptions | None = None, options: SamplerOptions | None = None
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """Yield (video uint8 (B, F, H, W, 3), audio float32 (B, T) in [-1, 1], audio_rate) batches.
 
     The evaluation package calls this; `ckpt=None` uses the shipped default model; with `upscale` the
-    frames go through the super-resolution stage.
+    frames go through the super-resolution stage. `options` (all sampler settings) wins over `sampler`/`steps`.
     """
     from mmdiff.device import resolve_device
 
     dev = resolve_device(device)
     model, schedule = load_model(ckpt, dev)
     upscaler = load_upscaler(upscale, model.config, dev)
-    opts = SamplerOptions(sampler, steps=steps)
+    opts = options if options is not None else SamplerOptions(sampler, steps=steps)
     for b, _, count in batch_plan(num, batch_size, rank, world):
         video, audio = generate(model, count, opts, seed=seed + b, schedule=schedule)
         if upscaler is not None:

@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 
-from mmdiff.data.av_io import AVDecodeError, MediaInfo, decode_audio, probe, resize_frame, select_frames
+from mmdiff.data.av_io import (AVClip, AVDecodeError, EmptyMediaError, MediaInfo, NoAudioError, NoVideoError, probe,
+                            read_av)
 
 
 class UploadError(ValueError):
@@ -80,8 +80,23 @@ def check_media(path: str | os.PathLike | None, limits: UploadLimits, need_video
     return info
 
 
-def _decode_error(path, e: Exception) -> UploadError:
-    return UploadError(f"{_name(path)}: decoding failed ({e.__class__.__name__}); the file may be corrupt")
+def _read(path, streams: tuple[str, ...], fps: float | None, size: int | None, rate: int | None,
+          max_seconds: float | None) -> AVClip:
+    """mmdiff.data.av_io.read_av (the project's one reader) on one stream, its errors as UploadErrors."""
+    try:
+        return read_av(path, fps, size, rate, duration=max_seconds, streams=streams)
+    except NoVideoError:
+        raise UploadError(f"{_name(path)}: has no video stream; upload a video file") from None
+    except NoAudioError:
+        raise UploadError(f"{_name(path)}: has no audio track; upload a file with sound") from None
+    except EmptyMediaError as e:
+        what = "video stream has no decodable frames" if "video" in streams else "audio track has no decodable samples"
+        if "no whole frame" in str(e):
+            raise UploadError(f"{_name(path)}: shorter than one frame at {fps:g} fps") from None
+        raise UploadError(f"{_name(path)}: the {what} (zero length)") from None
+    except AVDecodeError as e:
+        raise UploadError(f"{_name(path)}: decoding failed ({str(e).split(': ', 1)[-1]}); the file may be "
+                          "corrupt") from None
 
 
 def read_video_frames(path: str | os.PathLike, fps: float, size: int | None, max_seconds: float | None = None,
@@ -90,50 +105,13 @@ def read_video_frames(path: str | os.PathLike, fps: float, size: int | None, max
 
     Reads at most `max_seconds` from the first frame (None: the whole stream).
     """
-    times, frames = [], []
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise UploadError(f"{_name(path)}: has no video stream; upload a video file")
-            vs = c.streams.video[0]
-            rate = float(vs.guessed_rate or vs.average_rate or 25)
-            t0 = None
-            for frame in c.decode(vs):
-                t = frame.time if frame.time is not None else len(times) / rate
-                t0 = t if t0 is None else t0
-                if max_seconds is not None and t - t0 >= max_seconds + 1.0 / fps:
-                    break
-                times.append(t - t0)
-                frames.append(frame.to_ndarray(format="rgb24"))    # (h, w, 3)
-    except av.FFmpegError as e:
-        raise _decode_error(path, e) from e
-    if not frames:
-        raise UploadError(f"{_name(path)}: the video stream has no decodable frames (zero length)")
-    t = np.asarray(times)
-    step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0 / rate
-    end = t[-1] + (step if step > 0 else 1.0 / rate)
-    if max_seconds is not None:
-        end = min(end, max_seconds)
-    idx = select_frames(t, fps, end)
-    if len(idx) == 0:
-        raise UploadError(f"{_name(path)}: shorter than one frame at {fps:g} fps")
-    out = [frames[i] if size is None else resize_frame(frames[i], size) for i in idx]
-    return np.stack(out)
+    return _read(path, ("video",), fps, size, None, max_seconds).video
 
 
 def read_audio_track(path: str | os.PathLike, rate: int, max_seconds: float | None = None) -> np.ndarray:
     """Decode the audio stream only, resampled to `rate` and down-mixed to mono (the channel mean, as the
-    training data): (T,) float32 in [-1, 1]."""
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.audio:
-                raise UploadError(f"{_name(path)}: has no audio track; upload a file with sound")
-            audio, _ = decode_audio(c, c.streams.audio[0], int(rate), max_seconds)
-    except av.FFmpegError as e:
-        raise _decode_error(path, e) from e
-    if audio.size == 0:
-        raise UploadError(f"{_name(path)}: the audio track has no decodable samples (zero length)")
-    return np.clip(audio, -1.0, 1.0)
+    training data): (T,) float32 in [-1, 1], at most `max_seconds` from its start."""
+    return _read(path, ("audio",), None, None, int(rate), max_seconds).audio
 
 
 def condition_video(path, model_config, limits: UploadLimits) -> np.ndarray:
@@ -171,12 +149,11 @@ def condition_tensor(modality: str, value: np.ndarray):
 
 
 def read_for_view(path, limits: UploadLimits, fps: float = 10.0, size: int = 64, audio_rate: int = 16_000,
-                  max_seconds: float = 10.0) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Any clip for the spectrogram view: (video (F, size, size, 3) uint8 or None, audio (T,) or None).
-
-    At most `max_seconds` are read: the view is for short clips.
-    """
+                  max_seconds: float = 10.0) -> AVClip:
+    """Any clip for the spectrogram view: an AVClip of (video (F, size, size, 3) uint8 or None, audio (T,) or
+    None), each stream read on its own (a silent video, an audio file). At most `max_seconds` are read: the
+    view is for short clips."""
     info = check_media(path, limits, need_video=False, need_audio=False)
     video = read_video_frames(path, fps, size, max_seconds) if info.has_video else None
     audio = read_audio_track(path, audio_rate, max_seconds) if info.has_audio else None
-    return video, audio
+    return AVClip(video, audio, fps, audio_rate, _name(path))

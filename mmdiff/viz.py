@@ -3,35 +3,19 @@
 Pure numpy/scipy (STFT) + matplotlib's Agg backend; no UI imports. The studio, the notebook and the
 CLI all draw through `clip_figure` / `compare_figure` and save with `save_png` (atomic).
 
-Layouts: video uint8 (F, H, W, 3); audio float32 (T,) mono in [-1, 1].
+Layouts: video uint8 (F, H, W, 3); audio float32 (T,) mono in [-1, 1]; a view draws an
+`mmdiff.data.av_io.AVClip` (either stream may be None: a silent video, an audio file; `name` is its title).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.signal import stft
 
 from mmdiff.atomic import atomic_path
-
-
-@dataclass(frozen=True)
-class ClipArrays:
-    """What a view draws: either stream may be absent (an uploaded silent video, an audio file)."""
-
-    video: np.ndarray | None     # (F, H, W, 3) uint8
-    audio: np.ndarray | None     # (T,) float32
-    fps: float
-    audio_rate: int
-    title: str = ""
-
-    @property
-    def duration(self) -> float:
-        d_v = len(self.video) / self.fps if self.video is not None and len(self.video) else 0.0
-        d_a = len(self.audio) / self.audio_rate if self.audio is not None and len(self.audio) else 0.0
-        return max(d_v, d_a)
+from mmdiff.data.av_io import AVClip
 
 
 # ------------------------------------------------------------------------------------ audio features
@@ -119,10 +103,10 @@ def _plt():
     return plt
 
 
-def _draw_clip(axes, clip: ClipArrays, duration: float, max_frames: int) -> None:
+def _draw_clip(axes, clip: AVClip, duration: float, max_frames: int) -> None:
     """Three rows on a shared time axis [0, duration]: frames, mel spectrogram, onset curve."""
     ax_v, ax_s, ax_o = axes
-    label = f"{clip.title}: " if clip.title else ""
+    label = f"{clip.name}: " if clip.name else ""
     if clip.video is not None and len(clip.video):
         strip, idx = frame_strip(clip.video, max_frames)
         # each shown frame covers the interval of frames it stands for: [t_i, t_i + span)
@@ -162,12 +146,12 @@ def _draw_clip(axes, clip: ClipArrays, duration: float, max_frames: int) -> None
     ax_o.set_xlabel("time (s)", fontsize=8)
 
 
-def clip_figure(clip: ClipArrays, max_frames: int = 16, width: float = 8.0):
+def clip_figure(clip: AVClip, max_frames: int = 16, width: float = 8.0):
     """One clip: frames, mel spectrogram and onset curve sharing the time axis. Returns a Figure."""
     return compare_figure([clip], max_frames=max_frames, width=width)
 
 
-def compare_figure(clips: list[ClipArrays], max_frames: int = 16, width: float = 8.0):
+def compare_figure(clips: list[AVClip], max_frames: int = 16, width: float = 8.0):
     """Several clips stacked, all on the same time axis (the longest clip's duration)."""
     if not clips:
         raise ValueError("compare_figure needs at least one clip")

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import gradio as gr
 
-from mmdiff.data.av_io import write_clip, write_wav
+from mmdiff.data.av_io import AVClip, write_clip, write_wav
 from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, Condition
 from mmdiff.generate import trained_for_conditioning
 from mmdiff.jobs import run_generation, write_clips
 from mmdiff.uploads import condition_audio, condition_tensor, condition_video
-from mmdiff.viz import ClipArrays, clip_figure, save_png
+from mmdiff.viz import clip_figure, save_png
 from studio.context import StudioContext, user_error, user_errors
 from studio.generate_tab import checked_checkpoint, model_picker, sampler_controls, spec_from
 from studio.runner import stream_job
@@ -75,10 +75,10 @@ def build(ctx: StudioContext):
             given_v = write_clip(out / "condition.mp4", value, np.zeros(cfg.audio_samples, np.float32),
                                  cfg.fps, cfg.audio_rate)
             given_a = None
-            fig = clip_figure(ClipArrays(value, None, cfg.fps, cfg.audio_rate, "condition"))
+            fig = clip_figure(AVClip(value, None, cfg.fps, cfg.audio_rate, "condition"))
         else:
             given_v, given_a = None, write_wav(out / "condition.wav", value, cfg.audio_rate)
-            fig = clip_figure(ClipArrays(None, value, cfg.fps, cfg.audio_rate, "condition"))
+            fig = clip_figure(AVClip(None, value, cfg.fps, cfg.audio_rate, "condition"))
         given_png = save_png(fig, out / "condition.png")
         cond = Condition(modality, condition_tensor(modality, value), mode=mode, scale=float(scale))
         first = (gr.Video(value=str(given_v) if given_v else None, visible=given_v is not None),

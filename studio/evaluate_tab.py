@@ -6,9 +6,11 @@ import html
 import gradio as gr
 import pandas as pd
 
+from eval.config import PROTOCOL_DESCRIPTIONS, PROTOCOLS
 from eval.dashboard import (METRICS, EvalCancelled, EvalRequest, missing_weights, results_rows, run_evaluation,
                             save_results)
 from eval.protocol import ProtocolError, format_table
+from mmdiff.diffusion.samplers import SAMPLERS
 from studio.context import StudioContext, user_error, user_errors
 from studio.generate_tab import model_picker
 
@@ -46,7 +48,16 @@ def build(ctx: StudioContext, cache_dir: str):
     with gr.Row():
         num = gr.Number(64, precision=0, minimum=2, label="N clips per set (paper: 2,048)")
         runs = gr.Number(1, precision=0, minimum=1, label="runs (paper: 6)")
-        steps = gr.Number(20, precision=0, minimum=1, label="sampler steps (model only)")
+        steps = gr.Number(50, precision=0, minimum=1, label="sampler steps (model only)")
+    with gr.Accordion("Sampler settings (model only) and protocol", open=False):
+        with gr.Row():
+            # the Generate tab's defaults (stochastic DDIM 50, eta 1), so what is evaluated is what it makes
+            sampler = gr.Radio(sorted(SAMPLERS), value="ddim", label="Sampler",
+                               info="the paper used DPM-Solver++ with 20 steps")
+            eta = gr.Slider(0, 1, value=1, step=0.05, label="DDIM eta")
+            order = gr.Radio([1, 2, 3], value=3, label="DPM-Solver++ order")
+        protocol = gr.Radio(list(PROTOCOLS), value="mmdiff", label="Protocol",
+                            info="; ".join(f"{k}: {v}" for k, v in PROTOCOL_DESCRIPTIONS.items()))
     weights_dir = gr.Textbox(label="Weights folder (empty: $MMDIFF_WEIGHTS_DIR or ~/.cache/mmdiff/weights)")
     with gr.Row():
         go = gr.Button("Evaluate", variant="primary", elem_id="evaluate-btn")
@@ -58,12 +69,15 @@ def build(ctx: StudioContext, cache_dir: str):
 
     @user_errors
     def evaluate(real, source, fake, choice, upload, metrics, num, runs, steps, weights_dir,
-                 request: gr.Request, progress=gr.Progress(track_tqdm=True)):
+                 sampler="ddim", eta=1.0, order=3, protocol="mmdiff",
+                 request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
         if not metrics:
             raise user_error("choose at least one metric")
+        if protocol not in PROTOCOLS:
+            raise user_error(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         real_dir = ctx.server_path(real, "real data folder", must_be_dir=True)
         wdir = ctx.server_path(weights_dir, "weights folder", must_be_dir=True) if weights_dir else None
-        problems = missing_weights(metrics, wdir)
+        problems = missing_weights(metrics, wdir, protocol=protocol)
         runnable = [m for m in metrics if m not in problems]
         help_md = weights_help(problems) if problems else ""
         if not runnable:
@@ -77,7 +91,8 @@ def build(ctx: StudioContext, cache_dir: str):
         req = EvalRequest(real=str(real_dir), fake=str(fake_dir) if fake_dir else None,
                           ckpt=str(ckpt) if ckpt else None, metrics=tuple(runnable), num_samples=int(num),
                           runs=int(runs), steps=int(steps), weights_dir=str(wdir) if wdir else None,
-                          cache_dir=cache_dir, device=str(ctx.store.device))
+                          cache_dir=cache_dir, device=str(ctx.store.device), sampler=str(sampler),
+                          eta=float(eta), order=int(order), protocol=protocol)
         progress(0, desc="evaluating")
         cancel = ctx.new_cancel(request, JOB)            # set by this tab's Cancel button
         try:
@@ -97,7 +112,8 @@ def build(ctx: StudioContext, cache_dir: str):
         return (md, pd.DataFrame(rows, columns=header), str(paths["plot"]),
                 [str(paths[k]) for k in ("json", "csv", "table", "plot")])
 
-    event = go.click(evaluate, [real, source, fake, choice, upload, metrics, num, runs, steps, weights_dir],
+    event = go.click(evaluate, [real, source, fake, choice, upload, metrics, num, runs, steps, weights_dir,
+                                sampler, eta, order, protocol],
                      [report, table, plot, files], api_name="evaluate", concurrency_id="evaluate",
                      concurrency_limit=1)
     return event, stop, report

@@ -1,10 +1,12 @@
 """Spectrograms tab: frames, mel spectrogram and onset curve of one or two clips on a shared time axis."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gradio as gr
 
 from mmdiff.uploads import read_for_view
-from mmdiff.viz import ClipArrays, compare_figure, save_png
+from mmdiff.viz import compare_figure, save_png
 from studio.context import StudioContext, user_error, user_errors
 
 VIEW_FPS, VIEW_SIZE, VIEW_RATE, VIEW_SECONDS = 10.0, 64, 16_000, 10.0
@@ -42,8 +44,8 @@ def build(ctx: StudioContext):
             path, title = clips[pick], pick
         else:
             return None
-        video, audio = read_for_view(path, ctx.limits, VIEW_FPS, VIEW_SIZE, VIEW_RATE, VIEW_SECONDS)
-        return ClipArrays(video, audio, VIEW_FPS, VIEW_RATE, f"{label} ({title})")
+        clip = read_for_view(path, ctx.limits, VIEW_FPS, VIEW_SIZE, VIEW_RATE, VIEW_SECONDS)
+        return replace(clip, name=f"{label} ({title})")
 
     @user_errors
     def view(a_pick, a_file, b_pick, b_file, request: gr.Request):

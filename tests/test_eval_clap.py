@@ -120,9 +120,9 @@ class RecordingExtractor:
 def test_repeat_padding_extractor_sees_each_clip_unpadded():
     # CLAP repeat-pads a short clip; zero-padding it first to the longest clip of its batch would
     # make its features depend on the other clips of the batch. The protocol groups by length.
-    from eval.clips import Clip
+    from mmdiff.data.av_io import AVClip as Clip
     from eval.features.clap import CLAPExtractor
-    from eval.protocol import _audio_features
+    from eval.bank import _audio_features
 
     assert CLAPExtractor.zero_pad_invariant is False
     clips = [Clip(np.zeros((1, 4, 4, 3), np.uint8), np.ones(n, np.float32), 10.0, rate, f"c{k}")

@@ -2,6 +2,7 @@
 import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,15 @@ def setup(tmp_path_factory):
     write_clip_folder(root / "real", 5, seed=1)
     write_clip_folder(root / "fake", 4, seed=2, shift_s=0.25, brightness=30)
     return root
+
+
+def shipped_checkpoint(folder):
+    """A copy of the shipped tiny model: --ckpt is loaded before any feature is extracted."""
+    import shutil
+
+    from mmdiff.checkpoint import default_checkpoint
+
+    return Path(shutil.copy(default_checkpoint(), folder / "model.pt"))
 
 
 def args(root, *extra, metric="fvd,kvd,av-align", n=3, runs=2, fake="fake"):
@@ -147,7 +157,7 @@ def test_mismatched_frame_rates(setup, capsys):
 def test_generated_samples_are_cut_to_frames_and_checked_for_fps(tmp_path):
     from eval.protocol import GeneratedSource, ProtocolError
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, **kw):
         clips = [av_clip(seed + i, frames=10) for i in range(num)]      # 10 frames at 10 fps, 1 s of 8 kHz
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
 
@@ -182,8 +192,7 @@ def test_missing_weights_message(setup, capsys, tmp_path, monkeypatch):
 
 def test_ckpt_without_core_sampler(setup, capsys, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "mmdiff.sample", None)           # import fails
-    ckpt = tmp_path / "model.pt"
-    ckpt.write_bytes(b"x")
+    ckpt = shipped_checkpoint(tmp_path)
     a = args(setup)
     a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(ckpt)]
     assert main(a) == 2
@@ -194,14 +203,13 @@ def test_ckpt_generation_path(setup, monkeypatch, tmp_path):
     """--ckpt with a stand-in for the core's generate_clips (same contract): chunks seeded on their own."""
     calls = []
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, **kw):
         calls.append((num, seed))
         clips = [av_clip(seed + i, frames=10) for i in range(num)]
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
 
     monkeypatch.setitem(sys.modules, "mmdiff.sample", types.SimpleNamespace(generate_clips=generate_clips))
-    ckpt = tmp_path / "model.pt"
-    ckpt.write_bytes(b"weights")
+    ckpt = shipped_checkpoint(tmp_path)
     a = args(setup, "--out", str(tmp_path / "gen.json"), metric="av-align", runs=2)
     a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(ckpt)]
     assert main(a) == 0
@@ -323,7 +331,7 @@ def test_should_stop_cancels_generation_between_chunks(setup, tmp_path):
 
     made = []
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, **kw):
         made.append(seed)
         clips = [av_clip(seed + i, frames=10) for i in range(num)]
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
@@ -358,7 +366,7 @@ def test_generated_source_passes_the_sr_stage_and_keys_its_cache_on_it(tmp_path)
 
     seen = []
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, upscale=None):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, upscale=None, **kw):
         seen.append(upscale)
         clips = [av_clip(seed + i, frames=10) for i in range(num)]
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
@@ -444,7 +452,7 @@ def test_a_generated_sample_does_not_depend_on_the_total_asked_for(tmp_path):
 
     calls = []
 
-    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20):
+    def generate_clips(ckpt, num, seed, batch_size, device, sampler="dpm-solver++", steps=20, **kw):
         calls.append((num, batch_size))
         clips = [av_clip(seed + i, frames=10, brightness=10 * batch_size) for i in range(num)]   # batch-dependent
         yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
@@ -482,3 +490,221 @@ def test_adding_a_metric_computes_only_its_feature(setup, tmp_path):
     assert [r["fvd"] for r in both["runs"]] == [r["fvd"] for r in first["runs"]]
     assert set(both["feature_banks"]["real"]) == {"i3d", "av-align"}
     assert both["feature_banks"]["real"]["i3d"] == first["feature_banks"]["real"]["i3d"]
+
+
+# ------------------------------------------------------------------ a shared cache (issue 19), cards, protocols
+
+
+def test_two_run_sizes_sharing_a_cache_never_overwrite_each_others_parts(setup, tmp_path):
+    """Run A (N = 3) is between two batches when run B (N = 4) fills the same cache: their batches differ
+    (e.g. [0, 2] vs [0, 1]), and parts once named by (first index, count) overwrote each other, so A ended
+    with "i3d features missing". Both finish and agree with runs made in caches of their own."""
+    from eval.protocol import evaluate
+
+    cache = tmp_path / "shared"
+    inner = {}
+
+    def a_features():
+        calls = []
+        (fn,) = counting_features(calls)
+        compute = fn.fn
+
+        def interleaved(clips):
+            if len(calls) == 1 and not inner:                  # A saved its first batch: B runs now
+                cfg_b = cancel_config(cache, num_samples=4, runs=1, batch_size=2, seed=3)   # [0, 1], [3, 4]
+                inner["b"] = evaluate(cfg_b, *folder_sources(setup), feature_fns=counting_features([]))
+            return compute(clips)
+
+        fn.fn = interleaved
+        return [fn]
+
+    a = evaluate(cancel_config(cache, num_samples=3, runs=1, batch_size=2, seed=3), *folder_sources(setup),
+                 feature_fns=a_features())                                                 # [0, 2], [4]
+    for n, got in ((3, a), (4, inner["b"])):
+        alone = evaluate(cancel_config(tmp_path / f"alone{n}", num_samples=n, runs=1, batch_size=2, seed=3),
+                         *folder_sources(setup), feature_fns=counting_features([]))
+        assert got["runs"] == alone["runs"]
+    assert no_temp_files(cache)
+
+
+def _run_in_subprocess(setup, cache, n, out):
+    import subprocess
+
+    cmd = [sys.executable, "-m", "eval.run", "--metric", "av-align", "--real", str(setup / "real"), "--fake",
+           str(setup / "fake"), "--num-samples", str(n), "--runs", "1", "--frames", "9", "--video-size", "32",
+           "--batch-size", "2", "--seed", "3", "--cache-dir", str(cache), "--out", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_two_processes_of_different_sizes_share_a_cache(setup, tmp_path):
+    """Two eval.run processes at once, N = 3 and N = 4 (batches [0, 2] and [0, 1] of the real clips), one
+    --cache-dir: both finish with the numbers of a run alone."""
+    cache = tmp_path / "cache"
+    procs = [_run_in_subprocess(setup, cache, n, tmp_path / f"n{n}.json") for n in (3, 4)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    for n in (3, 4):
+        alone = _run_in_subprocess(setup, tmp_path / f"alone{n}", n, tmp_path / f"alone{n}.json")
+        assert alone.wait(timeout=300) == 0
+        assert (json.loads((tmp_path / f"n{n}.json").read_text())["runs"]
+                == json.loads((tmp_path / f"alone{n}.json").read_text())["runs"])
+
+
+def test_a_damaged_part_file_is_named_removed_and_rebuilt(setup, tmp_path, capsys):
+    """A truncated part (BadZipFile) or one holding the wrong shapes is reported by name, removed and its clips
+    computed again; the result equals an undamaged run."""
+    from eval.protocol import evaluate
+
+    cache = tmp_path / "cache"
+    cfg = cancel_config(cache, runs=1)
+    reference = evaluate(cfg, *folder_sources(setup), feature_fns=counting_features([]))
+    parts = sorted((cache / "features").rglob("part-*.npz"))
+    parts[0].write_bytes(parts[0].read_bytes()[:40])                        # truncated
+    np.savez(parts[1], index=np.array([0, 1]), features=np.zeros((1, 6)))  # rows != clips
+    stats = sorted((cache / "stats").glob("*.npz"))
+    stats[0].write_bytes(b"not a zip")
+    capsys.readouterr()
+    calls = []
+    again = evaluate(cfg, *folder_sources(setup), feature_fns=counting_features(calls))
+    err = capsys.readouterr().err
+    assert str(parts[0]) in err and str(parts[1]) in err and str(stats[0]) in err and "damaged" in err
+    assert len(calls) == 2                                                   # only those two batches
+    assert again["runs"] == reference["runs"]
+
+
+def test_ckpt_is_checked_before_any_real_feature(setup, capsys, tmp_path, monkeypatch):
+    """A truncated --ckpt ends with exit 2 naming the file before a single real clip is read."""
+    import eval.sources
+
+    read = []
+    monkeypatch.setattr(eval.sources.FolderSource, "read", lambda self, i: read.append(i))
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(shipped_checkpoint(tmp_path).read_bytes()[:5000])
+    a = args(setup, n=2, metric="av-align")
+    a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(cut)]
+    assert main(a) == 2
+    err = capsys.readouterr().err
+    assert "cut.pt" in err and "truncated or corrupt" in err and read == []
+    sr = tmp_path / "sr.pt"                                              # a super-resolution model is not --ckpt
+    __import__("shutil").copy(__import__("mmdiff.defaults", fromlist=["x"]).DEFAULT_SR_CHECKPOINT, sr)
+    a[a.index("--ckpt") + 1] = str(sr)
+    assert main(a) == 2 and "sr.pt" in capsys.readouterr().err and read == []
+
+
+def test_out_defaults_to_a_new_folder_under_runs(setup, tmp_path, monkeypatch):
+    """Without --out the results go to runs/eval/<name>-<protocol>-<time>/, never into the working folder."""
+    monkeypatch.chdir(tmp_path)
+    a = args(setup, metric="av-align", n=2, runs=1)
+    assert main(a) == 0 and main(a) == 0
+    found = sorted(tmp_path.glob("runs/eval/fake-mmdiff-*/results.json"))
+    assert len(found) == 2 and found[0].with_suffix(".csv").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+
+
+def test_sampler_options_reach_generation_the_card_and_the_cache_key(setup, monkeypatch, tmp_path):
+    """DDIM 50 with eta 1 (the studio's recommendation): every SamplerOptions field reaches generate_clips, the
+    card and the key of the fake features."""
+    from mmdiff.generate import SamplerOptions
+
+    seen = []
+
+    def generate_clips(ckpt, num, seed, batch_size, device, options=None, **kw):
+        seen.append(options)
+        clips = [av_clip(seed + i, frames=10) for i in range(num)]
+        yield np.stack([c[0] for c in clips]), np.stack([c[1] for c in clips]), 8000
+
+    monkeypatch.setitem(sys.modules, "mmdiff.sample", types.SimpleNamespace(generate_clips=generate_clips))
+    ckpt = shipped_checkpoint(tmp_path)
+    a = args(setup, "--out", str(tmp_path / "ddim.json"), "--sampler", "ddim", "--steps", "50", "--eta", "1",
+             "--keep-audio-dc", metric="av-align", runs=1)
+    a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(ckpt)]
+    assert main(a) == 0
+    want = SamplerOptions("ddim", steps=50, eta=1.0, zero_mean_audio=False)
+    assert seen and all(o == want for o in seen)
+    res = json.loads((tmp_path / "ddim.json").read_text())
+    assert res["card"]["sampler"]["eta"] == 1.0 and res["card"]["sampler"]["zero_mean_audio"] is False
+    assert res["fake_source"]["eta"] == 1.0
+    a[a.index("--eta") + 1] = "0.5"
+    a[a.index("--out") + 1] = str(tmp_path / "eta05.json")
+    seen.clear()
+    assert main(a) == 0 and seen                                       # another eta: generated anew
+    assert json.loads((tmp_path / "eta05.json").read_text())["feature_banks"]["fake"] != res["feature_banks"]["fake"]
+
+
+def test_every_result_carries_its_protocol_card(setup, tmp_path, capsys):
+    """JSON, CSV and the printed table carry the card: N, runs, seed, frames, fps, resize, extractor weights with
+    sha256, FAD scale, versions."""
+    out = tmp_path / "card.json"
+    assert main(args(setup, "--out", str(out), metric="fvd,av-align", runs=1)) == 0
+    printed = capsys.readouterr().out
+    card = json.loads(out.read_text())["card"]
+    assert card["protocol"] == "mmdiff" and card["n_real"] == card["n_fake"] == 3 and card["runs"] == 1
+    assert card["seed"] == 7 and card["frames"] == 9 and card["fps"] == 10 and card["video_size"] == 32
+    i3d = card["extractors"]["i3d"]
+    assert i3d["weights_file"] == "i3d-kinetics-400.ckpt" and len(i3d["weights_sha256"]) == 64
+    assert "32 px (crop), then 224 px (center-crop)" == i3d["resolution"]
+    assert card["extractors"]["av-align"]["version"] == 2
+    assert {"mmdiff", "torch", "numpy"} <= set(card["versions"])
+    assert "protocol mmdiff: N = 3 real / 3 fake, 1 run(s), seed 7, 9 frames at 10.0 fps" in printed
+    assert "i3d-kinetics-400.ckpt" in printed
+    import csv
+
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert rows[0]["card.protocol"] == "mmdiff" and rows[0]["card.extractors.i3d.weights_sha256"] == i3d["weights_sha256"]
+
+
+def test_mm_diffusion_protocol_sets_the_released_evaluators_conventions(setup, tmp_path):
+    """--protocol mm-diffusion: one run, letterboxed frames, the PyTorch I3D state dict, AudioCLIP in training
+    mode over batches of 8; an explicit flag still wins; the card says which protocol."""
+    from eval.run import config_from_args, parse_args
+
+    base = ["--real", "r", "--fake", "f", "--protocol", "mm-diffusion"]
+    cfg = config_from_args(parse_args(base))
+    assert (cfg.runs, cfg.video_resize, cfg.i3d_format, cfg.audioclip_batchnorm, cfg.batch_size) == \
+        (1, "letterbox", "state-dict", "train", 8)
+    assert config_from_args(parse_args(base + ["--runs", "6", "--video-resize", "crop"])).runs == 6
+    default = config_from_args(parse_args(["--real", "r", "--fake", "f"]))
+    assert (default.protocol, default.runs, default.video_resize, default.audioclip_batchnorm) == \
+        ("mmdiff", 6, "crop", "eval")
+    # letterboxing keeps the whole (wide) frame: other pixels, another cache key, and the card says so
+    from eval.protocol import FolderSource
+
+    from fractions import Fraction
+
+    from data_media import write_source
+
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    frames = np.random.default_rng(0).integers(0, 255, (10, 24, 48, 3), dtype=np.uint8)     # (F, H, W, 3), 2:1
+    write_source(wide / "wide.mp4", frames, Fraction(10), None, 8000)
+    crop, box = (FolderSource(wide, 9, 16, False, "real", r) for r in ("crop", "letterbox"))
+    assert crop.identity != box.identity
+    assert not np.array_equal(crop.read(0).video, box.read(0).video)
+
+
+def test_registry_is_the_one_table_of_metrics():
+    """Every metric names a registered feature, a column and a direction; av-align and av-align-peaks are
+    distinct features (another cache key), FAD is scaled x 1e4."""
+    from eval.registry import FEATURES, METRICS
+
+    assert {"fvd", "kvd", "fad", "fad-clap", "av-align", "av-align-peaks"} <= set(METRICS)
+    assert all(m.feature in FEATURES and m.title for m in METRICS.values())
+    assert METRICS["fad"].scale == 1e4 and METRICS["av-align"].higher_is_better
+    assert METRICS["av-align"].feature != METRICS["av-align-peaks"].feature
+
+
+def test_csv_neutralises_formulas_but_keeps_negative_numbers(tmp_path):
+    """A fake folder named like a formula reaches the CSV's card columns as text; a negative KVD stays a number."""
+    import csv
+
+    from eval.report import write_outputs
+
+    results = {"runs": [{"run": 0, "seed": 0, "num_samples": 2, "kvd": -0.12}],
+               "summary": {"kvd": {"mean": -0.12, "std": 0.0}},
+               "card": {"protocol": "mmdiff", "fake": "=HYPERLINK(\"http://x\")", "extractors": {"i3d": {"a": "@x"}}}}
+    _, path = write_outputs(results, tmp_path / "r.json")
+    rows = list(csv.DictReader(path.open()))
+    assert rows[0]["kvd"] == "-0.12" and rows[1]["kvd"] == "-0.12"
+    assert rows[0]["card.fake"] == "'=HYPERLINK(\"http://x\")" and rows[0]["card.extractors.i3d.a"] == "'@x"

@@ -349,3 +349,20 @@ def test_evaluate_cancel_stops_the_running_extraction(studio, monkeypatch):
     md, table, *_ = client.predict(*inputs, api_name="/evaluate")
     assert "AV-Align" in md and len(calls) == 8            # resumed: only the fake clips were computed
     assert cancel_button_handler(demo, "evaluate-cancel")(session) == "Nothing to cancel."
+
+
+def test_evaluate_a_model_with_ddim_eta_and_the_protocol_card(studio):
+    """The Evaluate tab passes every sampler setting (DDIM, steps, eta) and the protocol to the run; the report
+    and results.json carry the card with them."""
+    from eval_helpers import write_clip_folder
+
+    root = studio["root"]
+    write_clip_folder(root / "card_real", 3, seed=5, frames=16)
+    md, table, plot, files = studio["client"].predict(
+        "card_real", "samples of a model", "", None, None, ["av-align"], 2, 1, 2, "", "ddim", 0.5, 3, "mmdiff",
+        api_name="/evaluate")
+    assert "protocol mmdiff: N = 2 real / 2 fake, 1 run(s)" in md
+    assert "generated: sampler ddim, steps 2, eta 0.5" in md
+    res = json.loads(open([f for f in files if f.endswith(".json")][0]).read())
+    assert res["card"]["sampler"]["eta"] == 0.5 and res["fake_source"]["sampler"] == "ddim"
+    assert res["config"]["eta"] == 0.5 and res["card"]["protocol"] == "mmdiff"

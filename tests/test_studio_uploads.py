@@ -79,10 +79,10 @@ def test_conditions_in_the_model_layout(media):
 
 
 def test_read_for_view_handles_one_stream(media):
-    v, a = read_for_view(media["silent_video"], LIMITS)
-    assert a is None and v.shape[1:] == (64, 64, 3)
-    v, a = read_for_view(media["wav_11k"], LIMITS, audio_rate=16000)
-    assert v is None and abs(a.size - 32000) <= 4
+    clip = read_for_view(media["silent_video"], LIMITS)
+    assert clip.audio is None and clip.video.shape[1:] == (64, 64, 3) and clip.name == "silent.mp4"
+    clip = read_for_view(media["wav_11k"], LIMITS, audio_rate=16000)
+    assert clip.video is None and abs(clip.audio.size - 32000) <= 4 and clip.audio_rate == 16000
 
 
 def test_sample_cli_condition_loader_reads_one_stream(media):

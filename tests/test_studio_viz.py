@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmdiff.viz import (ClipArrays, clip_figure, compare_figure, frame_strip, hz_to_mel, mel_filterbank,
+from mmdiff.data.av_io import AVClip
+from mmdiff.viz import (clip_figure, compare_figure, frame_strip, hz_to_mel, mel_filterbank,
                         mel_spectrogram, mel_to_hz, onset_strength, preview_grid, save_png, stft_params)
 
 
@@ -75,9 +76,9 @@ def test_figures_render_to_png(tmp_path):
 
     v = np.random.default_rng(0).integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
     a = np.random.default_rng(1).normal(0, 0.1, 12800).astype(np.float32)
-    one = save_png(clip_figure(ClipArrays(v, a, 10, 8000, "x")), tmp_path / "one.png")
-    two = save_png(compare_figure([ClipArrays(v, a, 10, 8000, "a"), ClipArrays(None, a, 10, 8000, "b"),
-                                   ClipArrays(v, None, 10, 8000, "c")]), tmp_path / "three.png")
+    one = save_png(clip_figure(AVClip(v, a, 10, 8000, "x")), tmp_path / "one.png")
+    two = save_png(compare_figure([AVClip(v, a, 10, 8000, "a"), AVClip(None, a, 10, 8000, "b"),
+                                   AVClip(v, None, 10, 8000, "c")]), tmp_path / "three.png")
     h1, h3 = Image.open(one).size[1], Image.open(two).size[1]
     assert h3 == pytest.approx(3 * h1, rel=0.02)
     assert not list(tmp_path.glob(".*"))               # no temp files left behind

@@ -9,14 +9,13 @@ ordinal metric (generated < cannot tell < real) for the Turing test, over non-go
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .build import GOLD, REAL
+from .key import GOLD, REAL, load_key
 from .qc import Decisions, QCConfig, decide
 from .results import LoadedResults, load_results
 from .stats import krippendorff_alpha, mean_ci, wilson_interval
@@ -50,18 +49,6 @@ class AnalysisResult:
     problems: list[str]             # messages about malformed input
     counts: dict[str, int]
     paths: dict[str, Path]
-
-
-def load_key(study_dir: str | Path) -> dict:
-    """The private key of a study; clear error when the folder is not a built study."""
-    p = Path(study_dir) / "private" / "key.json"
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} not found: --key must be the STUDY_DIR written by `build`")
-    key = json.loads(p.read_text(encoding="utf-8"))
-    for field in ("config", "items", "tasks", "hits"):
-        if field not in key:
-            raise ValueError(f"{p}: missing {field!r}; was it written by this version of eval.study build?")
-    return key
 
 
 def system_order(key: dict) -> list[str]:

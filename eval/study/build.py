@@ -28,13 +28,12 @@ from tqdm import tqdm
 from mmdiff.atomic import write_text
 
 from .files import write_csv_atomic, write_json_atomic
+from .key import GOLD, REAL
 from .media import ClipInfo, clip_id, export_clip, make_gold_clip, sample_clips
 from .publish import HitSettings, write_hit_settings
 from .tasks import Task, tasks_for
 from .template import render_preview, render_task_template, template_variables
 
-REAL = "real"                  # group name of the real (ground-truth) clips in the key
-GOLD = "__gold__"              # group name of gold clips in the key
 KEY_VERSION = 1
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import write_json_atomic
+from .key import load_key
 from .tasks import TASKS
 from .template import fill_variables
 
@@ -125,8 +126,6 @@ def publish_study(study_dir: str | Path, client, settings: HitSettings | None = 
     Raises botocore's NoCredentialsError / EndpointConnectionError / ClientError unchanged; the CLI
     turns them into instructions (NO_CREDENTIALS_HELP).
     """
-    from .analyze import load_key
-
     study_dir = Path(study_dir)
     settings = settings or HitSettings()
     say = progress or (lambda s: None)

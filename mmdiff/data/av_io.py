@@ -80,20 +80,26 @@ class EmptyMediaError(MediaError):
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class AVClip:
-    """Decoded audio-video at a fixed frame rate and sample rate, covering the same time."""
+    """Decoded audio-video at a fixed frame rate and sample rate, covering the same time: the one clip type of
+    the project (training data, evaluation, views, uploads). A stream that was not read (or that a file lacks,
+    e.g. an audio-only upload) is None."""
 
-    video: np.ndarray        # (F, H, W, 3) uint8
-    audio: np.ndarray        # (T,) float32, T = F * audio_rate / fps
+    video: np.ndarray | None     # (F, H, W, 3) uint8
+    audio: np.ndarray | None     # (T,) float32 in [-1, 1], T = F * audio_rate / fps when both are present
     fps: float
     audio_rate: int
+    name: str = ""               # what the clip is (file name, "sample-3", a view's title)
 
     @property
     def num_frames(self) -> int:
-        return int(self.video.shape[0])
+        return 0 if self.video is None else int(self.video.shape[0])
 
     @property
     def duration(self) -> float:
-        return self.num_frames / self.fps
+        """Seconds covered: the longer of the two streams (they are equal when both were decoded together)."""
+        d_v = self.num_frames / self.fps if self.fps > 0 else 0.0
+        d_a = len(self.audio) / self.audio_rate if self.audio is not None and self.audio_rate else 0.0
+        return max(d_v, d_a)
 
 
 @dataclass(frozen=True)
@@ -277,20 +283,6 @@ class _AudioCollector:
         return np.concatenate([c[:channels] for c in self.chunks], axis=1).mean(axis=0).astype(np.float32)
 
 
-def decode_audio(container, stream, rate: int | None = None, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-    """The audio stream alone, from its start: ((T,) float32 mono (channel mean), rate), resampled to `rate`
-    (None: the stream's own), at most `max_seconds` long. PyAV errors propagate (callers name the file)."""
-    rate = int(rate or stream.codec_context.sample_rate or stream.rate)
-    collector = _AudioCollector(rate)
-    limit = None if max_seconds is None else int(math.ceil(max_seconds * rate))
-    for frame in container.decode(stream):
-        collector.push(frame)
-        if limit is not None and collector.samples >= limit:
-            break
-    audio = collector.finish()
-    return (audio if limit is None else audio[:limit]), rate
-
-
 def _iter_frames(path, container, streams) -> Iterator:
     try:
         for packet in container.demux(*streams):
@@ -307,32 +299,46 @@ def _place_audio(audio: np.ndarray, offset_s: float, rate: int) -> np.ndarray:
     return audio[-shift:]
 
 
-def read_av(path: str | os.PathLike, fps: float, size: int | tuple[int, int] | None, audio_rate: int,
-            resize: str = "crop", start: float = 0.0, duration: float | None = None) -> AVClip:
-    """Decode `path` into an AVClip at (fps, size, audio_rate).
+STREAMS = ("video", "audio")
 
-    size None keeps the source size. start/duration select a window (s, on the video clock);
-    the file is decoded from its beginning. Raises AVDecodeError, NoVideoError, NoAudioError,
-    EmptyMediaError.
+
+def read_av(path: str | os.PathLike, fps: float | None, size: int | tuple[int, int] | None,
+            audio_rate: int | None, resize: str = "crop", start: float = 0.0, duration: float | None = None,
+            streams: tuple[str, ...] = STREAMS) -> AVClip:
+    """Decode `path` into an AVClip at (fps, size, audio_rate): the one reader of the project.
+
+    fps None keeps the video's own frame rate, audio_rate None the audio's own sample rate, size None the
+    source size. start/duration select a window (s, on the video clock; on the audio's own clock when only
+    audio is read); the file is decoded from its beginning and decoding stops once the window is read.
+    `streams` are the ones to read (both by default; a clip of one stream has None for the other). Raises
+    AVDecodeError, NoVideoError, NoAudioError, EmptyMediaError.
     """
-    if int(audio_rate) != audio_rate or audio_rate <= 0 or fps <= 0:
+    if not streams or set(streams) - set(STREAMS):
+        raise ValueError(f"streams must be a non-empty subset of {STREAMS}, got {streams}")
+    if (audio_rate is not None and (int(audio_rate) != audio_rate or audio_rate <= 0)) or (fps is not None and fps <= 0):
         raise ValueError(f"fps and audio_rate must be positive, got fps={fps}, audio_rate={audio_rate}")
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {resize!r}")
     hw = None if size is None else as_hw(size)
     stop = None if duration is None else start + duration
     with _open(path) as c:
-        if not c.streams.video:
+        if "video" in streams and not c.streams.video:
             raise NoVideoError(path, "no video stream")
-        if not c.streams.audio:
+        if "audio" in streams and not c.streams.audio:
             raise NoAudioError(path, "no audio track")
-        vs, as_ = c.streams.video[0], c.streams.audio[0]
-        vs.thread_type = "AUTO"
-        rate_guess = vs.guessed_rate or vs.average_rate or Fraction(25)
-        picker, audio = _FramePicker(fps, hw, resize, start, stop), _AudioCollector(int(audio_rate))
+        vs = c.streams.video[0] if "video" in streams else None
+        as_ = c.streams.audio[0] if "audio" in streams else None
+        if vs is not None:
+            vs.thread_type = "AUTO"
+            rate_guess = vs.guessed_rate or vs.average_rate or Fraction(25)
+            fps = fps or float(vs.average_rate or rate_guess)
+            picker = _FramePicker(fps, hw, resize, start, stop)
+        if as_ is not None:
+            audio_rate = int(audio_rate or as_.codec_context.sample_rate or as_.rate)
+            audio = _AudioCollector(audio_rate)
         t0, n_decoded = None, 0
         try:
-            for frame in _iter_frames(path, c, (vs, as_)):
+            for frame in _iter_frames(path, c, [s for s in (vs, as_) if s is not None]):
                 if isinstance(frame, av.VideoFrame):
                     t = frame.time if frame.time is not None else n_decoded / float(rate_guess)
                     t0 = t if t0 is None else t0
@@ -340,18 +346,53 @@ def read_av(path: str | os.PathLike, fps: float, size: int | tuple[int, int] | N
                     n_decoded += 1
                 elif isinstance(frame, av.AudioFrame):
                     audio.push(frame)
-            video, video_end = picker.finish(1.0 / float(rate_guess))
-            samples = audio.finish()
+                if stop is not None and _window_read(picker if vs else None, audio if as_ else None, t0, stop):
+                    break
+            video, video_end = picker.finish(1.0 / float(rate_guess)) if vs is not None else (None, None)
+            samples = audio.finish() if as_ is not None else None
         except (av.FFmpegError, ValueError) as e:      # pixel/sample conversion of odd formats
             if isinstance(e, MediaError):
                 raise
             raise AVDecodeError(path, f"cannot convert decoded frames ({type(e).__name__}: {e})") from e
-    if n_decoded == 0:
+    if vs is not None and n_decoded == 0:
         raise EmptyMediaError(path, "the video stream has no decodable frames")
-    if samples.size == 0:
+    if as_ is not None and samples.size == 0:
         raise EmptyMediaError(path, "the audio track has no decodable samples")
+    if vs is None:                                     # audio alone, on its own clock
+        return _audio_only(path, samples, audio_rate, start, duration)
+    if as_ is None:
+        return _video_only(path, video, fps, start, video_end)
     samples = _place_audio(samples, (audio.first_time or 0.0) - (t0 or 0.0), int(audio_rate))
     return _join(path, video, samples, fps, int(audio_rate), start, video_end)
+
+
+def _window_read(picker: "_FramePicker | None", audio: "_AudioCollector | None", t0: float | None,
+                 stop: float) -> bool:
+    """Both streams being read hold everything up to `stop` (plus a frame of margin): decoding can stop."""
+    if picker is not None and (not picker.times or picker.times[-1] < stop + 1.0 / picker.fps):
+        return False
+    if audio is not None:
+        origin = (t0 or 0.0) if picker is not None else (audio.first_time or 0.0)
+        covered = (audio.first_time or 0.0) - origin + audio.samples / audio.rate
+        if covered < stop + 2 * AUDIO_END_TOLERANCE_S:     # margin for the resampler's delay
+            return False
+    return True
+
+
+def _video_only(path, video: np.ndarray, fps: float, start: float, video_end: float) -> AVClip:
+    n = min(video.shape[0], num_whole_frames(video_end - start, fps))
+    if n == 0:
+        raise EmptyMediaError(path, f"no whole frame at {fps:g} fps from {start:.3f} s (video ends {video_end:.3f} s)")
+    return AVClip(video=video[:n], audio=None, fps=fps, audio_rate=0, name=Path(path).name)
+
+
+def _audio_only(path, samples: np.ndarray, rate: int, start: float, duration: float | None) -> AVClip:
+    a0 = round(start * rate)
+    a1 = samples.size if duration is None else min(samples.size, a0 + round(duration * rate))
+    if a1 <= a0:
+        raise EmptyMediaError(path, f"no audio after {start:.3f} s (the track ends {samples.size / rate:.3f} s)")
+    return AVClip(video=None, audio=np.clip(samples[a0:a1], -1.0, 1.0).astype(np.float32), fps=0.0,
+                  audio_rate=rate, name=Path(path).name)
 
 
 def _join(path, video: np.ndarray, samples: np.ndarray, fps: float, rate: int, start: float,
@@ -367,7 +408,7 @@ def _join(path, video: np.ndarray, samples: np.ndarray, fps: float, rate: int, s
     audio = samples[a0:a1]
     audio = np.pad(audio, (0, a1 - a0 - audio.size)) if audio.size < a1 - a0 else audio
     return AVClip(video=video[:n], audio=np.clip(audio, -1.0, 1.0).astype(np.float32), fps=fps,
-                  audio_rate=rate)
+                  audio_rate=rate, name=Path(path).name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,8 +516,8 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 __all__ = [
-    "AVClip", "MediaInfo", "MediaError", "AVDecodeError", "NoVideoError", "NoAudioError",
-    "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "list_videos", "decode_audio", "probe", "read_av", "write_clip",
+    "AVClip", "STREAMS", "MediaInfo", "MediaError", "AVDecodeError", "NoVideoError", "NoAudioError",
+    "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "list_videos", "probe", "read_av", "write_clip",
     "write_wav", "read_wav", "resize_frame", "crop_box", "letterbox_box", "select_frames",
     "num_whole_frames", "to_uint8_frames", "to_mono_float", "as_hw",
 ]
