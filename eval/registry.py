@@ -168,6 +168,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("kvd", "i3d", kernel("kvd"), "KVD"),
     Metric("fad", "audioclip", frechet("fad", "audioclip", M.FAD_SCALE), "FAD", scale=M.FAD_SCALE, frechet=True),
     Metric("fad-clap", "clap", frechet("fad-clap", "clap"), "FAD-CLAP", "{:.4f}", frechet=True),
+    Metric("kad", "audioclip", kernel_audio("kad"), "KAD", "{:.4f}"),
+    Metric("kad-clap", "clap", kernel_audio("kad-clap"), "KAD-CLAP", "{:.4f}"),
     Metric("av-align", "av-align", mean_score("av-align"), "AV-Align", "{:.3f}", higher_is_better=True,
            extras=("av-align_real",)),
     Metric("av-align-peaks", "av-align-peaks", mean_score("av-align-peaks"), "AV-Align-peaks", "{:.3f}",

@@ -222,14 +222,15 @@ def test_ckpt_generation_path(setup, monkeypatch, tmp_path):
 
 
 def test_fad_end_to_end(setup, tmp_path):
-    """FAD through the protocol = 1e4 x Frechet distance of AudioCLIP embeddings computed directly."""
+    """FAD through the protocol = 1e4 x Frechet distance of AudioCLIP embeddings computed directly; KAD from the
+    same feature bank = kernel_audio_distance(real, fake)."""
     import torch
 
     from tests.eval_helpers import synthetic_audioclip_state_dict
 
     torch.save(synthetic_audioclip_state_dict(), setup / "weights" / "AudioCLIP-Full-Training.pt")
     out = tmp_path / "fad.json"
-    assert main(args(setup, "--out", str(out), metric="fad", runs=1)) == 0
+    assert main(args(setup, "--out", str(out), metric="fad,kad", runs=1)) == 0
     res = json.loads(out.read_text())
     run = res["runs"][0]
     assert run["fad"] == pytest.approx(1e4 * run["fad_raw"])
@@ -246,6 +247,7 @@ def test_fad_end_to_end(setup, tmp_path):
     real = feats("real", run_indices(5, 3, 7, 0, 0))
     fake = feats("fake", run_indices(4, 3, 7, 0, 1))
     assert run["fad_raw"] == pytest.approx(M.frechet_distance(real, fake), rel=1e-4)
+    assert run["kad"] == pytest.approx(M.kernel_audio_distance(real, fake), rel=1e-4)   # same bank, real set first
 
 
 def test_torchrun_two_processes_match_one(setup, tmp_path):
@@ -689,7 +691,7 @@ def test_registry_is_the_one_table_of_metrics():
     distinct features (another cache key), FAD is scaled x 1e4."""
     from eval.registry import FEATURES, METRICS
 
-    assert {"fvd", "kvd", "fad", "fad-clap", "av-align", "av-align-peaks"} <= set(METRICS)
+    assert {"fvd", "kvd", "fad", "fad-clap", "kad", "kad-clap", "av-align", "av-align-peaks"} <= set(METRICS)
     assert all(m.feature in FEATURES and m.title for m in METRICS.values())
     assert METRICS["fad"].scale == 1e4 and METRICS["av-align"].higher_is_better
     assert METRICS["av-align"].feature != METRICS["av-align-peaks"].feature
