@@ -219,7 +219,7 @@ def test_cli_build(clips, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "4 clips" in out and (tmp_path / "s" / "mturk" / "turing" / "batch.csv").is_file()
-    assert main(args + ["--system", f"ours={clips['base']}"]) == 1
+    assert main(args + ["--system", f"ours={clips['base']}"]) == 2
     assert "distinct" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["build", "--kind", "mos", "--system", "no-equals-sign", "--real", "r", "--num", "1",
