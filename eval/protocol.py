@@ -29,6 +29,7 @@ import numpy as np
 from eval import metrics as M
 from eval.clips import Clip, ClipError, list_clips, read_clip, resize_frames
 from mmdiff.atomic import atomic_path, write_text
+from mmdiff.csvsafe import write_csv
 
 METRICS = ("fvd", "kvd", "fad", "fad-clap", "av-align")
 # metric -> the feature it needs
@@ -650,12 +651,11 @@ def write_outputs(results: dict, out_json: Path) -> tuple[Path, Path]:
     keys = [k for k, v in results["runs"][0].items() if k != "run" and not isinstance(v, list)]
     meta = {"resize": results["config"]["i3d_resize"], "video_size": results["config"]["video_size"],
             "frames": results["config"]["frames"], "torch": results["versions"]["torch"]}
-    lines = [",".join(["row", *keys, *meta])]
-    for r in results["runs"]:
-        lines.append(",".join([f"run{r['run']}", *(str(r[k]) for k in keys), *(str(v) for v in meta.values())]))
+    header = ["row", *keys, *meta]
+    rows = [[f"run{r['run']}", *(str(r[k]) for k in keys), *(str(v) for v in meta.values())]
+            for r in results["runs"]]
     for stat in ("mean", "std"):
-        lines.append(",".join([stat, *(str(results["summary"][k][stat]) if k in results["summary"] else ""
-                                      for k in keys), *(str(v) for v in meta.values())]))
-    csv = out_json.with_suffix(".csv")
-    write_text(csv, "\n".join(lines) + "\n")
+        rows.append([stat, *(str(results["summary"][k][stat]) if k in results["summary"] else "" for k in keys),
+                     *(str(v) for v in meta.values())])
+    csv = write_csv(out_json.with_suffix(".csv"), header, [dict(zip(header, r)) for r in rows], lineterminator="\n")
     return out_json, csv

@@ -89,9 +89,11 @@ def _analyze(args) -> int:
 def _publish(args) -> int:
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-    from .publish import NO_CREDENTIALS_HELP, HitSettings, make_client, publish_study
+    from .analyze import load_key
+    from .publish import NO_CREDENTIALS_HELP, HitSettings, check_locales, check_reward, check_tasks, make_client, publish_study
 
-    settings = HitSettings(reward=args.reward, locales=tuple(args.locale or ()))
+    settings = HitSettings(reward=check_reward(args.reward), locales=check_locales(args.locale))
+    check_tasks(args.task, load_key(args.study))      # before any request: a typo must not half-publish
     try:
         publish_study(args.study, make_client(sandbox=not args.live), settings, sandbox=not args.live,
                       tasks=args.task)

@@ -64,6 +64,20 @@ def load_key(study_dir: str | Path) -> dict:
     return key
 
 
+def check_results_match(loaded: LoadedResults, study_dir: str | Path) -> None:
+    """ValueError when the results hold no vote of this study: a header-only file, or another study's batch."""
+    c = loaded.counts
+    if c["rows"] == 0:
+        raise ValueError(f"the results file(s) hold no rows, only a header ({', '.join(f.path.name for f in loaded.files)})")
+    if any(a.votes for a in loaded.assignments) or c["rejected_ignored"] == len(loaded.assignments) > 0:
+        return                                       # votes to count, or only assignments already rejected
+    if c["unknown_ids"] or c["rows_skipped"] == c["rows"]:
+        raise ValueError(f"none of the {c['rows']} result rows belongs to the study in {study_dir} (unknown clip "
+                         "ids or tasks): results of another study? --key must be the STUDY_DIR the batch was built from")
+    raise ValueError(f"no usable vote in {c['rows']} result rows; first problem: "
+                     f"{loaded.problems[0] if loaded.problems else 'none recorded'}")
+
+
 def system_order(key: dict) -> list[str]:
     return [REAL, *key["config"]["systems"]]
 
@@ -203,15 +217,19 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
     """
     from .report import write_outputs
 
+    if not 0.0 < confidence < 1.0:          # also refuses NaN
+        raise ValueError(f"--confidence is a level in (0, 1) such as 0.95, got {confidence:g}")
+    qc = qc or QCConfig()
+    qc.validate()
     key = load_key(study_dir)
     if not results:
         raise ValueError("no results CSV given (--results Batch_*_batch_results.csv)")
-    qc = qc or QCConfig()
     if qc.max_hits_per_worker is None:
         qc = dataclasses.replace(qc, max_hits_per_worker=key["config"].get("max_hits_per_worker", 0))
     loaded = load_results([Path(p) for p in results], key)
     if not loaded.files:
         raise ValueError("no usable results file:\n" + "\n".join(loaded.problems))
+    check_results_match(loaded, study_dir)
     decisions = decide(loaded.assignments, key["items"], qc)
     votes = used_votes(loaded, decisions, key["items"])
     systems = system_order(key)
