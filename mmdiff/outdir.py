@@ -1,15 +1,16 @@
 """Output folders that belong to one run: refuse a folder an earlier run (or the user) filled, clear it only
 when asked (--overwrite) and only when it holds outputs of this project, and lock it while the run writes.
 
-    with claim(args.out, overwrite=args.overwrite, ours=lambda d: (d / "manifest.json").exists()) as out:
+    with claim(args.out, "mmdiff.sample", args.overwrite, ours=lambda d: (d / "manifest.json").exists()) as out:
         ...write files into out...
 
 The lock is an exclusive `flock` on `OUT/.mmdiff-lock`: the kernel drops it when its process dies, so a
 lock file left by a killed run is stale by construction and the next run simply takes it. A second run
 into the same folder while the first one writes is refused with `OutputDirError` (one line, naming the
-process that holds it). `claim` also writes `OUT/.mmdiff-run.json` (command, pid, start time), so that a
-later `--overwrite` knows the folder holds outputs of this project and may clear it; a non-empty folder
-that is neither marked nor recognised by the caller's `ours` test is never cleared.
+process that holds it). `claim` also writes `OUT/.mmdiff-run.json` (which command, pid, start time), so that
+a later `--overwrite` of the same command knows the folder holds its earlier outputs and may clear them; a
+non-empty folder that is neither marked by that command nor recognised by the caller's `ours` test is never
+cleared (`mmdiff.sample --overwrite` does not empty a study folder, nor `--overwrite` a home folder).
 
 Sharded runs (torchrun): rank 0 claims; the other ranks `join` (wait until rank 0 holds the folder for
 the same launch, then lock their own `.mmdiff-lock.rank<r>`), see `claim_for_rank`.
@@ -128,7 +129,7 @@ def run_marker(folder: Path) -> dict | None:
         return None
 
 
-def _check_or_clear(folder: Path, overwrite: bool, ours: Callable[[Path], bool] | None,
+def _check_or_clear(folder: Path, kind: str, overwrite: bool, ours: Callable[[Path], bool] | None,
                     resume: Callable[[Path], bool] | None) -> None:
     busy = [p for p in folder.iterdir() if _is_lock(p) and p.name != LOCK_NAME and is_held(p)]
     if busy:
@@ -141,24 +142,29 @@ def _check_or_clear(folder: Path, overwrite: bool, ours: Callable[[Path], bool] 
     if not overwrite:
         raise OutputDirError(f"{folder} is not empty ({names}); choose a new --out, or add --overwrite to "
                              "replace what an earlier run wrote there")
-    if run_marker(folder) is None and not (ours is not None and ours(folder)):
+    marker = run_marker(folder) or {}
+    if marker.get("kind") not in (None, kind) and not (ours is not None and ours(folder)):
+        raise OutputDirError(f"{folder} holds outputs of {marker['kind']}; --overwrite replaces only earlier "
+                             f"outputs of {kind}: choose a new --out")
+    if not marker and not (ours is not None and ours(folder)):
         raise OutputDirError(f"{folder} holds files that no mmdiff run wrote ({names}); --overwrite clears only "
                              "output folders of this project: empty it yourself or choose a new --out")
     clear(folder)
 
 
-def _write_marker(folder: Path, run: str | None) -> None:
+def _write_marker(folder: Path, kind: str, run: str | None) -> None:
     write_text(folder / MARKER_NAME, json.dumps({
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:2000], "pid": os.getpid(),
+        "kind": kind, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:2000], "pid": os.getpid(),
         "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "run": run}) + "\n")
 
 
 @contextmanager
-def claim(folder: str | os.PathLike, overwrite: bool = False, ours: Callable[[Path], bool] | None = None,
+def claim(folder: str | os.PathLike, kind: str, overwrite: bool = False, ours: Callable[[Path], bool] | None = None,
           resume: Callable[[Path], bool] | None = None, run: str | None = None) -> Iterator[Path]:
     """Own `folder` while the block runs: create it, lock it, then check it is empty (or clear it).
 
-    :param overwrite: clear a non-empty folder that holds outputs of this project (marked, or `ours(folder)`)
+    :param kind: the command that owns the folder, e.g. "mmdiff.sample" (recorded in the marker)
+    :param overwrite: clear a non-empty folder that holds earlier outputs of `kind` (marked, or `ours(folder)`)
     :param ours: recognises output folders written before the marker existed (e.g. a manifest.json)
     :param resume: a non-empty folder this run may continue (e.g. a cache made with the same settings)
     :param run: an id shared by the ranks of one sharded launch (see `claim_for_rank`)
@@ -172,8 +178,8 @@ def claim(folder: str | os.PathLike, overwrite: bool = False, ours: Callable[[Pa
     except OSError as e:
         raise OutputDirError(f"cannot create {folder}: {e.strerror or e}") from None
     with FolderLock(folder):
-        _check_or_clear(folder, overwrite, ours, resume)
-        _write_marker(folder, run)
+        _check_or_clear(folder, kind, overwrite, ours, resume)
+        _write_marker(folder, kind, run)
         yield folder
 
 
@@ -200,10 +206,10 @@ def launch_id() -> str:
     return run
 
 
-def claim_for_rank(folder: str | os.PathLike, rank: int, world: int, overwrite: bool = False,
+def claim_for_rank(folder: str | os.PathLike, kind: str, rank: int, world: int, overwrite: bool = False,
                    ours: Callable[[Path], bool] | None = None):
     """`claim` on rank 0 (or when not sharded), `join` on the other ranks of the same launch."""
     if world <= 1:
-        return claim(folder, overwrite, ours)
+        return claim(folder, kind, overwrite, ours)
     run = launch_id()
-    return claim(folder, overwrite, ours, run=run) if rank == 0 else join(folder, run, rank)
+    return claim(folder, kind, overwrite, ours, run=run) if rank == 0 else join(folder, run, rank)

@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     try:    # the folder belongs to this run (mmdiff.outdir): refused when not empty, locked while writing
-        with claim_for_rank(args.out, rank, world, args.overwrite, ours=_sample_folder) as out:
+        with claim_for_rank(args.out, "mmdiff.sample", rank, world, args.overwrite, ours=_sample_folder) as out:
             return _sample(args, world, rank, out)
     except OutputDirError as e:
         print(f"error: {e}", file=sys.stderr)

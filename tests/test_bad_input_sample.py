@@ -53,7 +53,7 @@ def test_catalogue(case, ckpt, tmp_path, capsys):
 
 def test_a_concurrent_run_into_the_same_folder_is_refused(ckpt, tmp_path, capsys):
     out = tmp_path / "out"
-    with claim(out):                     # another run holding the folder
+    with claim(out, "other"):                   # another run holding the folder
         assert sample.main(["--ckpt", str(ckpt), "--out", str(out), *FAST, "--overwrite"]) == 2
     assert f"in use by another run (pid {os.getpid()}" in capsys.readouterr().err
 

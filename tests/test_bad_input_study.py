@@ -108,3 +108,15 @@ def test_worker_ids_cannot_run_formulas_in_workers_csv(env, tmp_path):
     for name in ("Batch_9_batch_results.csv",):                        # the approve/reject file too
         text = (tmp_path / "an" / "approve_reject" / name).read_text()
         assert "'" + evil.replace('"', '""') in text and ",=HYPERLINK" not in text
+
+
+def test_analysis_folder_is_replaced_as_a_whole_and_never_mixed_into_other_files(env, tmp_path, capsys):
+    out = tmp_path / "an"
+    args = ["analyze", "--results", str(env["study_results"]), "--key", str(env["study"]), "--out", str(out)]
+    assert main(args) == 0
+    (out / "approve_reject" / "Batch_OLD.csv").write_text("from an earlier analysis")
+    assert main(args) == 0
+    assert not (out / "approve_reject" / "Batch_OLD.csv").exists()    # no table of an older run stays
+    assert main(args[:-1] + [str(env["study"])]) == 2                  # the study folder itself
+    assert "holds other files" in capsys.readouterr().err
+    assert (env["study"] / "private" / "key.json").is_file()

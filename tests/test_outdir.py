@@ -13,7 +13,7 @@ from mmdiff.outdir import LOCK_NAME, MARKER_NAME, OutputDirError, claim, content
 HOLD = """
 import sys, time
 from mmdiff.outdir import claim
-with claim(sys.argv[1]) as d:
+with claim(sys.argv[1], "test") as d:
     (d / "partial.mp4").write_bytes(b"x")
     print("ready", flush=True)
     time.sleep(60)
@@ -29,7 +29,7 @@ def _holder(folder):
 
 def test_new_folder_is_created_marked_and_unlocked_after(tmp_path):
     out = tmp_path / "a" / "b"
-    with claim(out) as d:
+    with claim(out, "test") as d:
         assert d == out and (out / LOCK_NAME).is_file()
         (d / "x.mp4").write_bytes(b"1")
     assert not (out / LOCK_NAME).exists()
@@ -38,39 +38,39 @@ def test_new_folder_is_created_marked_and_unlocked_after(tmp_path):
 
 
 def test_non_empty_is_refused_and_overwrite_clears_only_our_folders(tmp_path):
-    with claim(tmp_path / "run") as d:
+    with claim(tmp_path / "run", "test") as d:
         (d / "old.mp4").write_bytes(b"1")
         (d / "sub").mkdir()
     with pytest.raises(OutputDirError, match=r"is not empty \(.*old.mp4.*\); choose a new --out, or add --overwrite"):
-        with claim(tmp_path / "run"):
+        with claim(tmp_path / "run", "test"):
             pass
     assert (tmp_path / "run" / "old.mp4").exists()
-    with claim(tmp_path / "run", overwrite=True) as d:
+    with claim(tmp_path / "run", "test", overwrite=True) as d:
         assert [p.name for p in contents(d)] == [MARKER_NAME]
 
     user = tmp_path / "mine"
     user.mkdir()
     (user / "thesis.tex").write_text("precious")
     with pytest.raises(OutputDirError, match="no mmdiff run wrote"):
-        with claim(user, overwrite=True):
+        with claim(user, "test", overwrite=True):
             pass
     assert (user / "thesis.tex").read_text() == "precious"
-    with claim(user, overwrite=True, ours=lambda f: (f / "thesis.tex").exists()):
+    with claim(user, "test", overwrite=True, ours=lambda f: (f / "thesis.tex").exists()):
         pass                                  # recognised by the caller: cleared
     assert not (user / "thesis.tex").exists()
 
 
 def test_resume_predicate_keeps_the_folder(tmp_path):
-    with claim(tmp_path) as d:
+    with claim(tmp_path, "test") as d:
         (d / "index.json").write_text("{}")
-    with claim(tmp_path, resume=lambda f: (f / "index.json").exists()) as d:
+    with claim(tmp_path, "test", resume=lambda f: (f / "index.json").exists()) as d:
         assert (d / "index.json").exists()
 
 
 def test_a_file_is_not_a_folder(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(OutputDirError, match="not a folder"):
-        with claim(tmp_path / "f"):
+        with claim(tmp_path / "f", "test"):
             pass
 
 
@@ -79,16 +79,16 @@ def test_concurrent_run_is_refused_and_a_killed_runs_lock_is_stale(tmp_path):
     p = _holder(out)
     try:
         with pytest.raises(OutputDirError, match=rf"in use by another run \(pid {p.pid} "):
-            with claim(out, overwrite=True):
+            with claim(out, "test", overwrite=True):
                 pass
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait()
     assert (out / LOCK_NAME).exists()                         # left behind by the killed run
     with pytest.raises(OutputDirError, match="not empty"):    # its partial outputs are not ours to mix with
-        with claim(out):
+        with claim(out, "test"):
             pass
-    with claim(out, overwrite=True) as d:                     # the stale lock does not block
+    with claim(out, "test", overwrite=True) as d:                     # the stale lock does not block
         assert [p.name for p in contents(d)] == [MARKER_NAME]
 
 
@@ -100,7 +100,7 @@ def test_ranks_of_one_launch_join_and_block_other_runs(tmp_path):
         with join(out, "launch-1", 1, timeout_s=10):
             entered.set()
 
-    with claim(out, run="launch-1"):
+    with claim(out, "test", run="launch-1"):
         t = threading.Thread(target=rank1)
         t.start()
         t.join(10)
@@ -108,3 +108,13 @@ def test_ranks_of_one_launch_join_and_block_other_runs(tmp_path):
     with pytest.raises(OutputDirError, match="did not take"):
         with join(out, "launch-2", 1, timeout_s=0.3):
             pass
+
+
+def test_overwrite_clears_only_outputs_of_the_same_command(tmp_path):
+    with claim(tmp_path / "study", "eval.study build") as d:
+        (d / "private").mkdir()
+    with pytest.raises(OutputDirError, match=r"holds outputs of eval.study build; --overwrite replaces only .*"
+                                             r"mmdiff.sample"):
+        with claim(tmp_path / "study", "mmdiff.sample", overwrite=True):
+            pass
+    assert (tmp_path / "study" / "private").is_dir()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmdiff.outdir import OutputDirError, claim, contents, run_marker
+
 from .build import GOLD, REAL
 from .qc import Decisions, QCConfig, decide
 from .results import LoadedResults, load_results
@@ -222,6 +224,7 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
     qc = qc or QCConfig()
     qc.validate()
     key = load_key(study_dir)
+    out = _output_dir(Path(out_dir) if out_dir else Path(study_dir) / "analysis")
     if not results:
         raise ValueError("no results CSV given (--results Batch_*_batch_results.csv)")
     if qc.max_hits_per_worker is None:
@@ -235,7 +238,7 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
     systems = system_order(key)
     mos_tasks = [t for t in key["tasks"] if TASKS[t].kind == "mos"]
     res = AnalysisResult(
-        out_dir=Path(out_dir) if out_dir else Path(study_dir) / "analysis",
+        out_dir=out,
         mos=mos_table(votes, mos_tasks, systems, confidence) if mos_tasks else None,
         turing=turing_table(votes.get("turing", []), systems, confidence) if "turing" in key["tasks"] else None,
         agreement=agreement(votes),
@@ -247,5 +250,26 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
                 "votes_used": sum(len(v) for v in votes.values())},
         paths={},
     )
-    res.paths = write_outputs(res, loaded, decisions, confidence)
+    try:        # a rerun replaces the earlier analysis as a whole: no table of an older run stays behind
+        with claim(res.out_dir, ANALYZE, overwrite=True, ours=_is_analysis):
+            res.paths = write_outputs(res, loaded, decisions, confidence)
+    except OutputDirError as e:
+        raise ValueError(str(e)) from None
     return res
+
+
+ANALYZE = "eval.study analyze"
+
+
+def _is_analysis(folder: Path) -> bool:
+    return (folder / "summary.json").is_file() and (folder / "report.md").is_file()
+
+
+def _output_dir(out: Path) -> Path:
+    """`out`, checked before any work: new, empty, or an earlier analysis (which is replaced)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and contents(out) and (run_marker(out) or {}).get("kind") != ANALYZE and not _is_analysis(out):
+        raise ValueError(f"--out {out} holds other files ({', '.join(p.name for p in contents(out)[:3])}); "
+                         "give a new or empty folder, or an earlier analysis folder to replace")
+    return out

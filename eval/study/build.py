@@ -230,7 +230,7 @@ def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str],
                     for t, rs in rows.items()}}
     _check_existing(study_dir, key, overwrite)
     try:
-        with claim(study_dir, overwrite, ours=lambda d: (d / "private" / "key.json").is_file(),
+        with claim(study_dir, "eval.study build", overwrite, ours=lambda d: (d / "private" / "key.json").is_file(),
                    resume=lambda d: _same_study(d, key)):
             return _write_study(study_dir, cfg, tasks, key, rows, infos, skipped, per_hit, progress)
     except OutputDirError as e:

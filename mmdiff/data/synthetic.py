@@ -242,7 +242,7 @@ def generate(out: str | Path, num: int, seed: int, frames: int, fps: float, size
     `out` must be new or empty (`overwrite`: cleared first when it holds an earlier run's outputs) and is
     locked while the clips are written (mmdiff.outdir), so events.jsonl always describes the whole folder.
     """
-    with claim(out, overwrite, ours=lambda d: (d / "events.jsonl").is_file()) as out:
+    with claim(out, "mmdiff.data.synthetic", overwrite, ours=lambda d: (d / "events.jsonl").is_file()) as out:
         return _generate(out, num, seed, frames, fps, size, rate, to_cache, wav, progress)
 
 
