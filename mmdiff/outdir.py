@@ -108,6 +108,11 @@ def _is_lock(p: Path) -> bool:
     return p.name == LOCK_NAME or p.name.startswith(LOCK_NAME + ".")
 
 
+def is_bookkeeping(path: Path) -> bool:
+    """The lock and run-marker files of this module (not outputs: bundles and uploads leave them out)."""
+    return _is_lock(path) or path.name == MARKER_NAME
+
+
 def contents(folder: Path) -> list[Path]:
     """What the folder holds besides lock files, sorted by name."""
     return sorted((p for p in folder.iterdir() if not _is_lock(p)), key=lambda p: p.name)

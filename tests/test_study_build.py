@@ -234,3 +234,18 @@ def test_alignment_gold_is_unrecognisable_in_both_streams():
     task = TASKS["mos_av"]
     assert task.gold_variant == GOLD_BOTH_NOISE
     assert all("recognized but" not in ALIGNMENT_RUBRIC[int(a)] for a in task.gold_expected)
+
+
+def test_public_zip_leaves_out_the_run_marker_and_lock(mos_study, tmp_path):
+    import zipfile
+
+    from eval.study.bundle import zip_study
+    from mmdiff.outdir import LOCK_NAME, MARKER_NAME
+
+    assert (mos_study.study_dir / MARKER_NAME).is_file()          # says which command, host and paths built it
+    (mos_study.study_dir / LOCK_NAME).write_text("{}")
+    try:
+        with zipfile.ZipFile(zip_study(mos_study.study_dir, tmp_path / "s.zip")) as z:
+            assert not [n for n in z.namelist() if ".mmdiff-" in n]
+    finally:
+        (mos_study.study_dir / LOCK_NAME).unlink()
