@@ -178,14 +178,27 @@ def claim(folder: str | os.PathLike, kind: str, overwrite: bool = False, ours: C
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputDirError(f"{folder} exists and is not a folder")
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputDirError(f"cannot create {folder}: {e.strerror or e}") from None
-    with FolderLock(folder):
-        _check_or_clear(folder, kind, overwrite, ours, resume)
-        _write_marker(folder, kind, run)
-        yield folder
+    try:
+        with FolderLock(folder):
+            _check_or_clear(folder, kind, overwrite, ours, resume)
+            _write_marker(folder, kind, run)
+            try:
+                yield folder
+            finally:                           # a run that stopped before writing must not block the next one
+                _unmark_if_unused(folder)
+    finally:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _unmark_if_unused(folder: Path) -> None:
+    if [p.name for p in contents(folder)] == [MARKER_NAME]:
+        (folder / MARKER_NAME).unlink(missing_ok=True)
 
 
 @contextmanager

@@ -83,3 +83,11 @@ def test_the_ranks_of_one_sharded_launch_share_the_folder(ckpt, tmp_path):
         assert p.returncode == 0, err[-2000:]
     assert sorted(p.name for p in out.glob("*.mp4")) == ["sample_000000.mp4", "sample_000001.mp4"]
     assert sorted(p.name for p in out.glob("manifest*.json")) == ["manifest.rank0.json", "manifest.rank1.json"]
+
+
+def test_a_refusal_after_the_claim_does_not_block_the_next_run(ckpt, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert sample.main(["--ckpt", str(ckpt), "--out", str(out), *FAST, "--prompt", "a dog"]) == 2   # no text model
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not out.exists()
+    assert sample.main(["--ckpt", str(ckpt), "--out", str(out), *FAST]) == 0

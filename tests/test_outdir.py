@@ -118,3 +118,20 @@ def test_overwrite_clears_only_outputs_of_the_same_command(tmp_path):
         with claim(tmp_path / "study", "mmdiff.sample", overwrite=True):
             pass
     assert (tmp_path / "study" / "private").is_dir()
+
+
+def test_a_run_that_fails_before_writing_leaves_nothing_that_blocks_the_next(tmp_path):
+    with pytest.raises(RuntimeError):
+        with claim(tmp_path / "new", "test"):
+            raise RuntimeError("checkpoint unreadable")
+    assert not (tmp_path / "new").exists()                     # created by the claim: removed again
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError):
+        with claim(tmp_path / "kept", "test"):
+            raise RuntimeError("checkpoint unreadable")
+    assert (tmp_path / "kept").is_dir() and not list((tmp_path / "kept").iterdir())
+    with pytest.raises(RuntimeError):
+        with claim(tmp_path / "half", "test") as d:
+            (d / "sample_0.mp4").write_bytes(b"1")
+            raise RuntimeError("killed halfway")
+    assert (tmp_path / "half" / MARKER_NAME).is_file()         # partial outputs stay marked as ours
