@@ -90,7 +90,8 @@ def _publish(args) -> int:
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
     from .analyze import load_key
-    from .publish import NO_CREDENTIALS_HELP, HitSettings, check_locales, check_reward, check_tasks, make_client, publish_study
+    from .publish import (NO_CREDENTIALS_HELP, HitSettings, check_locales, check_reward, check_tasks, make_client,
+                          publish_study)
 
     settings = HitSettings(reward=check_reward(args.reward), locales=check_locales(args.locale))
     check_tasks(args.task, load_key(args.study))      # before any request: a typo must not half-publish

@@ -70,12 +70,14 @@ def check_results_match(loaded: LoadedResults, study_dir: str | Path) -> None:
     """ValueError when the results hold no vote of this study: a header-only file, or another study's batch."""
     c = loaded.counts
     if c["rows"] == 0:
-        raise ValueError(f"the results file(s) hold no rows, only a header ({', '.join(f.path.name for f in loaded.files)})")
+        names = ", ".join(f.path.name for f in loaded.files)
+        raise ValueError(f"the results file(s) hold no rows, only a header ({names})")
     if any(a.votes for a in loaded.assignments) or c["rejected_ignored"] == len(loaded.assignments) > 0:
         return                                       # votes to count, or only assignments already rejected
     if c["unknown_ids"] or c["rows_skipped"] == c["rows"]:
         raise ValueError(f"none of the {c['rows']} result rows belongs to the study in {study_dir} (unknown clip "
-                         "ids or tasks): results of another study? --key must be the STUDY_DIR the batch was built from")
+                         "ids or tasks): results of another study? --key must be the STUDY_DIR the batch was "
+                         "built from")
     raise ValueError(f"no usable vote in {c['rows']} result rows; first problem: "
                      f"{loaded.problems[0] if loaded.problems else 'none recorded'}")
 
