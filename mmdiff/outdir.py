@@ -34,8 +34,9 @@ LOCK_NAME = ".mmdiff-lock"           # the run's lock; ranks > 0 of a sharded ru
 MARKER_NAME = ".mmdiff-run.json"     # which run wrote the folder (lets --overwrite know it is ours)
 
 
-class OutputDirError(Exception):
-    """A user-facing refusal: the folder is busy, not empty, or not ours to clear."""
+class OutputDirError(ValueError):
+    """A user-facing refusal: the folder is busy, not empty, or not ours to clear (a ValueError, so that the
+    CLIs and the studio show it as a one-line user error)."""
 
 
 class FolderLock:

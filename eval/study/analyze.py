@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmdiff.outdir import OutputDirError, claim, contents, run_marker
+from mmdiff.outdir import claim, contents, run_marker
 
 from .build import GOLD, REAL
 from .qc import Decisions, QCConfig, decide
@@ -252,11 +252,9 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
                 "votes_used": sum(len(v) for v in votes.values())},
         paths={},
     )
-    try:        # a rerun replaces the earlier analysis as a whole: no table of an older run stays behind
-        with claim(res.out_dir, ANALYZE, overwrite=True, ours=_is_analysis):
-            res.paths = write_outputs(res, loaded, decisions, confidence)
-    except OutputDirError as e:
-        raise ValueError(str(e)) from None
+    # a rerun replaces the earlier analysis as a whole: no table of an older run stays behind
+    with claim(res.out_dir, ANALYZE, overwrite=True, ours=_is_analysis):
+        res.paths = write_outputs(res, loaded, decisions, confidence)
     return res
 
 

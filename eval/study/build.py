@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from mmdiff.atomic import write_text
-from mmdiff.outdir import OutputDirError, claim
+from mmdiff.outdir import claim
 
 from .files import write_csv_atomic, write_json_atomic
 from .media import ClipInfo, clip_id, export_clip, make_gold_clip, sample_clips
@@ -229,12 +229,9 @@ def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str],
            "hits": {t: [[r[f"item_id_{i}"] for i in range(1, per_hit + cfg.gold + 1)] for r in rs]
                     for t, rs in rows.items()}}
     _check_existing(study_dir, key, overwrite)
-    try:
-        with claim(study_dir, "eval.study build", overwrite, ours=lambda d: (d / "private" / "key.json").is_file(),
-                   resume=lambda d: _same_study(d, key)):
-            return _write_study(study_dir, cfg, tasks, key, rows, infos, skipped, per_hit, progress)
-    except OutputDirError as e:
-        raise ValueError(str(e)) from None
+    with claim(study_dir, "eval.study build", overwrite, ours=lambda d: (d / "private" / "key.json").is_file(),
+               resume=lambda d: _same_study(d, key)):
+        return _write_study(study_dir, cfg, tasks, key, rows, infos, skipped, per_hit, progress)
 
 
 def _write_study(study_dir: Path, cfg: StudyConfig, tasks: tuple[Task, ...], key: dict,

@@ -29,7 +29,7 @@ from mmdiff.config import PRESETS
 from mmdiff.data import av_io
 from mmdiff.data.cache import (CacheError, CacheIndex, CacheItem, CacheSpec, INDEX_NAME, load_index,
                                remove_orphans, save_index, write_item)
-from mmdiff.outdir import FolderLock, OutputDirError, contents
+from mmdiff.outdir import FolderLock, contents
 
 
 @dataclass(frozen=True)
@@ -211,12 +211,9 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, spec: CacheSpec,
     if out.exists() and not out.is_dir():
         raise CacheError(f"--out {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        with FolderLock(out):             # one prepare at a time per cache (a killed run's lock is stale)
-            _check_out(out)
-            return _prepare(src, out, spec, settings, workers, progress, save_every_s)
-    except OutputDirError as e:
-        raise CacheError(str(e)) from None
+    with FolderLock(out):                 # one prepare at a time per cache (a killed run's lock is stale)
+        _check_out(out)
+        return _prepare(src, out, spec, settings, workers, progress, save_every_s)
 
 
 def _check_out(out: Path) -> None:
