@@ -120,7 +120,7 @@ def contents(folder: Path) -> list[Path]:
 
 
 def clear(folder: Path) -> None:
-    """Remove everything in `folder` except lock files of live processes (ours included)."""
+    """Remove everything in `folder` but its lock files (ours, and the stale ones of killed runs: harmless)."""
     for p in contents(folder):
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
