@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for k, v in OFFLINE_ENV.items():          # before gradio is imported: no calls home at launch
         os.environ.setdefault(k, v)
+    from studio.lifecycle import exit_on_signals, make_work_root
+
+    work_root = make_work_root()              # before gradio is imported: its upload cache goes in here
+    exit_on_signals()                         # SIGTERM/SIGHUP end the app like Ctrl-C, removing work_root
     if args.threads > 0:
         import torch
 
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = UploadLimits(max_bytes=int(args.max_upload_mb * 2**20), max_seconds=args.max_upload_seconds)
     demo = build_app(ckpt=args.ckpt, device=args.device, workspace=args.workspace or ["."], limits=limits,
                      max_batch=args.max_batch, concurrency=args.concurrency, queue_size=args.queue_size,
-                     eval_cache_dir=args.eval_cache_dir, sr_ckpt=args.sr_ckpt)
+                     eval_cache_dir=args.eval_cache_dir, sr_ckpt=args.sr_ckpt, work_root=str(work_root))
     try:
         demo.launch(**launch_kwargs(demo, args.host, args.port, args.share))
     finally:

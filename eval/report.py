@@ -7,8 +7,6 @@ extractor weights (file name + sha256), the sampler settings of generated sets, 
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mmdiff.atomic import write_text
+from mmdiff.csvsafe import write_csv
 
 RESIZE_METHODS = {"crop": "centre crop to a square, then antialiased bicubic (PIL)",
                   "letterbox": "whole frame, aspect kept, black bars, antialiased bicubic (PIL)"}
@@ -171,14 +170,6 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def csv_cell(v: Any) -> str:
-    """A CSV cell; text a spreadsheet would run as a formula (= + - @, tab, CR first) gets a leading quote."""
-    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-        return str(v)
-    s = "" if v is None else str(v)
-    return "'" + s if s[:1] in ("=", "+", "-", "@", "\t", "\r") else s
-
-
 def write_outputs(results: dict, out_json: Path) -> tuple[Path, Path]:
     """results.json and a CSV beside it (one row per run, then mean and std rows; the card in `card.*`
     columns of every row), both atomic."""
@@ -186,17 +177,12 @@ def write_outputs(results: dict, out_json: Path) -> tuple[Path, Path]:
     write_text(out_json, json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
     keys = [k for k, v in results["runs"][0].items() if k != "run" and not isinstance(v, list)]
     card = {f"card.{k}": v for k, v in flatten(results.get("card", {})).items()}
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["row", *keys, *card])
-    for r in results["runs"]:
-        w.writerow([f"run{r['run']}", *(csv_cell(r[k]) for k in keys), *map(csv_cell, card.values())])
-    for stat in ("mean", "std"):
-        w.writerow([stat, *(csv_cell(results["summary"][k][stat]) if k in results["summary"] else "" for k in keys),
-                    *map(csv_cell, card.values())])
-    csv_path = out_json.with_suffix(".csv")
-    write_text(csv_path, buf.getvalue())
+    header = ["row", *keys, *card]
+    rows = [[f"run{r['run']}", *(r[k] for k in keys), *card.values()] for r in results["runs"]]
+    rows += [[stat, *(results["summary"][k][stat] if k in results["summary"] else "" for k in keys), *card.values()]
+             for stat in ("mean", "std")]
+    csv_path = write_csv(out_json.with_suffix(".csv"), header, [dict(zip(header, r)) for r in rows], lineterminator="\n")
     return out_json, csv_path
 
 
-__all__ = ["card_lines", "csv_cell", "format_table", "protocol_card", "summarise", "versions", "write_outputs"]
+__all__ = ["card_lines", "format_table", "protocol_card", "summarise", "versions", "write_outputs"]

@@ -32,6 +32,7 @@ from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
 from mmdiff.generate import SamplerOptions, encode_prompt, generate, generate_two_step, two_step_mode
+from mmdiff.outdir import OutputDirError, claim_for_rank
 
 
 def load_condition(path: str, modality: str, model_config) -> torch.Tensor:
@@ -107,7 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped tiny model)")
     p.add_argument("--num", type=int, default=4, help="number of clips (default: 4)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (new or empty; see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the samples of an earlier run in --out (default: refuse a non-empty folder)")
     p.add_argument("--sampler", default="dpm-solver++", choices=sorted(SAMPLERS),
                    help="sampler (default: dpm-solver++); mm-diffusion-dpm-solver with --steps 20 is the released "
                         "MM-Diffusion script's DPM-Solver (docs/samplers.md)")
@@ -172,10 +175,24 @@ def sample_batch(model, args: argparse.Namespace, count: int, seed: int, opts: S
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    try:    # the folder belongs to this run (mmdiff.outdir): refused when not empty, locked while writing
+        with claim_for_rank(args.out, "mmdiff.sample", rank, world, args.overwrite, ours=_sample_folder) as out:
+            return _sample(args, world, rank, out)
+    except OutputDirError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _sample_folder(folder: Path) -> bool:
+    """A folder written by an earlier mmdiff.sample (before the run marker existed)."""
+    return any(folder.glob("manifest*.json"))
+
+
+def _sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
     from mmdiff.data.av_io import write_clip, write_wav
     from mmdiff.device import resolve_device
 
-    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     device = resolve_device(args.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -204,8 +221,6 @@ def main(argv=None) -> int:
     up_opts = (UpscaleOptions(args.upscale, args.upscale_sampler, args.upscale_steps, args.upscale_noise)
                if args.upscale else None)
     upscaler = load_upscaler(up_opts, cfg, device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     plan = batch_plan(args.num, args.batch_size, rank, world)
     written = []
     with tqdm(total=sum(c for _, _, c in plan), desc=f"sample[{rank}]", disable=rank != 0) as bar:

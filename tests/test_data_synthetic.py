@@ -150,3 +150,23 @@ def test_cli_rejects_bad_flags(tmp_path, capsys):
     assert syn.main(["--out", str(tmp_path), "--num", "0", "--quiet"]) == 2
     assert syn.main(["--out", str(tmp_path), "--num", "2", "--audio-rate", "8001", "--quiet"]) == 2
     assert "whole multiple of fps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_second_run_never_mixes_with_the_first(tmp_path, capsys, cache):
+    """Issue 19: a 16-item cache was replaced by 4 items, and mp4 runs mixed old and new clips."""
+    out = tmp_path / "syn"
+    mode = ["--cache"] if cache else []
+    assert syn.main(["--out", str(out), "--num", "4", "--seed", "1", "--quiet", *mode]) == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    assert syn.main(["--out", str(out), "--num", "2", "--seed", "2", "--quiet", *mode]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not empty" in err and "--overwrite" in err and err.count("\n") == 1
+    assert sorted(p.name for p in out.rglob("*")) == before                      # untouched
+    assert syn.main(["--out", str(out), "--num", "2", "--seed", "2", "--quiet", "--overwrite", *mode]) == 0
+    records = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert [r["seed"] for r in records] == [2, 2]
+    if cache:
+        assert len(load_index(out).items) == 2 and len(list((out / "items").iterdir())) == 4   # video + audio
+    else:
+        assert sorted(p.name for p in out.glob("*.mp4")) == ["clip_00000.mp4", "clip_00001.mp4"]

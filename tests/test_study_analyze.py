@@ -278,7 +278,7 @@ def test_cli_analyze(studies, tmp_path, capsys):
                  "--out", str(tmp_path / "cli")]) == 0
     printed = capsys.readouterr().out
     assert "Turing test" in printed and "| Ground truth |" in printed
-    assert main(["analyze", "--results", str(paths[0]), "--key", str(tmp_path / "nope")]) == 1
+    assert main(["analyze", "--results", str(paths[0]), "--key", str(tmp_path / "nope")]) == 2
     assert "key.json not found" in capsys.readouterr().err
 
 
@@ -297,3 +297,33 @@ def test_parse_answers_encodings_and_times():
     assert parse_mturk_time("Mon Nov 20 10:04:05 PST 2026") == datetime(2026, 11, 20, 10, 4, 5)
     assert parse_mturk_time("2026-11-20T10:04:05") == datetime(2026, 11, 20, 10, 4, 5)
     assert parse_mturk_time("") is None and parse_mturk_time("yesterday") is None
+
+
+def test_rebuilding_into_a_study_keeps_its_key_and_results(tmp_path, capsys):
+    """Issue 19: `build` into an existing study rewrote private/key.json, and the collected results lost their
+    votes in analyze (pass rate 62.5% -> 25%); stale mturk/<task> folders stayed."""
+    real, ours = make_clips_dir(tmp_path, "real", 4), make_clips_dir(tmp_path, "ours", 4, ".avi", 10)
+    study = tmp_path / "study"
+    args = ["build", "--kind", "turing", "--system", f"ours={ours}", "--real", str(real), "--num", "4",
+            "--base-url", "https://x.example/m", "--out", str(study), "--items-per-hit", "4", "--seed", "11"]
+    assert main(args) == 0
+    key = json.loads((study / "private" / "key.json").read_text())
+    res = type("R", (), {"tasks": {"turing": {"batch_csv": study / "mturk" / "turing" / "batch.csv"}}})()
+    paths, _ = simulate(res, key, tmp_path, ["fields"])
+    before = analyze_results(paths, study, tmp_path / "a1").turing
+    key_bytes = (study / "private" / "key.json").read_bytes()
+
+    assert main(args) == 0                                            # the same study: resumes
+    capsys.readouterr()
+    assert main(args[:-1] + ["12"]) == 2                              # another seed: another key
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "holds a study built with other settings" in err and err.count("\n") == 1
+    assert (study / "private" / "key.json").read_bytes() == key_bytes
+    assert analyze_results(paths, study, tmp_path / "a2").turing == before
+
+    mos = args[:2] + ["mos"] + args[3:]
+    assert main(mos + ["--overwrite"]) == 0                           # asked for: replaced, nothing stale left
+    assert sorted(p.name for p in (study / "mturk").iterdir()) == ["mos_aq", "mos_av", "mos_vq"]
+    (study / "private" / "published_live.json").write_text("{}")
+    assert main(args + ["--overwrite"]) == 2
+    assert "live marketplace" in capsys.readouterr().err

@@ -219,7 +219,7 @@ def test_cli_build(clips, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "4 clips" in out and (tmp_path / "s" / "mturk" / "turing" / "batch.csv").is_file()
-    assert main(args + ["--system", f"ours={clips['base']}"]) == 1
+    assert main(args + ["--system", f"ours={clips['base']}"]) == 2
     assert "distinct" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["build", "--kind", "mos", "--system", "no-equals-sign", "--real", "r", "--num", "1",
@@ -234,3 +234,18 @@ def test_alignment_gold_is_unrecognisable_in_both_streams():
     task = TASKS["mos_av"]
     assert task.gold_variant == GOLD_BOTH_NOISE
     assert all("recognized but" not in ALIGNMENT_RUBRIC[int(a)] for a in task.gold_expected)
+
+
+def test_public_zip_leaves_out_the_run_marker_and_lock(mos_study, tmp_path):
+    import zipfile
+
+    from eval.study.bundle import zip_study
+    from mmdiff.outdir import LOCK_NAME, MARKER_NAME
+
+    assert (mos_study.study_dir / MARKER_NAME).is_file()          # says which command, host and paths built it
+    (mos_study.study_dir / LOCK_NAME).write_text("{}")
+    try:
+        with zipfile.ZipFile(zip_study(mos_study.study_dir, tmp_path / "s.zip")) as z:
+            assert not [n for n in z.namelist() if ".mmdiff-" in n]
+    finally:
+        (mos_study.study_dir / LOCK_NAME).unlink()

@@ -179,3 +179,16 @@ def test_sample_cli_writes_playable_mp4s_with_1_6_s_audio(tmp_path):
         assert clip.video.shape == (16, 32, 32, 3) and clip.audio.shape == (12_800,)
         wav, rate = read_wav(tmp_path / "out" / f"{name}.wav")
         assert rate == 8000 and wav.shape == (12_800,)
+
+
+def test_a_second_run_into_a_run_folder_being_trained_is_refused(tmp_path, cache):
+    from mmdiff.outdir import FolderLock, OutputDirError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with FolderLock(run):                        # another trainer writing this folder
+        with pytest.raises(OutputDirError, match="in use by another run"):
+            trainer(run, cache, steps=1).run()
+    assert not (run / "last.pt").exists() and not (run / "log.csv").exists()
+    trainer(run, cache, steps=1).run()           # free again: trains
+    assert (run / "last.pt").is_file() and not (run / ".mmdiff-lock").exists()

@@ -25,7 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--num", type=int, required=True, help="clips sampled per system and from the real data")
     b.add_argument("--votes", type=int, default=5, help="workers (assignments) per HIT, i.e. votes per clip")
     b.add_argument("--base-url", required=True, help="https URL where STUDY_DIR/media/ will be served")
-    b.add_argument("--out", required=True, help="study folder to write (rerun to resume)")
+    b.add_argument("--out", required=True,
+                   help="study folder to write: new or empty, or this same study (rerun to resume)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace another study built in --out (its collected results can no longer be analysed)")
     b.add_argument("--items-per-hit", type=int, default=10, help="study clips per HIT (gold clips are added)")
     b.add_argument("--seed", type=int, default=0, help="seed of sampling, ids and HIT order")
     b.add_argument("--gold", type=int, default=1, help="gold (attention-check) clips per HIT")
@@ -60,7 +63,7 @@ def _build(args) -> int:
     cfg = StudyConfig(kind=args.kind, systems=dict(args.system), real=args.real, num=args.num,
                       base_url=args.base_url, votes=args.votes, items_per_hit=args.items_per_hit,
                       seed=args.seed, gold=args.gold, max_hits_per_worker=args.max_hits_per_worker)
-    res = build_study(cfg, args.out)
+    res = build_study(cfg, args.out, overwrite=args.overwrite)
     for w in res.warnings:
         print(f"warning: {w}")
     print(f"study written to {res.study_dir}: {res.num_items} clips, {res.num_gold} gold clips, "
@@ -86,9 +89,12 @@ def _analyze(args) -> int:
 def _publish(args) -> int:
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-    from .publish import NO_CREDENTIALS_HELP, HitSettings, make_client, publish_study
+    from .analyze import load_key
+    from .publish import (NO_CREDENTIALS_HELP, HitSettings, check_locales, check_reward, check_tasks, make_client,
+                          publish_study)
 
-    settings = HitSettings(reward=args.reward, locales=tuple(args.locale or ()))
+    settings = HitSettings(reward=check_reward(args.reward), locales=check_locales(args.locale))
+    check_tasks(args.task, load_key(args.study))      # before any request: a typo must not half-publish
     try:
         publish_study(args.study, make_client(sandbox=not args.live), settings, sandbox=not args.live,
                       tasks=args.task)
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"build": _build, "analyze": _analyze, "publish": _publish}[args.command](args)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return 2
 
 
 if __name__ == "__main__":

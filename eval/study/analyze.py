@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmdiff.outdir import claim, contents, run_marker
+
 from .key import GOLD, REAL, load_key
 from .qc import Decisions, QCConfig, decide
 from .results import LoadedResults, load_results
@@ -49,6 +51,22 @@ class AnalysisResult:
     problems: list[str]             # messages about malformed input
     counts: dict[str, int]
     paths: dict[str, Path]
+
+
+def check_results_match(loaded: LoadedResults, study_dir: str | Path) -> None:
+    """ValueError when the results hold no vote of this study: a header-only file, or another study's batch."""
+    c = loaded.counts
+    if c["rows"] == 0:
+        names = ", ".join(f.path.name for f in loaded.files)
+        raise ValueError(f"the results file(s) hold no rows, only a header ({names})")
+    if any(a.votes for a in loaded.assignments) or c["rejected_ignored"] == len(loaded.assignments) > 0:
+        return                                       # votes to count, or only assignments already rejected
+    if c["unknown_ids"] or c["rows_skipped"] == c["rows"]:
+        raise ValueError(f"none of the {c['rows']} result rows belongs to the study in {study_dir} (unknown clip "
+                         "ids or tasks): results of another study? --key must be the STUDY_DIR the batch was "
+                         "built from")
+    raise ValueError(f"no usable vote in {c['rows']} result rows; first problem: "
+                     f"{loaded.problems[0] if loaded.problems else 'none recorded'}")
 
 
 def system_order(key: dict) -> list[str]:
@@ -190,21 +208,26 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
     """
     from .report import write_outputs
 
+    if not 0.0 < confidence < 1.0:          # also refuses NaN
+        raise ValueError(f"--confidence is a level in (0, 1) such as 0.95, got {confidence:g}")
+    qc = qc or QCConfig()
+    qc.validate()
     key = load_key(study_dir)
+    out = _output_dir(Path(out_dir) if out_dir else Path(study_dir) / "analysis")
     if not results:
         raise ValueError("no results CSV given (--results Batch_*_batch_results.csv)")
-    qc = qc or QCConfig()
     if qc.max_hits_per_worker is None:
         qc = dataclasses.replace(qc, max_hits_per_worker=key["config"].get("max_hits_per_worker", 0))
     loaded = load_results([Path(p) for p in results], key)
     if not loaded.files:
         raise ValueError("no usable results file:\n" + "\n".join(loaded.problems))
+    check_results_match(loaded, study_dir)
     decisions = decide(loaded.assignments, key["items"], qc)
     votes = used_votes(loaded, decisions, key["items"])
     systems = system_order(key)
     mos_tasks = [t for t in key["tasks"] if TASKS[t].kind == "mos"]
     res = AnalysisResult(
-        out_dir=Path(out_dir) if out_dir else Path(study_dir) / "analysis",
+        out_dir=out,
         mos=mos_table(votes, mos_tasks, systems, confidence) if mos_tasks else None,
         turing=turing_table(votes.get("turing", []), systems, confidence) if "turing" in key["tasks"] else None,
         agreement=agreement(votes),
@@ -216,5 +239,24 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
                 "votes_used": sum(len(v) for v in votes.values())},
         paths={},
     )
-    res.paths = write_outputs(res, loaded, decisions, confidence)
+    # a rerun replaces the earlier analysis as a whole: no table of an older run stays behind
+    with claim(res.out_dir, ANALYZE, overwrite=True, ours=_is_analysis):
+        res.paths = write_outputs(res, loaded, decisions, confidence)
     return res
+
+
+ANALYZE = "eval.study analyze"
+
+
+def _is_analysis(folder: Path) -> bool:
+    return (folder / "summary.json").is_file() and (folder / "report.md").is_file()
+
+
+def _output_dir(out: Path) -> Path:
+    """`out`, checked before any work: new, empty, or an earlier analysis (which is replaced)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and contents(out) and (run_marker(out) or {}).get("kind") != ANALYZE and not _is_analysis(out):
+        raise ValueError(f"--out {out} holds other files ({', '.join(p.name for p in contents(out)[:3])}); "
+                         "give a new or empty folder, or an earlier analysis folder to replace")
+    return out

@@ -18,14 +18,17 @@ clip says little about attention. When the clips do not fill the last HIT, it is
 """
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
 from mmdiff.atomic import write_text
+from mmdiff.outdir import claim
 
 from .files import write_csv_atomic, write_json_atomic
 from .key import GOLD, REAL
@@ -64,8 +67,16 @@ class StudyConfig:
                 raise ValueError(f"{label} must be >= 1, got {v}")
         if self.gold < 0 or self.max_hits_per_worker < 0:
             raise ValueError("--gold and --max-hits-per-worker must be >= 0")
-        if not self.base_url.startswith(("https://", "http://")):
-            raise ValueError(f"--base-url must be an http(s) URL where media/ is served, got {self.base_url!r}")
+        check_base_url(self.base_url)
+
+
+def check_base_url(url: str) -> None:
+    """ValueError unless `url` is a plain https URL (it is written into every HIT page that workers open)."""
+    bad = [c for c in url if c in "\"'<>`\\{}|^" or c.isspace() or not c.isprintable()]
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname or bad or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"--base-url must be a plain https:// URL of the folder where media/ is served "
+                         f"(no quotes, < >, spaces, query or #), got {url!r}")
 
 
 @dataclass
@@ -163,9 +174,38 @@ def _export_media(study_dir: Path, items: dict[str, dict], infos: dict[str, Clip
     return counts
 
 
-def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str], None] | None = print
-                ) -> BuildResult:
-    """Build the study in `out_dir` (see module docstring); rerunning with the same config resumes."""
+def _same_study(study_dir: Path, key: dict) -> bool:
+    """True when `study_dir` holds a study whose private/key.json is `key` (a rerun resumes it)."""
+    try:
+        old = json.loads((study_dir / "private" / "key.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return old == json.loads(json.dumps(key))
+
+
+def _check_existing(study_dir: Path, key: dict, overwrite: bool) -> None:
+    """Refuse to replace the key of a built study: results of its published HITs need that key."""
+    key_path = study_dir / "private" / "key.json"
+    if not key_path.is_file() or _same_study(study_dir, key):
+        return
+    if not overwrite:
+        raise ValueError(f"{study_dir} holds a study built with other settings, and results of its HITs can only "
+                         "be analysed with its private/key.json; build into a new --out (or add --overwrite to "
+                         "replace that study)")
+    live = study_dir / "private" / "published_live.json"
+    if live.is_file():
+        raise ValueError(f"{study_dir} was published on the live marketplace ({live.name}); its key is needed to "
+                         "analyse what workers were paid for, so --overwrite will not replace it: use a new --out")
+
+
+def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str], None] | None = print,
+                overwrite: bool = False) -> BuildResult:
+    """Build the study in `out_dir` (see module docstring).
+
+    `out_dir` must be new or empty, or hold this very study (same key: the rerun resumes, media already
+    written are kept). Another study there is refused, unless `overwrite` (then it is cleared first,
+    except when it was published live). The folder is locked while it is written (mmdiff.outdir).
+    """
     cfg.validate()
     study_dir = Path(out_dir)
     say = progress or (lambda s: None)
@@ -181,34 +221,45 @@ def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str],
     by_source = {str(c.path.resolve()): c for c in groups[REAL]}
     infos.update({g: by_source[e["source"]] for g, e in gold_items.items()})
     all_items = {**items, **gold_items}
-    counts = _export_media(study_dir, all_items, infos, cfg.seed, progress)
-    say(f"media: {counts}")
+    rows = {t.name: _hit_rows(t, list(items), pools.get(t.name, []), per_hit, cfg.gold, cfg.seed, cfg.base_url)
+            for t in tasks}
+    key = {"version": KEY_VERSION, "config": asdict(cfg), "slots_per_hit": per_hit + cfg.gold,
+           "tasks": [t.name for t in tasks], "items": all_items,
+           "hits": {t: [[r[f"item_id_{i}"] for i in range(1, per_hit + cfg.gold + 1)] for r in rs]
+                    for t, rs in rows.items()}}
+    _check_existing(study_dir, key, overwrite)
+    with claim(study_dir, "eval.study build", overwrite, ours=lambda d: (d / "private" / "key.json").is_file(),
+               resume=lambda d: _same_study(d, key)):
+        return _write_study(study_dir, cfg, tasks, key, rows, infos, skipped, per_hit, progress)
 
-    outputs, layout = {}, {}
+
+def _write_study(study_dir: Path, cfg: StudyConfig, tasks: tuple[Task, ...], key: dict,
+                 rows: dict[str, list[dict[str, str]]], infos: dict[str, ClipInfo], skipped: list[str],
+                 per_hit: int, progress: Callable[[str], None] | None) -> BuildResult:
+    say = progress or (lambda s: None)
+    counts = _export_media(study_dir, key["items"], infos, cfg.seed, progress)
+    say(f"media: {counts}")
+    outputs = {}
     for task in tasks:
-        rows = _hit_rows(task, list(items), pools.get(task.name, []), per_hit, cfg.gold, cfg.seed, cfg.base_url)
         template = render_task_template(task, per_hit + cfg.gold, cfg.gold, cfg.max_hits_per_worker)
         header = template_variables(template)
         d = study_dir / "mturk" / task.name
         outputs[task.name] = {
             "template": write_text(d / "template.html", template),
-            "batch_csv": write_csv_atomic(d / "batch.csv", header, rows),
+            "batch_csv": write_csv_atomic(d / "batch.csv", header, rows[task.name]),
             "preview": write_text(study_dir / "preview" / f"{task.name}.html",
-                                         render_preview(template, rows[0], "../media/")),
+                                  render_preview(template, rows[task.name][0], "../media/")),
         }
         write_hit_settings(study_dir, task.name, HitSettings(), cfg.votes, cfg.max_hits_per_worker, sandbox=False)
-        layout[task.name] = [[r[f"item_id_{i}"] for i in range(1, per_hit + cfg.gold + 1)] for r in rows]
-        say(f"{task.name}: {len(rows)} HITs x {per_hit + cfg.gold} clips, {cfg.votes} assignments each")
-
+        say(f"{task.name}: {len(rows[task.name])} HITs x {per_hit + cfg.gold} clips, {cfg.votes} assignments each")
+    num_items = sum(e["system"] != GOLD for e in key["items"].values())
     warnings = [] if per_hit == cfg.items_per_hit else [
-        f"only {len(items)} clips: HITs hold {per_hit} study clips instead of {cfg.items_per_hit}"]
-    write_json_atomic(study_dir / "private" / "key.json", {
-        "version": KEY_VERSION, "config": asdict(cfg), "slots_per_hit": per_hit + cfg.gold,
-        "tasks": [t.name for t in tasks], "items": all_items, "hits": layout})
+        f"only {num_items} clips: HITs hold {per_hit} study clips instead of {cfg.items_per_hit}"]
+    write_json_atomic(study_dir / "private" / "key.json", key)
     write_json_atomic(study_dir / "private" / "build_report.json",
                       {"media": counts, "skipped": skipped, "warnings": warnings})
     write_text(study_dir / "README.txt", STUDY_README)
-    return BuildResult(study_dir, outputs, len(items), len(gold_items), skipped, warnings)
+    return BuildResult(study_dir, outputs, num_items, len(key["items"]) - num_items, skipped, warnings)
 
 
 STUDY_README = """\

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 from mmdiff.atomic import atomic_path
+from mmdiff.outdir import is_bookkeeping
 
 PRIVATE = "private"
 ANALYSIS = "analysis"      # eval.study analyze's default output: worker IDs and their answers
@@ -26,7 +27,7 @@ def zip_study(study_dir: str | os.PathLike, out_zip: str | os.PathLike, include_
     with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for p in sorted(root.rglob("*")):
             rel = p.relative_to(root)
-            if not p.is_file() or (rel.parts[0] in (PRIVATE, ANALYSIS) and not include_private):
+            if not p.is_file() or is_bookkeeping(p) or (rel.parts[0] in (PRIVATE, ANALYSIS) and not include_private):
                 continue
             if p.resolve() in (out.resolve(), tmp.resolve()):
                 continue

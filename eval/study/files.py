@@ -1,14 +1,13 @@
 """The study's JSON and CSV outputs, written atomically through mmdiff.atomic."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from mmdiff.atomic import write_text
+from mmdiff.csvsafe import write_csv
 
 
 def _no_nan(obj: object) -> object:
@@ -27,10 +26,6 @@ def write_json_atomic(path: Path, obj: object) -> Path:
 
 
 def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[dict]) -> Path:
-    """CSV with `header` as columns (utf-8, no BOM, \\r\\n line ends as MTurk writes them)."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(header), extrasaction="raise")
-    w.writeheader()
-    for r in rows:
-        w.writerow(r)
-    return write_text(path, buf.getvalue())
+    """CSV with `header` as columns (utf-8, no BOM, \\r\\n line ends as MTurk writes them), formulas
+    neutralised (mmdiff.csvsafe: worker ids and answers are text anyone can type)."""
+    return write_csv(path, header, rows)

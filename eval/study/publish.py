@@ -18,7 +18,9 @@ same assignments through `list_assignments_for_hit` (not wrapped here).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,34 @@ class HitSettings:
     min_approved_hits: int = 500
     locales: tuple[str, ...] = ()                 # ISO country codes, e.g. ("US", "GB"); empty: any
     keywords: str = "video, audio, rating, perception, survey"
+
+
+def check_reward(text: str) -> str:
+    """The reward as MTurk's API takes it ("0.20": US dollars, at most 2 decimals, at least $0.01); ValueError else."""
+    t = str(text).strip()
+    if not re.fullmatch(r"\d{1,4}(\.\d{1,2})?|\.\d{1,2}", t) or float(t) < 0.01:
+        raise ValueError(f"--reward is US dollars per assignment with at most 2 decimals and at least 0.01, "
+                         f"such as 0.20 (no $ sign), got {text!r}")
+    return f"{float(t):.2f}"
+
+
+def check_locales(codes: list[str] | None) -> tuple[str, ...]:
+    """ISO 3166 alpha-2 country codes (US, GB, ...) as MTurk's Locale qualification takes them."""
+    bad = [c for c in codes or () if not re.fullmatch(r"[A-Z]{2}", c)]
+    if bad:
+        raise ValueError(f"--locale takes a two-letter country code such as US or GB, got {', '.join(map(repr, bad))}")
+    return tuple(codes or ())
+
+
+def check_tasks(tasks: list[str] | None, key: dict) -> list[str]:
+    """The tasks to publish: the study's own, or the given ones if each is a task of this study."""
+    if not tasks:
+        return list(key["tasks"])
+    unknown = [t for t in tasks if t not in key["tasks"]]
+    if unknown:
+        raise ValueError(f"--task {', '.join(unknown)} is not a task of this study; its tasks are "
+                         f"{', '.join(key['tasks'])}")
+    return list(dict.fromkeys(tasks))
 
 
 def qualification_requirements(s: HitSettings, sandbox: bool) -> list[dict]:
@@ -128,14 +158,16 @@ def publish_study(study_dir: str | Path, client, settings: HitSettings | None = 
     """
     study_dir = Path(study_dir)
     settings = settings or HitSettings()
+    settings = dataclasses.replace(settings, reward=check_reward(settings.reward))
     say = progress or (lambda s: None)
     key = load_key(study_dir)
+    tasks = check_tasks(tasks, key)
     mode = "sandbox" if sandbox else "live"
     record_path = study_dir / "private" / f"published_{mode}.json"
     record = _load_record(record_path)
     balance = client.get_account_balance().get("AvailableBalance")
     say(f"MTurk {mode}: available balance ${balance}")
-    for task in tasks or key["tasks"]:
+    for task in tasks:
         template, rows = read_batch(study_dir, task)
         write_hit_settings(study_dir, task, settings, key["config"]["votes"],
                            key["config"]["max_hits_per_worker"], sandbox)

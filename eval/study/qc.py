@@ -25,6 +25,15 @@ class QCConfig:
     min_straight: int = 4            # fewest answers in an assignment for the straight-line rule
     max_hits_per_worker: int | None = None   # None: the study's (key.json); 0: no cap
 
+    def validate(self) -> None:
+        """ValueError for settings that would silently drop every worker or none."""
+        if not 0.0 <= self.gold_tolerance <= 1.0:
+            raise ValueError(f"--gold-tolerance is a fraction of gold answers in [0, 1], got {self.gold_tolerance:g}")
+        if self.max_hits_per_worker is not None and self.max_hits_per_worker < 0:
+            raise ValueError(f"--max-hits-per-worker must be >= 0 (0: no cap), got {self.max_hits_per_worker}")
+        if self.min_straight < 2:
+            raise ValueError(f"min_straight must be >= 2, got {self.min_straight}")
+
 
 @dataclass
 class Decisions:

@@ -29,6 +29,7 @@ from mmdiff.config import PRESETS
 from mmdiff.data import av_io
 from mmdiff.data.cache import (CacheError, CacheIndex, CacheItem, CacheSpec, INDEX_NAME, load_index,
                                remove_orphans, save_index, write_item)
+from mmdiff.outdir import FolderLock, contents
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,19 @@ class PrepareSettings:
     segment_seconds: float | None = None    # None: one item per source
     skip_head: float = 0.0                  # seconds dropped from the start of each source
     min_seconds: float = 1.6                # shorter items are not kept
+
+    def validate(self, fps: float) -> None:
+        """ValueError for settings no source could satisfy (checked before anything is written)."""
+        if not self.min_seconds > 0:
+            raise ValueError(f"--min-seconds must be > 0, got {self.min_seconds:g}")
+        if not self.skip_head >= 0:
+            raise ValueError(f"--skip-head must be >= 0, got {self.skip_head:g}")
+        if self.segment_seconds is not None:
+            if not self.segment_seconds > 0:
+                raise ValueError(f"--segment-seconds must be > 0, got {self.segment_seconds:g}")
+            if round(self.segment_seconds * fps) < max(1, round(self.min_seconds * fps)):
+                raise ValueError(f"--segment-seconds {self.segment_seconds:g} is shorter than "
+                                 f"--min-seconds {self.min_seconds:g}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"segment_seconds": self.segment_seconds, "skip_head": self.skip_head,
@@ -189,8 +203,29 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, spec: CacheSpec,
     and redoes.
     """
     src, out = Path(src), Path(out)
+    settings.validate(spec.fps)
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
     if not src.is_dir():
         raise FileNotFoundError(f"--src {src} is not a folder")
+    if out.exists() and not out.is_dir():
+        raise CacheError(f"--out {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out):                 # one prepare at a time per cache (a killed run's lock is stale)
+        _check_out(out)
+        return _prepare(src, out, spec, settings, workers, progress, save_every_s)
+
+
+def _check_out(out: Path) -> None:
+    """`out` must hold a cache to resume or nothing (a cache is never mixed into other files)."""
+    if not (out / INDEX_NAME).exists() and contents(out):
+        names = ", ".join(p.name for p in contents(out)[:3])
+        raise CacheError(f"--out {out} holds other files ({names}) and no {INDEX_NAME}; give a new or empty "
+                         "folder, or the folder of the cache to resume")
+
+
+def _prepare(src: Path, out: Path, spec: CacheSpec, settings: PrepareSettings, workers: int, progress: bool,
+             save_every_s: float) -> CacheIndex:
     index = open_or_create_index(out, spec, settings)
     files = find_videos(src)
     todo = pending_sources(index, src, files)

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from mmdiff.atomic import write_text
 from mmdiff.data import av_io
-from mmdiff.data.cache import (CacheIndex, CacheItem, CacheSpec, remove_orphans,
-                               save_index, write_item)
+from mmdiff.data.cache import CacheIndex, CacheItem, CacheSpec, save_index, write_item
+from mmdiff.outdir import OutputDirError, claim
 
 MIN_GAP_S = 0.25          # shortest time between two events
 EDGE_S = (0.1, 0.15)      # no event in the first / last this many seconds
@@ -235,10 +235,19 @@ def write_sidecar(path: Path, records: list[dict[str, Any]]) -> None:
 
 
 def generate(out: str | Path, num: int, seed: int, frames: int, fps: float, size: int, rate: int,
-             to_cache: bool = False, wav: bool = False, progress: bool = True) -> list[dict[str, Any]]:
-    """Write `num` clips as mp4 (+ wav) or as a cache into `out`, plus events.jsonl; returns the records."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+             to_cache: bool = False, wav: bool = False, progress: bool = True,
+             overwrite: bool = False) -> list[dict[str, Any]]:
+    """Write `num` clips as mp4 (+ wav) or as a cache into `out`, plus events.jsonl; returns the records.
+
+    `out` must be new or empty (`overwrite`: cleared first when it holds an earlier run's outputs) and is
+    locked while the clips are written (mmdiff.outdir), so events.jsonl always describes the whole folder.
+    """
+    with claim(out, "mmdiff.data.synthetic", overwrite, ours=lambda d: (d / "events.jsonl").is_file()) as out:
+        return _generate(out, num, seed, frames, fps, size, rate, to_cache, wav, progress)
+
+
+def _generate(out: Path, num: int, seed: int, frames: int, fps: float, size: int, rate: int,
+              to_cache: bool, wav: bool, progress: bool) -> list[dict[str, Any]]:
     spec = CacheSpec(fps=fps, video_size=(size, size), audio_rate=rate)
     index = CacheIndex(spec=spec, settings={"synthetic": {"num": num, "seed": seed}})
     records = []
@@ -256,7 +265,6 @@ def generate(out: str | Path, num: int, seed: int, frames: int, fps: float, size
     write_sidecar(out / "events.jsonl", records)
     if to_cache:
         save_index(out, index)
-        remove_orphans(out, index)       # items of an earlier, larger run in the same folder
     return records
 
 
@@ -276,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", action="store_true",
                    help="write a training-ready cache (index.json + .npy) instead of mp4 files")
     p.add_argument("--wav", action="store_true", help="also write a .wav beside each mp4")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the clips of an earlier run in --out (default: refuse a non-empty folder)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -298,8 +308,13 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"error: --seconds {seconds} is too short for an event (need > {sum(EDGE_S) + 0.05} s)",
               file=sys.stderr)
         return 2
-    records = generate(args.out, args.num, args.seed, frames, spec.fps, spec.video_size[0],
-                       spec.audio_rate, to_cache=args.cache, wav=args.wav, progress=not args.quiet)
+    try:
+        records = generate(args.out, args.num, args.seed, frames, spec.fps, spec.video_size[0],
+                           spec.audio_rate, to_cache=args.cache, wav=args.wav, progress=not args.quiet,
+                           overwrite=args.overwrite)
+    except OutputDirError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     n_events = sum(len(r["events"]) for r in records)
     print(f"wrote {len(records)} clips ({n_events} events) of {frames} frames at {spec.fps:g} fps, "
           f"{spec.video_size[0]}x{spec.video_size[0]}, {spec.audio_rate} Hz to {args.out}"

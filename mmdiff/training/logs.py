@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from mmdiff.atomic import atomic_path
+from mmdiff.csvsafe import safe_row
 
 BOOKKEEPING = ("step", "lr", "clips_per_s", "elapsed_s")     # columns that are not loss terms
 
@@ -38,7 +39,7 @@ class CSVLog:
             if not self.fields:
                 self.fields = list(row)
                 csv.DictWriter(f, self.fields).writeheader()
-            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
+            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(safe_row(row))   # numbers pass unchanged
 
 
 def read_log(path: str | os.PathLike) -> list[dict]:

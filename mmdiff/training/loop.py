@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from mmdiff.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights, save_checkpoint
 from mmdiff.config import DiffusionConfig, ModelConfig, SRConfig
+from mmdiff.outdir import FolderLock
 from mmdiff.training.distributed import DistInfo, all_reduce_mean, batch_indices
 from mmdiff.training.ema import EMA
 from mmdiff.training.logs import CSVLog, plot_losses
@@ -190,9 +191,15 @@ class Trainer:
         return {k: float(all_reduce_mean(v.detach().float())) for k, v in terms.items()}
 
     def run(self) -> dict:
+        """Train to cfg.steps; the run folder is locked meanwhile (a second run into it is refused)."""
+        if not self.dist.is_main:
+            return self._run()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with FolderLock(self.run_dir):
+            return self._run()
+
+    def _run(self) -> dict:
         cfg, main = self.cfg, self.dist.is_main
-        if main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         log = CSVLog(self.run_dir / "log.csv", resume_step=self.step) if main else None
         self.model.train()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not main, desc="train", dynamic_ncols=True)
