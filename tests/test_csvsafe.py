@@ -33,10 +33,10 @@ def test_eval_protocol_csv_goes_through_the_helper(tmp_path):
 
     results = {"runs": [{"run": 0, "fvd": -1.5, "note": "=cmd()", "seed": 1}],
                "summary": {"fvd": {"mean": -1.5, "std": 0.0}},
-               "config": {"i3d_resize": "center-crop", "video_size": [64, 64], "frames": 16},
-               "versions": {"torch": "2.0"}}
+               "card": {"fake": "clips, take 2", "real": "@SUM(A1)"}}
     _, path = write_outputs(results, tmp_path / "results.json")
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows[0]["note"] == "'=cmd()" and rows[0]["fvd"] == "-1.5"
-    assert json.loads(rows[0]["video_size"]) == [64, 64]          # a comma inside a cell no longer splits it
+    assert rows[0]["card.fake"] == "clips, take 2"                 # a comma inside a cell does not split it
+    assert all(r["card.real"] == "'@SUM(A1)" for r in rows)        # card columns on the mean/std rows too
