@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmdiff.checkpoint import atomic_torch_save, checkpoint_config, load_sr_model, load_weights
+from mmdiff.checkpoint import atomic_torch_save, checkpoint_config, load_sr_model, load_weights, save_checkpoint
 from mmdiff.config import SR_MM_DIFFUSION, SR_PAPER, SR_PRESETS, DiffusionConfig, SRConfig, resolve_sr_config
 from mmdiff.convert_sr import (SR_RELEASES, ConversionError, convert_sr_state_dict, public_sr_layout,
                                sr_config_from_args)
@@ -140,6 +140,30 @@ def test_public_sampling_draws_its_shared_noise_from_the_calls_generator(perturb
     assert not torch.equal(a, upscale(model, video, seed=4, schedule=schedule, **public.kwargs()))
     x_T = initial_noise(1, 2, 12, "shared", torch.Generator().manual_seed(3), "cpu")
     assert torch.equal(x_T[0], x_T[1])
+
+
+def test_sample_cli_upscales_as_the_public_script_with_stride_spacing(perturbed, tmp_path):
+    """`mmdiff.sample --upscale SR.pt --upscale-spacing stride` (with the default DDIM 25, shared noise) is
+    SR_SAMPLING["public"]."""
+    from types import SimpleNamespace
+
+    from mmdiff.sample import UpscaleOptions, load_upscaler, parse_args
+
+    args = parse_args(["--out", str(tmp_path / "o"), "--upscale", "sr.pt", "--upscale-spacing", "stride"])
+    opts = UpscaleOptions(args.upscale, args.upscale_sampler, args.upscale_steps, args.upscale_noise,
+                          spacing=args.upscale_spacing)
+    assert (opts.sampler, opts.steps, opts.noise, opts.spacing) == ("ddim", 25, "shared", "stride")
+    cfg = SR_MM_DIFFUSION.replace(low_size=8, high_size=32, base_channels=32, channel_mult=(1, 2), num_res_blocks=1,
+                                  attention_scales=(2,), time_embed_dim=32)
+    model = perturbed(SRUNet(cfg)).eval()
+    path = save_checkpoint(tmp_path / "sr.pt", model_config=cfg, diffusion_config=DiffusionConfig(), model=None,
+                           ema=model.state_dict())
+    upscaler = load_upscaler(UpscaleOptions(str(path), spacing="stride"), SimpleNamespace(video_size=8), "cpu")
+    video = torch.rand(1, 2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    expected = upscale(model, video, seed=5, schedule=Schedule(), **SR_SAMPLING["public"].kwargs())
+    assert torch.equal(upscaler(video, 5), expected)
+    with pytest.raises(SystemExit):
+        parse_args(["--out", "o", "--upscale", "sr.pt", "--upscale-spacing", "stride", "--upscale-sampler", "ddpm"])
 
 
 def test_stride_spacing_is_for_ddim_only(reduced_model):
