@@ -64,7 +64,7 @@ class RespacedSchedule(Schedule):
     """The diffusion restricted to `levels` (ascending), indexed 0 .. len(levels) - 1, as the public code's
     SpacedDiffusion: abar at index i is the base's abar at levels[i]."""
 
-    def __init__(self, base: Schedule, levels: list[int]):
+    def __init__(self, base: Schedule, levels: list[int]):      # the tables come from `base`, not a config
         self.config = base.config
         self.levels = torch.tensor(levels, dtype=torch.long)                              # (S,)
         self.num_timesteps = len(levels)
