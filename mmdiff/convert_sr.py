@@ -71,7 +71,7 @@ def public_sr_args(args: dict[str, Any]) -> dict[str, Any]:
             elif isinstance(default, float):
                 out[name] = float(v)
             else:
-                out[name] = str(v)
+                out[name] = ",".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v)
         except (TypeError, ValueError):
             raise ConversionError(f"argument {name}: expected a {type(default).__name__}, got {v!r}") from None
     return out
@@ -91,9 +91,14 @@ def sr_config_from_args(args: dict[str, Any]) -> tuple[SRConfig, DiffusionConfig
         if bad:
             raise ConversionError(f"cannot convert a public SR model with {what}")
     if a["large_size"] not in _CHANNEL_MULT:
-        raise ConversionError(f"large_size {a['large_size']} is not one the public code builds ({sorted(_CHANNEL_MULT)})")
+        raise ConversionError(f"large_size {a['large_size']} is not one the public code builds "
+                              f"({sorted(_CHANNEL_MULT)})")
     mult = _CHANNEL_MULT[a["large_size"]]
-    ds = [int(r) for r in a["sr_attention_resolutions"].split(",") if r.strip()]
+    try:
+        ds = [int(r) for r in a["sr_attention_resolutions"].split(",") if r.strip()]
+    except ValueError:
+        raise ConversionError(f"argument sr_attention_resolutions: expected comma-separated integers, got "
+                              f"{a['sr_attention_resolutions']!r}") from None
     scales = tuple(sorted({int(math.log2(d)) + 1 for d in ds if d > 0 and d & (d - 1) == 0 and d < 2 ** len(mult)}))
     head_channels = a["sr_num_head_channels"]
     heads = 0 if head_channels != -1 else a["sr_num_heads"]

@@ -202,7 +202,7 @@ def test_qkv_rows_are_reordered_from_the_legacy_packing(reduced_weights):
     ckpt = convert_sr_state_dict(reduced_weights, META["args"])
     pub = reduced_weights["middle_block.1.qkv.weight"][..., 0].float()          # (3 * 128, 128), 4 heads of 32
     ours = ckpt["ema"]["middle.0.attn.qkv.weight"]
-    assert torch.equal(ours[32:64], pub[96:128])       # q of head 1: rows 32..63 here, 96..127 (after head 0's qkv) there
+    assert torch.equal(ours[32:64], pub[96:128])       # q of head 1: rows 32..63 here, 96..127 there
     assert torch.equal(ours[128:160], pub[32:64])      # k of head 0
 
 
@@ -230,6 +230,10 @@ def test_arguments_the_converter_cannot_rebuild_are_refused():
         sr_config_from_args({**SR_RELEASES["landscape-sr"], "large_size": 128})
     with pytest.raises(ConversionError, match="argument sr_num_channels: expected a int"):
         sr_config_from_args({**SR_RELEASES["landscape-sr"], "sr_num_channels": "wide"})
+    with pytest.raises(ConversionError, match="sr_attention_resolutions: expected comma-separated integers"):
+        sr_config_from_args({**SR_RELEASES["landscape-sr"], "sr_attention_resolutions": "8;16"})
+    assert sr_config_from_args({**SR_RELEASES["landscape-sr"], "sr_attention_resolutions": [32, 16, 8]})[0] \
+        == SR_MM_DIFFUSION                                                     # a JSON list, in any order
     # argparse-style strings and keys of the joint model are taken as the public argparser takes them
     cfg, _ = sr_config_from_args({**{k: str(v) for k, v in SR_RELEASES["aist++-sr"].items()}, "num_channels": 128})
     assert cfg == SR_MM_DIFFUSION
