@@ -16,6 +16,7 @@ from typing import Any
 SHIFT_MODES = ("random", "zero")
 CROSS_FUSIONS = ("rsmma", "easy")   # cross-modal layer: MM-Diffusion's RS-MMA, or CMMD's easy fusion
 TEXT_ENCODERS = {"all-MiniLM-L6-v2": 384}   # frozen caption encoders (mmdiff.text) -> embedding width
+SR_ATTENTIONS = ("token", "adm")    # SR U-Net attention: LayerNorm per token, or ADM's GroupNorm over channels
 
 
 class _ConfigIO:
@@ -211,6 +212,11 @@ class SRConfig(_ConfigIO):
     learn_sigma: bool = True                         # output eps and a variance interpolation (Improved DDPM)
     residual: bool = False                           # diffuse (frame - upsampled low) instead of the frame
     residual_scale: float = 1.0                      # residual mode: diffuse scale * residual (unit-ish variance)
+    # --- the public (ADM / MM-Diffusion) layout; defaults rebuild older checkpoints unchanged ---------------
+    resample_first: bool = False                     # up/down blocks: norm, SiLU, resample, conv (ADM) instead of
+                                                     # norm, SiLU, conv, resample
+    attention: str = "token"                         # "token": per-token LayerNorm; "adm": GroupNorm(32) over channels
+    num_heads: int = 0                               # fixed heads at every width (ADM num_heads); 0: width // head_dim
 
     KIND = "sr"
     TUPLE_FIELDS = ("channel_mult", "attention_scales")
@@ -227,14 +233,18 @@ class SRConfig(_ConfigIO):
             raise ValueError(f"high_size {self.high_size} must be a whole multiple of low_size {self.low_size}")
         if self.high_size % (2 ** (n - 1)):
             raise ValueError(f"high_size {self.high_size} must be divisible by 2**{n - 1}")
+        if self.attention not in SR_ATTENTIONS:
+            raise ValueError(f"attention must be one of {SR_ATTENTIONS}, got {self.attention!r}")
+        if self.num_heads < 0:
+            raise ValueError(f"num_heads must be >= 0 (0: width // head_dim), got {self.num_heads}")
+        divisor, what = (self.num_heads, "num_heads") if self.num_heads else (self.head_dim, "head_dim")
         for s in self.attention_scales:
             if not 1 <= s <= n:
                 raise ValueError(f"attention scale {s} is outside 1..{n} (channel_mult has {n} scales)")
-            if (self.base_channels * self.channel_mult[s - 1]) % self.head_dim:
-                raise ValueError(f"attention at scale {s} has a width that is not a multiple of head_dim "
-                                 f"{self.head_dim}")
-        if (self.base_channels * self.channel_mult[-1]) % self.head_dim:
-            raise ValueError(f"the middle block width is not a multiple of head_dim {self.head_dim}")
+            if (self.base_channels * self.channel_mult[s - 1]) % divisor:
+                raise ValueError(f"attention at scale {s} has a width that is not a multiple of {what} {divisor}")
+        if (self.base_channels * self.channel_mult[-1]) % divisor:
+            raise ValueError(f"the middle block width is not a multiple of {what} {divisor}")
 
     @property
     def scale_factor(self) -> int:
@@ -243,6 +253,10 @@ class SRConfig(_ConfigIO):
     @property
     def out_channels(self) -> int:
         return self.channels * (2 if self.learn_sigma else 1)
+
+    def heads(self, width: int) -> int:
+        """Attention heads at a width: `num_heads` if set, else width // head_dim."""
+        return self.num_heads or width // self.head_dim
 
 
 # Paper Table A.1 (right) / ADM's 64 -> 256 upsampler: about 311M parameters.
@@ -266,7 +280,13 @@ SR_TINY = SRConfig(
     dropout=0.0,
 )
 
-SR_PRESETS: dict[str, SRConfig] = {"paper": SR_PAPER, "tiny": SR_TINY}
+# The released MM-Diffusion upsampler (AIST++_SR.pt, Landscape_SR.pt; guided-diffusion's 64 -> 256 U-Net), as
+# ssh_scripts/multimodal_sample_sr.sh builds it: 311,027,910 parameters. It differs from `paper` in the up/down
+# blocks' order (resample before the conv), the attention (4 heads at every width, GroupNorm) and dropout 0.
+# mmdiff.convert_sr turns the public state dicts into checkpoints of this preset.
+SR_MM_DIFFUSION = SRConfig(resample_first=True, attention="adm", num_heads=4, dropout=0.0)
+
+SR_PRESETS: dict[str, SRConfig] = {"paper": SR_PAPER, "tiny": SR_TINY, "mm-diffusion-sr": SR_MM_DIFFUSION}
 
 
 # --- ablations (MM-Diffusion Sec. 4.4-4.5; CMMD) ---------------------------------------------------
@@ -345,4 +365,5 @@ def resolve_sr_config(preset_or_config: "str | SRConfig | dict[str, Any]") -> SR
 
 __all__ = ["ModelConfig", "DiffusionConfig", "PRESETS", "PAPER", "TINY", "resolve_config", "SHIFT_MODES",
            "CROSS_FUSIONS", "TABLE3_WINDOWS", "TEXT_ENCODERS", "text_config", "ABLATION_PRESETS", "ablation_config",
-           "SRConfig", "SR_PRESETS", "SR_PAPER", "SR_TINY", "resolve_sr_config"]
+           "SRConfig", "SR_PRESETS", "SR_PAPER", "SR_TINY", "resolve_sr_config",
+           "SR_MM_DIFFUSION", "SR_ATTENTIONS"]

@@ -63,6 +63,7 @@ class UpscaleOptions:
     steps: int = 25
     noise: str = "shared"
     batch_frames: int = 16
+    spacing: str = "linspace"     # DDIM levels; "stride": the public code's ddim25 respacing (mmdiff.upscale)
 
 
 def load_upscaler(opts: UpscaleOptions | None, joint_config, device):
@@ -78,7 +79,7 @@ def load_upscaler(opts: UpscaleOptions | None, joint_config, device):
                          f"model makes {joint_config.video_size}x{joint_config.video_size}")
     sampler = SamplerOptions(opts.sampler, steps=opts.steps)
     return lambda video, seed: upscale(sr, video, sampler, seed=seed, noise=opts.noise,
-                                       batch_frames=opts.batch_frames, schedule=sr_schedule)
+                                       batch_frames=opts.batch_frames, schedule=sr_schedule, spacing=opts.spacing)
 
 
 def generate_clips(ckpt: str | None, num: int, seed: int = 0, batch_size: int = 8, device: str = "auto",
@@ -147,7 +148,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--upscale-steps", type=int, default=25, help="SR sampler steps (default: 25, as the paper)")
     p.add_argument("--upscale-noise", default="shared", choices=["shared", "independent"],
                    help="initial SR noise: one map shared by a clip's frames (default) or one per frame")
+    p.add_argument("--upscale-spacing", default="linspace", choices=["linspace", "stride"],
+                   help="SR DDIM levels: linspace(999, 0) (default) or 'stride', the public MM-Diffusion respacing "
+                        "(0, 40, ..., 960 for 25 steps): with the defaults above, the released script's SR stage")
     args = p.parse_args(argv)
+    if args.upscale_spacing == "stride" and args.upscale_sampler != "ddim":
+        p.error("--upscale-spacing stride is the public code's DDIM respacing; use it with --upscale-sampler ddim")
     if args.two_step and (args.condition_video or args.condition_audio):
         p.error("--two-step generates its own video to condition on; drop --condition-video/--condition-audio")
     return args
@@ -218,8 +224,8 @@ def _sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
         guidance = args.guidance or two_step_mode(model)
     opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta, order=args.order,
                           zero_mean_audio=not args.keep_audio_dc)
-    up_opts = (UpscaleOptions(args.upscale, args.upscale_sampler, args.upscale_steps, args.upscale_noise)
-               if args.upscale else None)
+    up_opts = (UpscaleOptions(args.upscale, args.upscale_sampler, args.upscale_steps, args.upscale_noise,
+                              spacing=args.upscale_spacing) if args.upscale else None)
     upscaler = load_upscaler(up_opts, cfg, device)
     plan = batch_plan(args.num, args.batch_size, rank, world)
     written = []

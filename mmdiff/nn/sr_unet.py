@@ -4,6 +4,13 @@ A per-frame image diffusion U-Net: it denoises a high-resolution frame x_t given
 frame, bilinearly upsampled to the high resolution and concatenated as extra input channels. It reuses
 the core's residual block (`ResBlock` on images, 3x3 convolutions in and out, scale-shift timestep
 conditioning, resampling inside down/up blocks as ADM's resblock_updown) and the core's token attention.
+
+Two switches of `SRConfig` give the public (ADM / MM-Diffusion) layout exactly (preset "mm-diffusion-sr"):
+`resample_first` makes the up/down blocks resample before their first conv (norm, SiLU, resample, conv;
+the skip path is resampled too), and `attention="adm"` uses `GroupNormAttention` (GroupNorm(32) over the
+channels, `num_heads` heads at every width). ADM's legacy q/k/v packing ([head][q, k, v][channel] rows of
+its qkv projection) is a row order only: mmdiff.convert_sr reorders the rows to this module's
+[q, k, v][head][channel], so one attention kernel serves both.
 """
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmdiff.config import SRConfig
-from mmdiff.nn.attention import TokenAttention
+from mmdiff.nn.attention import TokenAttention, _heads, _merge
 from mmdiff.nn.blocks import ResBlock
 from mmdiff.nn.layers import group_norm, timestep_embedding, zero_init
 
@@ -56,6 +63,45 @@ class ImageAttention(nn.Module):
         return tokens.transpose(1, 2).reshape(n, c, h, w)
 
 
+class GroupNormAttention(nn.Module):
+    """ADM's attention block on (N, C, H, W): x + proj(MHA(qkv(GroupNorm(x)))) over the H*W positions, with
+    `heads` heads whatever the width; qkv rows are [q, k, v][head][channel]."""
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"{channels} channels do not split into {heads} heads")
+        self.head_dim = channels // heads
+        self.norm = group_norm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = zero_init(nn.Linear(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        tokens = self.norm(x.flatten(2)).transpose(1, 2)                          # (N, HW, C)
+        q, k, v = (_heads(z, self.head_dim) for z in self.qkv(tokens).chunk(3, dim=-1))   # (N, heads, HW, d)
+        out = self.proj(_merge(F.scaled_dot_product_attention(q, k, v)))         # (N, HW, C)
+        return x + out.transpose(1, 2).reshape(n, c, h, w)
+
+
+class ResampleFirstResBlock(ResBlock):
+    """ADM's up/down residual block: norm, SiLU, resample, conv on the main path (the core's `ResBlock`
+    convolves first), the skip path resampled too; the rest as `ResBlock`."""
+
+    def forward(self, x: torch.Tensor, scale_shift: torch.Tensor) -> torch.Tensor:
+        h = self.in_conv(self.resample(F.silu(self.in_norm(x))))
+        x = self.resample(x)
+        scale, shift = scale_shift[:, :, None, None].chunk(2, dim=1)
+        h = F.silu(self.out_norm(h) * (1 + scale) + shift)
+        return self.skip(x) + self.out_conv(self.dropout(h))
+
+
+def sr_attention(cfg: SRConfig, width: int) -> nn.Module:
+    """The attention layer `cfg.attention` asks for at `width` channels."""
+    heads = cfg.heads(width)
+    return GroupNormAttention(width, heads) if cfg.attention == "adm" else ImageAttention(width, width // heads)
+
+
 class SRBlock(nn.Module):
     """One ADM block: a residual block (with its timestep projection), then attention if asked."""
 
@@ -63,8 +109,9 @@ class SRBlock(nn.Module):
                  attention: bool = False):
         super().__init__()
         self.emb = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, 2 * cout))
-        self.res = ResBlock("image", cin, cout, cfg.dropout, resample=resample, out_kernel=3)
-        self.attn = ImageAttention(cout, cfg.head_dim) if attention else None
+        block = ResampleFirstResBlock if resample and cfg.resample_first else ResBlock
+        self.res = block("image", cin, cout, cfg.dropout, resample=resample, out_kernel=3)
+        self.attn = sr_attention(cfg, cout) if attention else None
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         x = self.res(x, self.emb(emb))
