@@ -20,6 +20,7 @@ class Clip:
     fps: float
     audio_rate: int | None
     name: str = ""
+    damage: str = ""             # what decoding skipped in a damaged file (mmdiff.data.av_io.Dropped), "" if none
 
 
 class ClipError(ValueError):
@@ -41,10 +42,11 @@ def list_clips(folder: str | Path) -> list[Path]:
 
 def read_clip(path: str | Path, frames: int | None = None, with_audio: bool = True) -> Clip:
     """First `frames` frames (all if None) of a video file and the audio covering them (at its own rate,
-    mean over channels: mmdiff.data.av_io.decode_audio, the training data's down-mix)."""
+    mean over channels: mmdiff.data.av_io.decode_audio, the training data's down-mix). Undecodable packets
+    are skipped as ffmpeg does (mmdiff.data.av_io.decode_frames) and said in `Clip.damage`."""
     import av
 
-    from mmdiff.data.av_io import decode_audio
+    from mmdiff.data.av_io import AVDecodeError, DecodeTally, decode_audio, decode_frames
 
     path = Path(path)
     try:
@@ -58,19 +60,26 @@ def read_clip(path: str | Path, frames: int | None = None, with_audio: bool = Tr
         fps = float(vstream.average_rate or vstream.guessed_rate or 0)
         if fps <= 0:
             raise ClipError(f"{path}: cannot tell its frame rate")
-        imgs = []
-        for frame in container.decode(vstream):
-            imgs.append(frame.to_ndarray(format="rgb24"))
-            if frames is not None and len(imgs) == frames:
-                break
-        if not imgs or (frames is not None and len(imgs) < frames):
-            raise ClipError(f"{path} has {len(imgs)} frames; {frames} are needed")
-        video = np.stack(imgs)                                       # (F, H, W, 3)
-        audio, rate = None, None
-        if with_audio and container.streams.audio:
-            container.seek(0)
-            audio, rate = decode_audio(container, container.streams.audio[0], max_seconds=len(imgs) / fps)
-    return Clip(video, audio, fps, rate, path.name)
+        imgs, tally = [], DecodeTally(str(path))
+        try:
+            for frame in decode_frames(container, (vstream,), tally):
+                imgs.append(frame.to_ndarray(format="rgb24"))
+                if frames is not None and len(imgs) == frames:
+                    break
+            tally.check("video")
+            if not imgs or (frames is not None and len(imgs) < frames):
+                raise ClipError(f"{path} has {len(imgs)} frames; {frames} are needed")
+            video = np.stack(imgs)                                       # (F, H, W, 3)
+            audio, rate = None, None
+            if with_audio and container.streams.audio:
+                container.seek(0)
+                audio, rate = decode_audio(container, container.streams.audio[0], max_seconds=len(imgs) / fps,
+                                           tally=tally)
+        except AVDecodeError as e:
+            raise ClipError(str(e)) from e
+        except av.FFmpegError as e:                                  # frame conversion of odd formats
+            raise ClipError(f"cannot decode {path}: {e}") from e
+    return Clip(video, audio, fps, rate, path.name, damage=tally.dropped().describe())
 
 
 def resize_frames(video: np.ndarray, size: int) -> np.ndarray:

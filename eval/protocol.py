@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -145,6 +146,7 @@ class FolderSource:
     def __init__(self, folder: str | Path, frames: int, video_size: int, with_audio: bool, role: str) -> None:
         self.folder, self.frames, self.video_size, self.with_audio, self.role = Path(folder), frames, video_size, with_audio, role
         self.expected_fps: float | None = None      # set by evaluate: every clip must have this frame rate
+        self.damaged: set[Path] = set()             # files already reported as damaged
         try:
             self.files = list_clips(self.folder)
         except ClipError as e:
@@ -166,6 +168,9 @@ class FolderSource:
 
     def read(self, i: int) -> Clip:
         clip = read_clip(self.files[i], self.frames, with_audio=self.with_audio)
+        if clip.damage and self.files[i] not in self.damaged:       # once per file: runs re-read clips
+            self.damaged.add(self.files[i])
+            print(f"note: {self.files[i]} is damaged: {clip.damage}; decoded past it as ffmpeg does", file=sys.stderr)
         if self.expected_fps:
             check_frame_rates(self.expected_fps, clip.fps, str(self.files[i]))
         if self.with_audio and clip.audio is None:

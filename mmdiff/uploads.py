@@ -15,7 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from mmdiff.data.av_io import AVDecodeError, MediaInfo, decode_audio, probe, resize_frame, select_frames
+from mmdiff.data.av_io import (AVDecodeError, DecodeTally, MediaInfo, decode_audio, decode_frames, probe, resize_frame,
+                               select_frames)
 
 
 class UploadError(ValueError):
@@ -80,36 +81,69 @@ def check_media(path: str | os.PathLike | None, limits: UploadLimits, need_video
     return info
 
 
-def _decode_error(path, e: Exception) -> UploadError:
-    return UploadError(f"{_name(path)}: decoding failed ({e.__class__.__name__}); the file may be corrupt")
+MIN_AUDIO_FRAMES = 1    # shortest audio condition taken: one video frame of sound (0.1 s at 10 fps);
+                        # anything longer but under the clip length is padded with silence (notice)
+
+
+def _open_upload(path):
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        raise UploadError(f"{_name(path)}: not a readable audio/video file (expected e.g. mp4, mov, webm, "
+                          "wav, flac, mp3)") from None
+
+
+def _damage_error(path, e: AVDecodeError) -> UploadError:
+    """The upload's name instead of the server path in a decoding error."""
+    return UploadError(f"{_name(path)}: {str(e).split(': ', 1)[-1]}")
+
+
+def _note_damage(path, tally: DecodeTally, notices: list[str] | None) -> None:
+    text = tally.dropped().describe()
+    if text and notices is not None:
+        notices.append(f"{_name(path)} is damaged: {text}; decoded past it as ffmpeg does")
 
 
 def read_video_frames(path: str | os.PathLike, fps: float, size: int | None, max_seconds: float | None = None,
-                      ) -> np.ndarray:
+                      start: float = 0.0, notices: list[str] | None = None) -> np.ndarray:
     """Decode the video stream only: (F, H, W, 3) uint8 at `fps` (frame selection), centre-cropped to size.
 
-    Reads at most `max_seconds` from the first frame (None: the whole stream).
+    Reads at most `max_seconds` from `start` s after the first frame (None: to the end). Undecodable packets
+    are skipped as ffmpeg does (mmdiff.data.av_io.decode_frames) and said in `notices`.
     """
     times, frames = [], []
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.video:
-                raise UploadError(f"{_name(path)}: has no video stream; upload a video file")
-            vs = c.streams.video[0]
-            rate = float(vs.guessed_rate or vs.average_rate or 25)
-            t0 = None
-            for frame in c.decode(vs):
-                t = frame.time if frame.time is not None else len(times) / rate
+    with _open_upload(path) as c:
+        if not c.streams.video:
+            raise UploadError(f"{_name(path)}: has no video stream; upload a video file")
+        vs = c.streams.video[0]
+        rate = float(vs.guessed_rate or vs.average_rate or 25)
+        tally, t0, n = DecodeTally(str(path)), None, 0
+        try:
+            for frame in decode_frames(c, (vs,), tally):
+                t = frame.time if frame.time is not None else n / rate
+                n += 1
                 t0 = t if t0 is None else t0
-                if max_seconds is not None and t - t0 >= max_seconds + 1.0 / fps:
+                rel = t - t0 - start
+                if max_seconds is not None and rel >= max_seconds + 1.0 / fps:
                     break
-                times.append(t - t0)
-                frames.append(frame.to_ndarray(format="rgb24"))    # (h, w, 3)
-    except av.FFmpegError as e:
-        raise _decode_error(path, e) from e
+                if rel < 0:                        # before the start: keep only the frame on screen then
+                    times, frames = [rel], [frame]
+                    continue
+                times.append(rel)
+                frames.append(frame)
+            frames = [f.to_ndarray(format="rgb24") for f in frames]     # each (h, w, 3)
+            tally.check("video")
+        except AVDecodeError as e:
+            raise _damage_error(path, e) from None
+        except (av.FFmpegError, ValueError) as e:
+            raise UploadError(f"{_name(path)}: decoding failed ({e.__class__.__name__}); the file may be "
+                              "corrupt") from None
+    _note_damage(path, tally, notices)
     if not frames:
         raise UploadError(f"{_name(path)}: the video stream has no decodable frames (zero length)")
     t = np.asarray(times)
+    if t[-1] < 0 and start > 0:
+        raise UploadError(f"{_name(path)}: starting at {start:g} s leaves no video ({t[-1] + start:.2f} s long)")
     step = float(np.median(np.diff(t))) if len(t) > 1 else 1.0 / rate
     end = t[-1] + (step if step > 0 else 1.0 / rate)
     if max_seconds is not None:
@@ -121,40 +155,75 @@ def read_video_frames(path: str | os.PathLike, fps: float, size: int | None, max
     return np.stack(out)
 
 
-def read_audio_track(path: str | os.PathLike, rate: int, max_seconds: float | None = None) -> np.ndarray:
+def read_audio_track(path: str | os.PathLike, rate: int, max_seconds: float | None = None, start: float = 0.0,
+                     notices: list[str] | None = None) -> np.ndarray:
     """Decode the audio stream only, resampled to `rate` and down-mixed to mono (the channel mean, as the
-    training data): (T,) float32 in [-1, 1]."""
-    try:
-        with av.open(str(path)) as c:
-            if not c.streams.audio:
-                raise UploadError(f"{_name(path)}: has no audio track; upload a file with sound")
-            audio, _ = decode_audio(c, c.streams.audio[0], int(rate), max_seconds)
-    except av.FFmpegError as e:
-        raise _decode_error(path, e) from e
+    training data): (T,) float32 in [-1, 1], at most `max_seconds` from `start` s. Undecodable packets are
+    skipped as ffmpeg does and said in `notices`."""
+    with _open_upload(path) as c:
+        if not c.streams.audio:
+            raise UploadError(f"{_name(path)}: has no audio track; upload a file with sound")
+        tally = DecodeTally(str(path))
+        try:
+            audio, _ = decode_audio(c, c.streams.audio[0], int(rate),
+                                    None if max_seconds is None else start + max_seconds, tally)
+        except AVDecodeError as e:
+            raise _damage_error(path, e) from None
+        except (av.FFmpegError, ValueError) as e:
+            raise UploadError(f"{_name(path)}: decoding failed ({e.__class__.__name__}); the file may be "
+                              "corrupt") from None
+    _note_damage(path, tally, notices)
     if audio.size == 0:
         raise UploadError(f"{_name(path)}: the audio track has no decodable samples (zero length)")
-    return np.clip(audio, -1.0, 1.0)
+    skip = round(start * rate)
+    if skip >= audio.size:
+        raise UploadError(f"{_name(path)}: starting at {start:g} s leaves no audio ({audio.size / rate:.2f} s long)")
+    return np.clip(audio[skip:], -1.0, 1.0)
 
 
-def condition_video(path, model_config, limits: UploadLimits) -> np.ndarray:
-    """A video upload as the model's video: (F, H, W, 3) uint8, the first F frames at the model's fps."""
+def _check_start(path, start: float) -> float:
+    start = float(start or 0.0)
+    if not np.isfinite(start) or start < 0:
+        raise UploadError(f"{_name(path)}: the start time must be 0 s or later, got {start:g} s")
+    return start
+
+
+def condition_video(path, model_config, limits: UploadLimits, start: float = 0.0,
+                    notices: list[str] | None = None) -> np.ndarray:
+    """A video upload as the model's video: (F, H, W, 3) uint8, F frames at the model's fps from `start` s."""
     cfg = model_config
     check_media(path, limits, need_video=True, need_audio=False, what="video")
-    frames = read_video_frames(path, cfg.fps, cfg.video_size, max_seconds=cfg.duration)
+    start = _check_start(path, start)
+    frames = read_video_frames(path, cfg.fps, cfg.video_size, max_seconds=cfg.duration, start=start,
+                               notices=notices)
     if len(frames) < cfg.video_frames:
-        raise UploadError(f"{_name(path)}: {len(frames) / cfg.fps:.2f} s of video, the model needs "
-                          f"{cfg.duration:.2f} s ({cfg.video_frames} frames at {cfg.fps} fps)")
+        raise UploadError(f"{_name(path)}: {len(frames) / cfg.fps:.2f} s of video"
+                          + (f" after {start:g} s" if start else "")
+                          + f", the model needs {cfg.duration:.2f} s ({cfg.video_frames} frames at {cfg.fps} fps)")
     return frames[:cfg.video_frames]
 
 
-def condition_audio(path, model_config, limits: UploadLimits) -> np.ndarray:
-    """An audio (or video-with-sound) upload as the model's audio: (T,) float32, the first T samples."""
+def condition_audio(path, model_config, limits: UploadLimits, start: float = 0.0,
+                    notices: list[str] | None = None) -> np.ndarray:
+    """An audio (or video-with-sound) upload as the model's audio: (T,) float32, T samples from `start` s.
+
+    Audio shorter than the clip is padded with silence at the end (a notice says so), never looped: a
+    one-shot sound stays one event at its own time. Refused below MIN_AUDIO_FRAMES video frames of sound.
+    """
     cfg = model_config
     check_media(path, limits, need_video=False, need_audio=True, what="audio file")
-    audio = read_audio_track(path, cfg.audio_rate, max_seconds=cfg.duration)
+    start = _check_start(path, start)
+    audio = read_audio_track(path, cfg.audio_rate, max_seconds=cfg.duration, start=start, notices=notices)
+    have, frame = len(audio) / cfg.audio_rate, MIN_AUDIO_FRAMES / cfg.fps
+    if len(audio) < round(MIN_AUDIO_FRAMES * cfg.audio_rate / cfg.fps):
+        raise UploadError(f"{_name(path)}: {have:.2f} s of audio" + (f" after {start:g} s" if start else "")
+                          + f" is too short; the model needs {cfg.duration:.2f} s and pads at most down to "
+                          f"{frame:.2f} s (one video frame) with silence")
     if len(audio) < cfg.audio_samples:
-        raise UploadError(f"{_name(path)}: {len(audio) / cfg.audio_rate:.2f} s of audio, the model needs "
-                          f"{cfg.duration:.2f} s")
+        if notices is not None:
+            notices.append(f"{_name(path)}: {have:.2f} s of audio, padded with {cfg.duration - have:.2f} s of "
+                           f"silence to the model's {cfg.duration:.2f} s")
+        audio = np.pad(audio, (0, cfg.audio_samples - len(audio)))
     return audio[:cfg.audio_samples]
 
 
@@ -171,12 +240,13 @@ def condition_tensor(modality: str, value: np.ndarray):
 
 
 def read_for_view(path, limits: UploadLimits, fps: float = 10.0, size: int = 64, audio_rate: int = 16_000,
-                  max_seconds: float = 10.0) -> tuple[np.ndarray | None, np.ndarray | None]:
+                  max_seconds: float = 10.0, notices: list[str] | None = None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Any clip for the spectrogram view: (video (F, size, size, 3) uint8 or None, audio (T,) or None).
 
     At most `max_seconds` are read: the view is for short clips.
     """
     info = check_media(path, limits, need_video=False, need_audio=False)
-    video = read_video_frames(path, fps, size, max_seconds) if info.has_video else None
-    audio = read_audio_track(path, audio_rate, max_seconds) if info.has_audio else None
+    video = read_video_frames(path, fps, size, max_seconds, notices=notices) if info.has_video else None
+    audio = read_audio_track(path, audio_rate, max_seconds, notices=notices) if info.has_audio else None
     return video, audio
