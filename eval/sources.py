@@ -6,6 +6,8 @@ yielding (indices, [AVClip]).
 """
 from __future__ import annotations
 
+import sys
+
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -41,6 +43,7 @@ class FolderSource:
         self.folder, self.frames, self.video_size, self.with_audio, self.role = Path(folder), frames, video_size, with_audio, role
         self.resize = resize
         self.expected_fps: float | None = None      # set by evaluate: every clip must have this frame rate
+        self.damaged: set[Path] = set()             # files already reported as damaged (runs re-read clips)
         try:
             self.files = list_clips(self.folder)
         except ClipError as e:
@@ -68,6 +71,10 @@ class FolderSource:
             clip = read_clip(self.files[i], self.frames, with_audio=self.with_audio)
         except ClipError as e:
             raise ProtocolError(f"{self.role} clips: {e}") from e
+        if clip.dropped and self.files[i] not in self.damaged:
+            self.damaged.add(self.files[i])
+            print(f"note: {self.files[i]} is damaged: {clip.dropped.describe()}; decoded past it as ffmpeg does",
+                  file=sys.stderr)
         if self.expected_fps:
             check_frame_rates(self.expected_fps, clip.fps, str(self.files[i]))
         if self.with_audio and clip.audio is None:

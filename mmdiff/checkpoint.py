@@ -75,8 +75,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({e.__class__.__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); use an earlier checkpoint") from e
     except Exception as e:  # weights_only refuses pickled code: a foreign or unsafe file
+        with open(path, "rb") as f:
+            if f.read(2) != b"PK":                         # torch.save writes a zip archive
+                raise CheckpointError(f"{path} is not a checkpoint (not a file written by torch.save); expected "
+                                      "a file written by mmdiff.train or mmdiff.checkpoint.export") from e
         raise CheckpointError(f"{path} is not an mmdiff checkpoint (it holds objects beyond tensors: "
-                              f"{str(e).splitlines()[0]})") from e
+                              f"{str(e).splitlines()[0][:200]})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         keys = sorted(ckpt)[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not an mmdiff checkpoint (found {keys}); "

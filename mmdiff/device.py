@@ -8,7 +8,10 @@ def resolve_device(name: str | None = "auto") -> torch.device:
     name = (name or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: expected auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}, "
                          f"CUDA build: {torch.version.cuda is not None}); use --device cpu or auto")

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mmdiff.atomic import file_sha256, write_text
+from mmdiff.cliargs import fail, non_negative_float, positive_int, seed_int
 from mmdiff.checkpoint import default_checkpoint, load_model
 from mmdiff.defaults import DEFAULT_SR_CHECKPOINT
 from mmdiff.data.pixels import model_to_frames
@@ -35,8 +36,9 @@ from mmdiff.generate import SamplerOptions, encode_prompt, generate, generate_tw
 from mmdiff.outdir import OutputDirError, claim_for_rank
 
 
-def load_condition(path: str, modality: str, model_config) -> torch.Tensor:
-    """Decode a conditioning file into the model's layout: video (1, F, 3, H, W) or audio (1, 1, T) in [-1, 1].
+def load_condition(path: str, modality: str, model_config, start: float = 0.0) -> torch.Tensor:
+    """Decode a conditioning file into the model's layout: video (1, F, 3, H, W) or audio (1, 1, T) in [-1, 1],
+    from `start` s. Notices (damaged packets skipped, short audio padded) go to stderr.
 
     Only the given stream is read (a silent video can condition audio; wav/flac/mp3 or a video with
     sound can condition video); errors (mmdiff.uploads.UploadError, a ValueError) name the file.
@@ -45,7 +47,11 @@ def load_condition(path: str, modality: str, model_config) -> torch.Tensor:
 
     limits = UploadLimits(max_bytes=2**40, max_seconds=float("inf"))      # the CLI trusts its own files
     decode = condition_video if modality == "video" else condition_audio  # (F, H, W, 3) uint8 | (T,) float32
-    return condition_tensor(modality, decode(path, model_config, limits))
+    notices: list[str] = []
+    value = decode(path, model_config, limits, start=start, notices=notices)
+    for line in notices:
+        print(f"note: {line}", file=sys.stderr)
+    return condition_tensor(modality, value)
 
 
 def batch_plan(num: int, batch_size: int, rank: int = 0, world: int = 1) -> list[tuple[int, int, int]]:
@@ -108,34 +114,37 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mmdiff.sample", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped tiny model)")
-    p.add_argument("--num", type=int, default=4, help="number of clips (default: 4)")
+    p.add_argument("--num", type=positive_int, default=4, help="number of clips (default: 4)")
     p.add_argument("--out", required=True, help="output folder (new or empty; see --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the samples of an earlier run in --out (default: refuse a non-empty folder)")
     p.add_argument("--sampler", default="dpm-solver++", choices=sorted(SAMPLERS),
                    help="sampler (default: dpm-solver++); mm-diffusion-dpm-solver with --steps 20 is the released "
                         "MM-Diffusion script's DPM-Solver (docs/samplers.md)")
-    p.add_argument("--steps", type=int, default=20, help="sampler steps (DDPM always uses all 1000)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default: 0)")
+    p.add_argument("--steps", type=positive_int, default=20, help="sampler steps (DDPM always uses all 1000)")
+    p.add_argument("--eta", type=non_negative_float, default=0.0, help="DDIM eta (default: 0)")
     p.add_argument("--order", type=int, default=3, choices=[2, 3],
                    help="order of dpm-solver++ and mm-diffusion-dpm-solver (default: 3)")
     p.add_argument("--keep-audio-dc", action="store_true",
                    help="do not project audio x0 estimates onto zero mean (see mmdiff.diffusion.joint.zero_mean_audio)")
-    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
-    p.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
+    p.add_argument("--seed", type=seed_int, default=0, help="base seed (default: 0)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="clips per forward pass (default: 8)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     cond = p.add_mutually_exclusive_group()
     cond.add_argument("--condition-video", help="zero-shot video->audio: generate audio for this video")
     cond.add_argument("--condition-audio", help="zero-shot audio->video: generate video for this audio (mp4 or wav)")
+    p.add_argument("--condition-start", type=non_negative_float, default=0.0, metavar="SECONDS",
+                   help="use the condition file from this time on (default: 0); audio shorter than the clip is "
+                        "padded with silence")
     p.add_argument("--guidance", default=None, choices=GUIDANCE_MODES,
                    help="conditioning on a given stream: replacement | gradient (zero-shot), or trained (a model "
                         "trained with mmdiff.train --cond-prob); default: replacement, and for --two-step trained "
                         "when the checkpoint was trained with --cond-prob, else replacement")
-    p.add_argument("--scale", type=float, default=DEFAULT_GRADIENT_SCALE,
+    p.add_argument("--scale", type=non_negative_float, default=DEFAULT_GRADIENT_SCALE,
                    help=f"gradient-guidance weight lambda (default: {DEFAULT_GRADIENT_SCALE:g})")
     p.add_argument("--prompt", default=None,
                    help="caption for a model trained with --text-cond (empty: unconditional); recorded in the manifest")
-    p.add_argument("--guidance-scale", type=float, default=3.0,
+    p.add_argument("--guidance-scale", type=non_negative_float, default=3.0,
                    help="classifier-free guidance scale for --prompt: 0 unconditional, 1 conditional without "
                         "guidance, >1 stronger (default: 3)")
     p.add_argument("--two-step", action="store_true",
@@ -145,7 +154,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="super-resolve the frames with this SR checkpoint (mmdiff.train_sr); alone: the shipped "
                         "tiny SR model")
     p.add_argument("--upscale-sampler", default="ddim", choices=sorted(SAMPLERS), help="SR sampler (default: ddim)")
-    p.add_argument("--upscale-steps", type=int, default=25, help="SR sampler steps (default: 25, as the paper)")
+    p.add_argument("--upscale-steps", type=positive_int, default=25, help="SR sampler steps (default: 25, as the paper)")
     p.add_argument("--upscale-noise", default="shared", choices=["shared", "independent"],
                    help="initial SR noise: one map shared by a clip's frames (default) or one per frame")
     p.add_argument("--upscale-spacing", default="linspace", choices=["linspace", "stride"],
@@ -156,6 +165,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--upscale-spacing stride is the public code's DDIM respacing; use it with --upscale-sampler ddim")
     if args.two_step and (args.condition_video or args.condition_audio):
         p.error("--two-step generates its own video to condition on; drop --condition-video/--condition-audio")
+    if args.condition_start and not (args.condition_video or args.condition_audio):
+        p.error("--condition-start needs --condition-video or --condition-audio")
     return args
 
 
@@ -181,13 +192,15 @@ def sample_batch(model, args: argparse.Namespace, count: int, seed: int, opts: S
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mmdiff.checkpoint import CheckpointError
+    from mmdiff.uploads import UploadError
+
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     try:    # the folder belongs to this run (mmdiff.outdir): refused when not empty, locked while writing
         with claim_for_rank(args.out, "mmdiff.sample", rank, world, args.overwrite, ours=_sample_folder) as out:
-            return _sample(args, world, rank, out)
-    except OutputDirError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+            return sample(args, world, rank, out)
+    except (OutputDirError, CheckpointError, UploadError, FileNotFoundError, ValueError) as e:
+        return fail(e)        # ValueError: bad --device, an SR model of another size
 
 
 def _sample_folder(folder: Path) -> bool:
@@ -195,7 +208,9 @@ def _sample_folder(folder: Path) -> bool:
     return any(folder.glob("manifest*.json"))
 
 
-def _sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
+def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
+    """Sample as `args` say into `out` (claimed by main) and write the clips and manifest; expected errors
+    raise (main prints them)."""
     from mmdiff.data.av_io import write_clip, write_wav
     from mmdiff.device import resolve_device
 
@@ -214,7 +229,7 @@ def _sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
     guidance = args.guidance or "replacement"
     if args.condition_video or args.condition_audio:
         modality = "video" if args.condition_video else "audio"
-        value = load_condition(args.condition_video or args.condition_audio, modality, cfg)
+        value = load_condition(args.condition_video or args.condition_audio, modality, cfg, args.condition_start)
         condition = Condition(modality, value, guidance, args.scale)
     if args.two_step:
         if set(cfg.modalities) != {"video", "audio"}:
@@ -251,7 +266,7 @@ def _sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
         "fps": cfg.fps, "audio_rate": cfg.audio_rate,
         "condition": None if condition is None else {
             "modality": condition.modality, "file": args.condition_video or args.condition_audio,
-            "guidance": guidance, "scale": args.scale},
+            "guidance": guidance, "scale": args.scale, "start": args.condition_start},
         "prompt": args.prompt, "guidance_scale": args.guidance_scale if text is not None else None,
         "two_step": None if not args.two_step else {"guidance": guidance, "scale": args.scale},
         "upscale": None if up_opts is None else {**asdict(up_opts), "sha256": file_sha256(up_opts.ckpt)},

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 import mmdiff
+from mmdiff.cliargs import non_negative_float, positive_float, positive_int
 from mmdiff.config import CROSS_FUSIONS, DiffusionConfig, ModelConfig, ablation_config, resolve_config, text_config
 from mmdiff.diffusion.joint import JointLayout, model_denoiser
 from mmdiff.diffusion.loss import diffusion_loss, drop_captions
@@ -86,9 +87,9 @@ def add_variant_args(p: argparse.ArgumentParser) -> None:
                    help="streams to train: video,audio (joint), or video / audio alone (paper Ours-v / Ours-a)")
     g.add_argument("--cross-fusion", default=None, choices=CROSS_FUSIONS,
                    help="cross-modal layer: rsmma (MM-Diffusion) or easy (CMMD easy fusion); default: the preset's")
-    g.add_argument("--contrastive-weight", type=float, default=0.0,
+    g.add_argument("--contrastive-weight", type=non_negative_float, default=0.0,
                    help="weight of the CMMD contrastive term, 0 = off (default: 0); doubles the model batch")
-    g.add_argument("--contrastive-temperature", type=float, default=0.1,
+    g.add_argument("--contrastive-temperature", type=positive_float, default=0.1,
                    help="temperature of the contrastive term's log-error logits (default: 0.1)")
     g.add_argument("--cond-prob", type=float, default=0.0,
                    help="probability that a clip gets its clean video or audio as a condition (loss masked), "
@@ -150,7 +151,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_run_args(p, preset_help="model preset: tiny | paper, or a paper ablation (paper-w111, paper-w444, "
                                 "paper-w888, paper-no-rs, paper-v, paper-a, paper-easy; docs/ablations.md)")
     p.add_argument("--no-random-shift", action="store_true", help="train RS-MMA without the random shift (Table 4)")
-    p.add_argument("--clips-per-item", type=int, default=4, help="random clips drawn per cached item per epoch")
+    p.add_argument("--clips-per-item", type=positive_int, default=4, help="random clips drawn per cached item per epoch")
     add_variant_args(p)
     add_text_args(p)
     args = p.parse_args(argv)
@@ -200,7 +201,12 @@ def main(argv=None) -> int:
                                       **text_args})
         return trainer, args.preset
 
-    return run(args, make_trainer)
+    def data_spec():
+        from mmdiff.data.cache import CacheSpec
+
+        return CacheSpec.from_model_config(model_config(args))
+
+    return run(args, make_trainer, data_spec)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmdiff.cliargs import positive_int
 from mmdiff.config import DiffusionConfig, resolve_sr_config
 from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.loss import hybrid_loss
@@ -67,9 +68,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m mmdiff.train_sr", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_args(p)
-    p.add_argument("--frames-per-item", type=int, default=8, help="random frames drawn per cached item per epoch")
+    p.add_argument("--frames-per-item", type=positive_int, default=8, help="random frames drawn per cached item per epoch")
     p.add_argument("--no-augment", action="store_true", help="no noise/JPEG/flip degradation of the inputs")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        resolve_sr_config(args.preset)
+    except ValueError as e:
+        p.error(str(e))
+    return args
 
 
 def main(argv=None) -> int:
@@ -89,7 +95,13 @@ def main(argv=None) -> int:
                           train_args={"data": str(args.data), "preset": args.preset, "stage": "sr"})
         return trainer, f"SR {args.preset} ({cfg.low_size} -> {cfg.high_size})"
 
-    return run(args, make_trainer)
+    def data_spec():
+        from mmdiff.data.cache import CacheSpec
+
+        high = resolve_sr_config(args.preset).high_size
+        return CacheSpec(fps=10, video_size=(high, high), audio_rate=16_000)   # SR reads the frames only
+
+    return run(args, make_trainer, data_spec)
 
 
 if __name__ == "__main__":

@@ -80,59 +80,96 @@ def check_media(path: str | os.PathLike | None, limits: UploadLimits, need_video
     return info
 
 
+MIN_AUDIO_FRAMES = 1    # shortest audio condition taken: one video frame of sound (0.1 s at 10 fps);
+                        # anything longer but under the clip length is padded with silence (notice)
+
+
 def _read(path, streams: tuple[str, ...], fps: float | None, size: int | None, rate: int | None,
-          max_seconds: float | None) -> AVClip:
-    """mmdiff.data.av_io.read_av (the project's one reader) on one stream, its errors as UploadErrors."""
+          max_seconds: float | None, start: float = 0.0, notices: list[str] | None = None) -> AVClip:
+    """mmdiff.data.av_io.read_av (the project's one reader) on one stream from `start` s, its errors as
+    UploadErrors. Undecodable packets are skipped as ffmpeg does and said in `notices`."""
     try:
-        return read_av(path, fps, size, rate, duration=max_seconds, streams=streams)
+        clip = read_av(path, fps, size, rate, start=start, duration=max_seconds, streams=streams)
     except NoVideoError:
         raise UploadError(f"{_name(path)}: has no video stream; upload a video file") from None
     except NoAudioError:
         raise UploadError(f"{_name(path)}: has no audio track; upload a file with sound") from None
     except EmptyMediaError as e:
         what = "video stream has no decodable frames" if "video" in streams else "audio track has no decodable samples"
+        if start and ("no whole frame" in str(e) or "no audio after" in str(e)):
+            raise UploadError(f"{_name(path)}: starting at {start:g} s leaves no "
+                              f"{'video' if 'video' in streams else 'audio'}") from None
         if "no whole frame" in str(e):
             raise UploadError(f"{_name(path)}: shorter than one frame at {fps:g} fps") from None
         raise UploadError(f"{_name(path)}: the {what} (zero length)") from None
     except AVDecodeError as e:
-        raise UploadError(f"{_name(path)}: decoding failed ({str(e).split(': ', 1)[-1]}); the file may be "
-                          "corrupt") from None
+        raise UploadError(f"{_name(path)}: {str(e).split(': ', 1)[-1]}") from None
+    if clip.dropped and notices is not None:
+        notices.append(f"{_name(path)} is damaged: {clip.dropped.describe()}; decoded past it as ffmpeg does")
+    return clip
 
 
 def read_video_frames(path: str | os.PathLike, fps: float, size: int | None, max_seconds: float | None = None,
-                      ) -> np.ndarray:
+                      start: float = 0.0, notices: list[str] | None = None) -> np.ndarray:
     """Decode the video stream only: (F, H, W, 3) uint8 at `fps` (frame selection), centre-cropped to size.
 
-    Reads at most `max_seconds` from the first frame (None: the whole stream).
+    Reads at most `max_seconds` from `start` s after the first frame (None: to the end). Undecodable packets
+    are skipped as ffmpeg does (mmdiff.data.av_io.decode_frames) and said in `notices`.
     """
-    return _read(path, ("video",), fps, size, None, max_seconds).video
+    return _read(path, ("video",), fps, size, None, max_seconds, start, notices).video
 
 
-def read_audio_track(path: str | os.PathLike, rate: int, max_seconds: float | None = None) -> np.ndarray:
+def read_audio_track(path: str | os.PathLike, rate: int, max_seconds: float | None = None, start: float = 0.0,
+                     notices: list[str] | None = None) -> np.ndarray:
     """Decode the audio stream only, resampled to `rate` and down-mixed to mono (the channel mean, as the
-    training data): (T,) float32 in [-1, 1], at most `max_seconds` from its start."""
-    return _read(path, ("audio",), None, None, int(rate), max_seconds).audio
+    training data): (T,) float32 in [-1, 1], at most `max_seconds` from `start` s. Undecodable packets are
+    skipped as ffmpeg does and said in `notices`."""
+    return _read(path, ("audio",), None, None, int(rate), max_seconds, start, notices).audio
 
 
-def condition_video(path, model_config, limits: UploadLimits) -> np.ndarray:
-    """A video upload as the model's video: (F, H, W, 3) uint8, the first F frames at the model's fps."""
+def _check_start(path, start: float) -> float:
+    start = float(start or 0.0)
+    if not np.isfinite(start) or start < 0:
+        raise UploadError(f"{_name(path)}: the start time must be 0 s or later, got {start:g} s")
+    return start
+
+
+def condition_video(path, model_config, limits: UploadLimits, start: float = 0.0,
+                    notices: list[str] | None = None) -> np.ndarray:
+    """A video upload as the model's video: (F, H, W, 3) uint8, F frames at the model's fps from `start` s."""
     cfg = model_config
     check_media(path, limits, need_video=True, need_audio=False, what="video")
-    frames = read_video_frames(path, cfg.fps, cfg.video_size, max_seconds=cfg.duration)
+    start = _check_start(path, start)
+    frames = read_video_frames(path, cfg.fps, cfg.video_size, max_seconds=cfg.duration, start=start,
+                               notices=notices)
     if len(frames) < cfg.video_frames:
-        raise UploadError(f"{_name(path)}: {len(frames) / cfg.fps:.2f} s of video, the model needs "
-                          f"{cfg.duration:.2f} s ({cfg.video_frames} frames at {cfg.fps} fps)")
+        raise UploadError(f"{_name(path)}: {len(frames) / cfg.fps:.2f} s of video"
+                          + (f" after {start:g} s" if start else "")
+                          + f", the model needs {cfg.duration:.2f} s ({cfg.video_frames} frames at {cfg.fps} fps)")
     return frames[:cfg.video_frames]
 
 
-def condition_audio(path, model_config, limits: UploadLimits) -> np.ndarray:
-    """An audio (or video-with-sound) upload as the model's audio: (T,) float32, the first T samples."""
+def condition_audio(path, model_config, limits: UploadLimits, start: float = 0.0,
+                    notices: list[str] | None = None) -> np.ndarray:
+    """An audio (or video-with-sound) upload as the model's audio: (T,) float32, T samples from `start` s.
+
+    Audio shorter than the clip is padded with silence at the end (a notice says so), never looped: a
+    one-shot sound stays one event at its own time. Refused below MIN_AUDIO_FRAMES video frames of sound.
+    """
     cfg = model_config
     check_media(path, limits, need_video=False, need_audio=True, what="audio file")
-    audio = read_audio_track(path, cfg.audio_rate, max_seconds=cfg.duration)
+    start = _check_start(path, start)
+    audio = read_audio_track(path, cfg.audio_rate, max_seconds=cfg.duration, start=start, notices=notices)
+    have, frame = len(audio) / cfg.audio_rate, MIN_AUDIO_FRAMES / cfg.fps
+    if len(audio) < round(MIN_AUDIO_FRAMES * cfg.audio_rate / cfg.fps):
+        raise UploadError(f"{_name(path)}: {have:.2f} s of audio" + (f" after {start:g} s" if start else "")
+                          + f" is too short; the model needs {cfg.duration:.2f} s and pads at most down to "
+                          f"{frame:.2f} s (one video frame) with silence")
     if len(audio) < cfg.audio_samples:
-        raise UploadError(f"{_name(path)}: {len(audio) / cfg.audio_rate:.2f} s of audio, the model needs "
-                          f"{cfg.duration:.2f} s")
+        if notices is not None:
+            notices.append(f"{_name(path)}: {have:.2f} s of audio, padded with {cfg.duration - have:.2f} s of "
+                           f"silence to the model's {cfg.duration:.2f} s")
+        audio = np.pad(audio, (0, cfg.audio_samples - len(audio)))
     return audio[:cfg.audio_samples]
 
 
@@ -149,11 +186,11 @@ def condition_tensor(modality: str, value: np.ndarray):
 
 
 def read_for_view(path, limits: UploadLimits, fps: float = 10.0, size: int = 64, audio_rate: int = 16_000,
-                  max_seconds: float = 10.0) -> AVClip:
+                  max_seconds: float = 10.0, notices: list[str] | None = None) -> AVClip:
     """Any clip for the spectrogram view: an AVClip of (video (F, size, size, 3) uint8 or None, audio (T,) or
     None), each stream read on its own (a silent video, an audio file). At most `max_seconds` are read: the
     view is for short clips."""
     info = check_media(path, limits, need_video=False, need_audio=False)
-    video = read_video_frames(path, fps, size, max_seconds) if info.has_video else None
-    audio = read_audio_track(path, audio_rate, max_seconds) if info.has_audio else None
+    video = read_video_frames(path, fps, size, max_seconds, notices=notices) if info.has_video else None
+    audio = read_audio_track(path, audio_rate, max_seconds, notices=notices) if info.has_audio else None
     return AVClip(video, audio, fps, audio_rate, _name(path))

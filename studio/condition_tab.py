@@ -13,7 +13,7 @@ from mmdiff.generate import trained_for_conditioning
 from mmdiff.jobs import run_generation, write_clips
 from mmdiff.uploads import condition_audio, condition_tensor, condition_video
 from mmdiff.viz import clip_figure, save_png
-from studio.context import StudioContext, user_error, user_errors
+from studio.context import StudioContext, user_error
 from studio.generate_tab import checked_checkpoint, model_picker, sampler_controls, spec_from
 from studio.runner import stream_job
 
@@ -35,6 +35,9 @@ def build(ctx: StudioContext):
         mode = gr.Radio(["replacement", "gradient", "trained"], value="gradient", label="Method",
                         info="trained: models trained with --cond-prob (CMMD-style), not zero-shot")
         scale = gr.Slider(0, 10, value=DEFAULT_GRADIENT_SCALE, step=0.1, label="lambda (gradient guidance weight)")
+    start = gr.Number(0, minimum=0, maximum=3600, label="Start at (s)", elem_id="condition-start",
+                      info="where in the upload the clip begins (the model uses 1.6 s from there); shorter "
+                           "audio is padded with silence")
     sampler, steps, seed, num, eta, order = sampler_controls(ctx, batch=False, prefix="cond")
     with gr.Row():
         go = gr.Button("Generate from condition", variant="primary", elem_id="condition-btn")
@@ -55,9 +58,9 @@ def build(ctx: StudioContext):
                                    interactive=False, elem_id="condition-result-spec")
     files = gr.File(label="Downloads", file_count="multiple", interactive=False)
 
-    @user_errors
-    def run(choice, upload_ckpt, direction, media, mode, scale, sampler, steps, seed, eta, order,
-            request: gr.Request, progress=gr.Progress()):
+    @ctx.handler(JOB)
+    def run(choice, upload_ckpt, direction, media, mode, scale, sampler, steps, seed, eta, order, start=0.0,
+            request: gr.Request = None, progress=gr.Progress()):
         spec_ = spec_from(ctx, sampler, steps, seed, 1, eta, order)
         ckpt = checked_checkpoint(ctx, choice, upload_ckpt)
         progress(0, desc="loading model")
@@ -69,7 +72,10 @@ def build(ctx: StudioContext):
                            "python -m mmdiff.train --cond-prob 0.5")
         modality = "video" if direction == V2A else "audio"
         progress(0, desc="reading the upload")
-        value = (condition_video if modality == "video" else condition_audio)(media, cfg, ctx.limits)
+        notices: list[str] = []
+        value = (condition_video if modality == "video" else condition_audio)(media, cfg, ctx.limits, start=start,
+                                                                              notices=notices)
+        note = "".join(f"  \nNote: {html.escape(n, quote=False)}" for n in notices)
         out = ctx.job_dir(request, "condition")
         if modality == "video":
             given_v = write_clip(out / "condition.mp4", value, np.zeros(cfg.audio_samples, np.float32),
@@ -83,7 +89,7 @@ def build(ctx: StudioContext):
         cond = Condition(modality, condition_tensor(modality, value), mode=mode, scale=float(scale))
         first = (gr.Video(value=str(given_v) if given_v else None, visible=given_v is not None),
                  gr.Audio(value=str(given_a) if given_a else None, visible=given_a is not None), str(given_png))
-        yield (*first, gr.skip(), gr.skip(), gr.skip(), "sampling ...", gr.skip())
+        yield (*first, gr.skip(), gr.skip(), gr.skip(), "sampling ..." + note, gr.skip())
         res = None
         for kind, v in stream_job(ctx, request, lambda on_step, cancel: run_generation(
                 ctx.store, ckpt, spec_, condition=cond, on_step=on_step, cancel=cancel), progress, JOB):
@@ -95,11 +101,12 @@ def build(ctx: StudioContext):
         clip = write_clips(out, cfg, video, audio, prefix="result", titles=[f"{direction.split(':')[0]} result"])[0]
         msg = (f"{'Audio' if modality == 'video' else 'Video'} generated for {html.escape(Path(media).name)} "
                f"with {mode}{f' (lambda {float(scale):g})' if mode == 'gradient' else ''}, {spec_.sampler} "
-               f"{spec_.steps} steps, seed {spec_.seed}.")
+               f"{spec_.steps} steps, seed {spec_.seed}" + (f", from {float(start):g} s" if start else "") + "." + note)
         all_files = [str(p) for p in (clip.mp4, clip.wav, clip.png, given_png, given_v, given_a) if p]
         yield (*first, gr.skip(), str(clip.mp4), str(clip.png), msg, all_files)
 
-    event = go.click(run, [choice, upload_ckpt, direction, media, mode, scale, sampler, steps, seed, eta, order],
+    event = go.click(run, [choice, upload_ckpt, direction, media, mode, scale, sampler, steps, seed, eta, order, start],
                      [cond_video, cond_audio, cond_spec, preview, result, result_spec, status, files],
-                     api_name="condition", concurrency_id="model", concurrency_limit=1)
+                     api_name="condition", concurrency_id="model", concurrency_limit=1, show_progress_on=[status])
+    ctx.show_errors(event, status, JOB)
     return event, stop, status

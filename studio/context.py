@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -27,6 +28,45 @@ DEFAULT_CHOICE = "default: tiny-synthetic.pt (shipped)"
 # Errors whose message is written for the user; anything else is logged and summarised.
 USER_ERRORS = (UploadError, CheckpointError, ValueError, FileNotFoundError, JobCancelled)
 
+# Command-line wording in messages shared with the CLI, said the way the studio's controls say it.
+UI_WORDS = [
+    (re.compile(r"pass it with --upscale"), "the Upscale option uses it (start the studio with --sr-ckpt PATH)"),
+    (re.compile(r"pass it with --ckpt"), "choose it as the model checkpoint"),
+    (re.compile(r"pass --num-samples (\d+)"), r'set "N clips per set" to \1'),
+    (re.compile(r"--num-samples"), '"N clips per set"'),
+    (re.compile(r"--runs\b"), '"runs"'),
+    (re.compile(r"--steps\b"), '"sampler steps"'),
+    (re.compile(r"--upscale\b"), 'the "Upscale" option'),
+    (re.compile(r"--seed\b"), '"Seed"'),
+]
+SERVER_PATH = re.compile(r"(?<![\w.])/[^\s:;,'\"()<>]+")    # an absolute POSIX path in a message
+
+
+def _server_dirs() -> list[str]:
+    """Folders whose paths mean nothing to a user: the temp folder (uploads, the app's work folder)."""
+    dirs = [tempfile.gettempdir(), os.environ.get("GRADIO_TEMP_DIR", "")]
+    return [str(Path(d).resolve()) for d in dirs if d]
+
+
+def ui_text(message: str) -> str:
+    """A message in the UI's language: server temp paths cut to the file name, CLI flags named as the
+    controls that set them."""
+    dirs = _server_dirs()
+
+    def short(m: re.Match) -> str:
+        path = m.group(0)
+        return Path(path).name if any(path.startswith(d + "/") or path == d for d in dirs) else path
+
+    text = SERVER_PATH.sub(short, str(message))
+    for pattern, words in UI_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
+def status_error(message: str) -> str:
+    """Markdown for a status line that shows an (already HTML-escaped) error message."""
+    return "**Error:** " + re.sub(r"([\\`*_\[\]#|])", r"\\\1", message)
+
 
 @dataclass
 class StudioContext:
@@ -38,6 +78,7 @@ class StudioContext:
     sr_ckpt: Path | None = None                  # --sr-ckpt: the super-resolution stage (None: the shipped one)
     max_batch: int = 4
     cancels: dict[tuple[str, str], list[threading.Event]] = field(default_factory=dict)   # (session, job kind)
+    errors: dict[tuple[str, str], str] = field(default_factory=dict)   # (session, tab) -> its last error
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -165,27 +206,61 @@ class StudioContext:
     def _sid(request) -> str:
         return str(getattr(request, "session_hash", None) or "anonymous")
 
+    # ------------------------------------------------------------------ errors where the user looks
+    def handler(self, tab: str):
+        """Decorator of a tab's event handler: user_errors, and the message kept for that tab's status line
+        (show_errors puts it there)."""
+        def remember(request, message: str) -> None:
+            with self._lock:
+                self.errors[(self._sid(request), tab)] = message
+
+        return lambda fn: user_errors(fn, on_error=remember)
+
+    def show_errors(self, event, status, tab: str) -> None:
+        """After `event` (made with show_progress_on=status) fails, its status line says why; the error
+        badge sits on that line only, and the pop-up stays until closed (user_error)."""
+        def report(request: gr.Request) -> str:
+            with self._lock:
+                message = self.errors.pop((self._sid(request), tab), None)
+            return status_error(message) if message else gr.skip()
+
+        report.__name__ = f"report_{tab}_error"
+        event.failure(report, None, status, queue=False, api_visibility="private")
+
 
 def user_error(message: str) -> gr.Error:
-    """A gr.Error whose text is escaped: Gradio renders the message as HTML, and messages carry file names,
-    typed paths and other text the user controls."""
-    return gr.Error(html.escape(str(message), quote=False))
+    """A gr.Error in the UI's language (ui_text) whose text is escaped: Gradio renders the message as HTML,
+    and messages carry file names, typed paths and other text the user controls. The pop-up stays until
+    the user closes it."""
+    return gr.Error(html.escape(ui_text(str(message)), quote=False), duration=None)
 
 
-def user_errors(fn):
+def _request_in(args, kwargs):
+    return next((a for a in (*args, *kwargs.values()) if isinstance(a, gr.Request)), None)
+
+
+def user_errors(fn, on_error=None):
     """Turn expected failures into gr.Error with their message; log anything else and say so briefly.
+    `on_error(request, message)` is told every message shown (StudioContext.handler).
 
     Works for plain functions and generators, so the app keeps serving and never shows a stack trace.
     """
     import inspect
 
-    def translate(e: Exception) -> gr.Error:
-        if isinstance(e, gr.Error):
-            return e
-        if isinstance(e, USER_ERRORS):
-            return user_error(str(e))
-        log.exception("studio: unexpected error in %s", fn.__name__)
-        return user_error(f"internal error ({e.__class__.__name__}: {str(e)[:200]}); the server log has details")
+    def translate(e: Exception, args, kwargs) -> gr.Error:
+        if isinstance(e, JobCancelled):
+            err = gr.Error("Cancelled.", duration=None, title="Cancelled")
+        elif isinstance(e, gr.Error):
+            err = e
+            err.duration = None if err.duration == 10 else err.duration      # Gradio's default vanishes in 10 s
+        elif isinstance(e, USER_ERRORS):
+            err = user_error(str(e))
+        else:
+            log.exception("studio: unexpected error in %s", fn.__name__)
+            err = user_error(f"internal error ({e.__class__.__name__}: {str(e)[:200]}); the server log has details")
+        if on_error is not None:
+            on_error(_request_in(args, kwargs), err.message)
+        return err
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -193,7 +268,7 @@ def user_errors(fn):
             try:
                 yield from fn(*args, **kwargs)
             except Exception as e:   # noqa: BLE001 - translated for the user
-                raise translate(e) from None
+                raise translate(e, args, kwargs) from None
         return gen_wrapper
 
     @functools.wraps(fn)
@@ -201,5 +276,5 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except Exception as e:       # noqa: BLE001 - translated for the user
-            raise translate(e) from None
+            raise translate(e, args, kwargs) from None
     return wrapper

@@ -11,7 +11,7 @@ from eval.dashboard import (METRICS, EvalCancelled, EvalRequest, missing_weights
                             save_results)
 from eval.protocol import ProtocolError, format_table
 from mmdiff.diffusion.samplers import SAMPLERS
-from studio.context import StudioContext, user_error, user_errors
+from studio.context import StudioContext, user_error
 from studio.generate_tab import model_picker
 
 FROM_MODEL, FROM_FOLDER = "samples of a model", "a folder of clips"
@@ -67,7 +67,7 @@ def build(ctx: StudioContext, cache_dir: str):
     plot = gr.Image(label="Results", type="filepath", interactive=False)
     files = gr.File(label="results.json / results.csv / table / plot", file_count="multiple", interactive=False)
 
-    @user_errors
+    @ctx.handler(JOB)
     def evaluate(real, source, fake, choice, upload, metrics, num, runs, steps, weights_dir,
                  sampler="ddim", eta=1.0, order=3, protocol="mmdiff",
                  request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
@@ -115,5 +115,6 @@ def build(ctx: StudioContext, cache_dir: str):
     event = go.click(evaluate, [real, source, fake, choice, upload, metrics, num, runs, steps, weights_dir,
                                 sampler, eta, order, protocol],
                      [report, table, plot, files], api_name="evaluate", concurrency_id="evaluate",
-                     concurrency_limit=1)
+                     concurrency_limit=1, show_progress_on=[report])
+    ctx.show_errors(event, report, JOB)
     return event, stop, report

@@ -7,9 +7,10 @@ from pathlib import Path
 import gradio as gr
 
 from mmdiff.checkpoint import CheckpointError, load_checkpoint
+from mmdiff.cliargs import MAX_SEED
 from mmdiff.diffusion.samplers import SAMPLERS
 from mmdiff.jobs import JobSpec, run_generation, run_upscale, write_clips
-from studio.context import StudioContext, user_error, user_errors
+from studio.context import StudioContext, user_error
 from studio.runner import stream_job
 
 JOB = "generate"                  # cancel-event kind: this tab's Cancel stops only its own jobs
@@ -48,7 +49,7 @@ def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen"
                            info="DDPM always runs all 1,000 steps; the paper: mm-diffusion-dpm-solver, 20 steps")
         steps = gr.Slider(1, 200, value=50, step=1, label="Steps")
     with gr.Row():
-        seed = gr.Number(0, precision=0, label="Seed", minimum=0, elem_id=f"{prefix}-seed")
+        seed = gr.Number(0, precision=0, label="Seed", minimum=0, maximum=MAX_SEED, elem_id=f"{prefix}-seed")
         num = gr.Slider(1, ctx.max_batch, value=1, step=1, label="Batch size", visible=batch)
     with gr.Accordion("Sampler settings", open=False):
         eta = gr.Slider(0, 1, value=1, step=0.05, label="DDIM eta", info="1: stochastic (DDPM-like), 0: deterministic")
@@ -57,8 +58,8 @@ def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen"
 
 
 def spec_from(ctx, sampler, steps, seed, num, eta, order, prompt="", guidance_scale=3.0, two_step=False) -> JobSpec:
-    if seed is None or int(seed) < 0:
-        raise user_error("seed must be a whole number >= 0")
+    if seed is None or not 0 <= int(seed) <= MAX_SEED:
+        raise user_error(f"Seed must be a whole number from 0 to {MAX_SEED}")
     return JobSpec(num=int(num), seed=int(seed), sampler=sampler, steps=int(steps), eta=float(eta),
                    order=int(order), max_num=ctx.max_batch, prompt=(prompt or "").strip(),
                    guidance_scale=float(3.0 if guidance_scale is None else guidance_scale), two_step=bool(two_step))
@@ -82,7 +83,8 @@ def text_controls():
 def check_prompt(model_config, ckpt, prompt) -> None:
     """gr.Error before sampling when a prompt is given to a model trained without text."""
     if (prompt or "").strip() and not model_config.text_dim:
-        raise user_error(f"the model {Path(str(ckpt)).name} was trained without text conditioning, so it cannot follow "
+        name = f"the model {Path(str(ckpt)).name}" if ckpt else "the shipped default model"
+        raise user_error(f"{name} was trained without text conditioning, so it cannot follow "
                        "a prompt: leave the prompt empty for unconditional samples, or choose a model trained with "
                        "`python -m mmdiff.train --text-cond`")
 
@@ -118,7 +120,7 @@ def build(ctx: StudioContext):
         slots.append((col, video, spec))
     files = gr.File(label="Downloads (mp4, wav, png)", file_count="multiple", interactive=False)
 
-    @user_errors
+    @ctx.handler(JOB)
     def generate(choice, upload, sampler, steps, seed, num, eta, order, upscale=False, sr_steps=25,
                  prompt="", guidance_scale=3.0, two_step=False, request: gr.Request = None,
                  progress=gr.Progress()):
@@ -166,6 +168,7 @@ def build(ctx: StudioContext):
     # New inputs go at the end, with defaults, so positional API calls of older clients keep working.
     event = go.click(generate, [choice, upload, sampler, steps, seed, num, eta, order, upscale, sr_steps,
                                 prompt, guidance_scale, two_step],
-                     outputs,
-                     api_name="generate", concurrency_id="model", concurrency_limit=1)
+                     outputs, api_name="generate", concurrency_id="model", concurrency_limit=1,
+                     show_progress_on=[status])
+    ctx.show_errors(event, status, JOB)
     return event, stop, status

@@ -7,7 +7,7 @@ import shutil
 import gradio as gr
 
 from mmdiff.training.runview import RunFolderError, loss_curve, read_run
-from studio.context import StudioContext, user_error, user_errors
+from studio.context import StudioContext, user_error
 
 PREVIEWS = 2
 
@@ -25,7 +25,7 @@ def build(ctx: StudioContext):
         videos = [gr.Video(label=f"latest preview {k}", interactive=False, height=200) for k in range(PREVIEWS)]
     timer = gr.Timer(10, active=False)
 
-    @user_errors
+    @ctx.handler("monitor")
     def show(folder, request: gr.Request):
         run_dir = ctx.server_path(folder, "run folder", must_be_dir=True)
         try:
@@ -43,6 +43,7 @@ def build(ctx: StudioContext):
                 for k in range(PREVIEWS)]
         return ("  \n".join(lines), str(png) if png else None, *vids)
 
-    refresh.click(show, folder, [summary, curve, *videos], api_name="monitor")
+    event = refresh.click(show, folder, [summary, curve, *videos], api_name="monitor", show_progress_on=[summary])
+    ctx.show_errors(event, summary, "monitor")
     timer.tick(show, folder, [summary, curve, *videos], api_visibility="private")
     auto.change(lambda on: gr.Timer(active=on), auto, timer, api_visibility="private")

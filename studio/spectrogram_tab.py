@@ -1,13 +1,14 @@
 """Spectrograms tab: frames, mel spectrogram and onset curve of one or two clips on a shared time axis."""
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 
 import gradio as gr
 
 from mmdiff.uploads import read_for_view
 from mmdiff.viz import compare_figure, save_png
-from studio.context import StudioContext, user_error, user_errors
+from studio.context import StudioContext, user_error
 
 VIEW_FPS, VIEW_SIZE, VIEW_RATE, VIEW_SECONDS = 10.0, 64, 16_000, 10.0
 NONE = "(none)"
@@ -27,6 +28,7 @@ def build(ctx: StudioContext):
     with gr.Row():
         refresh = gr.Button("Refresh session clips", size="sm")
         show = gr.Button("Show", variant="primary", elem_id="spec-show")
+    status = gr.Markdown("", elem_id="spec-status")
     image = gr.Image(label="frames / mel spectrogram / onsets", type="filepath", interactive=False,
                      elem_id="spec-image")
 
@@ -34,7 +36,7 @@ def build(ctx: StudioContext):
         names = [NONE, *ctx.session_clips(request)]
         return gr.Dropdown(choices=names), gr.Dropdown(choices=names)
 
-    def load(pick, upload, request, label):
+    def load(pick, upload, request, label, notices):
         if upload:
             path, title = upload, upload.replace("\\", "/").split("/")[-1]
         elif pick and pick != NONE:
@@ -44,16 +46,21 @@ def build(ctx: StudioContext):
             path, title = clips[pick], pick
         else:
             return None
-        clip = read_for_view(path, ctx.limits, VIEW_FPS, VIEW_SIZE, VIEW_RATE, VIEW_SECONDS)
+        clip = read_for_view(path, ctx.limits, VIEW_FPS, VIEW_SIZE, VIEW_RATE, VIEW_SECONDS, notices)
         return replace(clip, name=f"{label} ({title})")
 
-    @user_errors
+    @ctx.handler("spectrogram")
     def view(a_pick, a_file, b_pick, b_file, request: gr.Request):
-        clips = [c for c in (load(a_pick, a_file, request, "A"), load(b_pick, b_file, request, "B")) if c]
+        notices: list[str] = []
+        clips = [c for c in (load(a_pick, a_file, request, "A", notices), load(b_pick, b_file, request, "B", notices))
+                 if c]
         if not clips:
             raise user_error("choose or upload a clip first")
         out = ctx.job_dir(request, "view")
-        return str(save_png(compare_figure(clips), out / "view.png"))
+        png = str(save_png(compare_figure(clips), out / "view.png"))
+        return png, "  \n".join(f"Note: {html.escape(n, quote=False)}" for n in notices) or f"Showing {len(clips)} clip(s)."
 
     refresh.click(refresh_lists, None, [a_pick, b_pick], api_name="session_clips")
-    show.click(view, [a_pick, a_file, b_pick, b_file], image, api_name="spectrogram")
+    event = show.click(view, [a_pick, a_file, b_pick, b_file], [image, status], api_name="spectrogram",
+                       show_progress_on=[status])
+    ctx.show_errors(event, status, "spectrogram")

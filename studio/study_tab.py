@@ -10,7 +10,8 @@ import pandas as pd
 
 from eval.study import StudyConfig, analyze_results, build_study
 from eval.study.bundle import zip_study
-from studio.context import StudioContext, user_error, user_errors
+from mmdiff.cliargs import MAX_SEED
+from studio.context import StudioContext, user_error
 
 
 def parse_systems(ctx: StudioContext, text: str) -> dict[str, str]:
@@ -50,7 +51,7 @@ def build(ctx: StudioContext):
         votes = gr.Number(5, precision=0, minimum=1, label="votes per clip")
         per_hit = gr.Number(10, precision=0, minimum=1, label="clips per HIT")
         gold = gr.Number(1, precision=0, minimum=0, label="gold clips per HIT")
-        seed = gr.Number(0, precision=0, minimum=0, label="seed")
+        seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="seed")
     build_btn = gr.Button("Build study", variant="primary")
     build_md = gr.Markdown("")
     build_files = gr.File(label="study.zip (publish this) and key.json (keep private; needed to analyse)",
@@ -68,7 +69,7 @@ def build(ctx: StudioContext):
     charts = gr.Gallery(label="charts", columns=2, height=320)
     analysis_files = gr.File(label="analysis files", file_count="multiple", interactive=False)
 
-    @user_errors
+    @ctx.handler("study-build")
     def do_build(kind, base_url, systems_text, real, num, votes, per_hit, gold, seed, request: gr.Request,
                  progress=gr.Progress()):
         cfg = StudyConfig(kind=kind, systems=parse_systems(ctx, systems_text),
@@ -88,7 +89,7 @@ def build(ctx: StudioContext):
                      "(open it to try a HIT). Keep `key.json` private.")
         return str(res.study_dir), "\n".join(lines), [str(zipped), str(key_copy)]
 
-    @user_errors
+    @ctx.handler("study-analyze")
     def do_analyze(results, key, built, request: gr.Request):
         if not results:
             raise user_error("upload at least one results CSV")
@@ -110,8 +111,10 @@ def build(ctx: StudioContext):
         files = [str(p) for p in res.paths.values() if Path(p).is_file()]
         return md, table(res.mos), table(res.turing), pngs, files
 
-    build_btn.click(do_build, [kind, base_url, systems, real, num, votes, per_hit, gold, seed],
-                    [study_dir, build_md, build_files], api_name="build_study", concurrency_id="study",
-                    concurrency_limit=1)
-    analyze_btn.click(do_analyze, [results, key, study_dir], [report, mos, turing, charts, analysis_files],
-                      api_name="analyze_study")
+    built = build_btn.click(do_build, [kind, base_url, systems, real, num, votes, per_hit, gold, seed],
+                            [study_dir, build_md, build_files], api_name="build_study", concurrency_id="study",
+                            concurrency_limit=1, show_progress_on=[build_md])
+    ctx.show_errors(built, build_md, "study-build")
+    analyzed = analyze_btn.click(do_analyze, [results, key, study_dir], [report, mos, turing, charts, analysis_files],
+                                 api_name="analyze_study", show_progress_on=[report])
+    ctx.show_errors(analyzed, report, "study-analyze")

@@ -114,6 +114,7 @@ def make_media(root: Path) -> dict[str, Path]:
     m["odd_size_video"] = write_video(root / "odd.mp4", frames_ramp(24, 30, 46), 12)
     m["wav_11k"] = write_pcm_wav(root / "tone11k.wav", sine(2.0, 11025, 300.0), 11025)
     m["short_wav"] = write_pcm_wav(root / "short.wav", sine(0.5, 8000), 8000)
+    m["click_wav"] = write_pcm_wav(root / "click.wav", sine(0.05, 8000), 8000)      # under one video frame
     m["short_video"] = write_video(root / "short.mp4", frames_ramp(5, 32, 32), 10)
     m["low_rate_wav"] = write_pcm_wav(root / "lowrate.wav", sine(2.0, 2000, 200.0), 2000)
     m["long_video"] = write_video(root / "long.mp4", frames_ramp(70, 16, 16), 10)      # 7 s

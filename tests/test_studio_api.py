@@ -165,7 +165,7 @@ def test_audio_to_video_from_a_wav_at_another_rate(studio):
     ("wav_11k", V2A, "has no video stream"),
     ("long_video", V2A, "longer than the 5 s limit"),
     ("short_video", V2A, "the model needs 1.60 s"),
-    ("short_wav", A2V, "the model needs 1.60 s"),
+    ("click_wav", A2V, r"0\.05 s of audio is too short; the model needs 1\.60 s"),
     ("low_rate_wav", A2V, "sample rate 2000 Hz is outside"),
 ])
 def test_bad_uploads_get_clear_errors(studio, name, direction, message):
@@ -182,9 +182,11 @@ def test_huge_upload_is_refused_and_app_keeps_serving(studio):
 
 def test_spectrogram_view_of_upload_and_comparison(studio):
     client = studio["client"]
-    one = client.predict("(none)", handle_file(str(studio["media"]["av"])), "(none)", None, api_name="/spectrogram")
-    two = client.predict("(none)", handle_file(str(studio["media"]["av"])), "(none)",
-                         handle_file(str(studio["media"]["wav_11k"])), api_name="/spectrogram")
+    one, status = client.predict("(none)", handle_file(str(studio["media"]["av"])), "(none)", None,
+                                 api_name="/spectrogram")
+    assert status == "Showing 1 clip(s)."
+    two, _ = client.predict("(none)", handle_file(str(studio["media"]["av"])), "(none)",
+                            handle_file(str(studio["media"]["wav_11k"])), api_name="/spectrogram")
     from PIL import Image
 
     h1, h2 = np.asarray(Image.open(one)).shape[0], np.asarray(Image.open(two)).shape[0]
@@ -202,7 +204,7 @@ def test_spectrogram_of_a_session_clip(studio):
     names = client.predict(api_name="/session_clips")
     choices = names[0]["choices"] if isinstance(names[0], dict) else None
     label = [c[0] if isinstance(c, (list, tuple)) else c for c in choices if "(none)" not in str(c)][0]
-    png = client.predict(label, None, "(none)", None, api_name="/spectrogram")
+    png, _ = client.predict(label, None, "(none)", None, api_name="/spectrogram")
     assert png.endswith(".png")
 
 

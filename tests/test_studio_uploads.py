@@ -74,8 +74,10 @@ def test_conditions_in_the_model_layout(media):
     assert a.shape == (12800,)
     with pytest.raises(UploadError, match="short.mp4: 0.50 s of video, the model needs 1.60 s"):
         condition_video(media["short_video"], TINY, LIMITS)
-    with pytest.raises(UploadError, match="short.wav: 0.50 s of audio, the model needs 1.60 s"):
-        condition_audio(media["short_wav"], TINY, LIMITS)
+    notices = []
+    a = condition_audio(media["short_wav"], TINY, LIMITS, notices=notices)   # 0.5 s: padded with silence
+    assert a.shape == (12800,) and np.abs(a[:3800]).max() > 0.1 and not a[4100:].any()
+    assert notices == ["short.wav: 0.50 s of audio, padded with 1.10 s of silence to the model's 1.60 s"]
 
 
 def test_read_for_view_handles_one_stream(media):

@@ -12,6 +12,12 @@ Decoding (PyAV, one demux pass over the file):
   gap under AUDIO_END_TOLERANCE_S, zero-padded) to exactly n_frames * audio_rate / fps samples.
   This makes AAC padding/priming irrelevant: a written 1.6 s clip decodes to exactly 1.6 s.
 
+Damaged files are decoded as ffmpeg does: a packet its decoder rejects is skipped and decoding goes on
+(a skipped video frame leaves the previous one on screen; a skipped audio packet becomes silence of its
+length, so the streams stay in sync), and a read error of the demuxer ends the file there. What was skipped
+is counted (`DecodeTally`, `AVClip.dropped`); a stream fails (AVDecodeError naming the file) only when more
+than MAX_BAD_PACKET_FRACTION of its packets are undecodable or nothing of it decodes.
+
 Layouts: video uint8 (F, H, W, 3) RGB; audio float32 (T,) mono in [-1, 1].
 """
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +40,7 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 RESIZE_MODES = ("crop", "letterbox")
 FRAME_TIME_EPS = 1e-5          # s; a frame with pts <= t + eps is on screen at t (absorbs pts rounding)
 AUDIO_END_TOLERANCE_S = 0.025  # s; an audio stream ending this much before the video is zero-padded
+MAX_BAD_PACKET_FRACTION = 0.1  # a stream with more undecodable packets than this share is rejected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,6 +86,74 @@ class EmptyMediaError(MediaError):
 
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Dropped:
+    """What a decode pass skipped: undecodable packets per stream (of those read) and a read error that
+    ended the file early ("" when none)."""
+
+    video: int = 0
+    audio: int = 0
+    video_read: int = 0
+    audio_read: int = 0
+    read_error: str = ""
+    first_error: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.video or self.audio or self.read_error)
+
+    def describe(self) -> str:
+        """One line for a notice, e.g. "skipped 1 of 352 audio packets (undecodable: ...)"; "" when nothing."""
+        parts = [f"skipped {n} of {total} {kind} packet{'s' if total != 1 else ''}"
+                 for kind, n, total in (("video", self.video, self.video_read), ("audio", self.audio, self.audio_read))
+                 if n]
+        text = ", ".join(parts) + (f" (undecodable: {self.first_error})" if parts and self.first_error else "")
+        if self.read_error:
+            text += ("; " if text else "") + f"reading stopped early ({self.read_error})"
+        return text
+
+
+@dataclass
+class DecodeTally:
+    """Counts packets read and skipped during one decode pass of `path` (see decode_frames)."""
+
+    path: str
+    read: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
+    bad: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
+    first_error: str = ""
+    read_error: str = ""
+    skipped_since_last: dict[str, bool] = field(default_factory=lambda: {"video": False, "audio": False})
+
+    def skip(self, kind: str, error: Exception) -> None:
+        self.bad[kind] = self.bad.get(kind, 0) + 1
+        self.skipped_since_last[kind] = True
+        self.first_error = self.first_error or _short(error)
+
+    def dropped(self) -> Dropped:
+        return Dropped(video=self.bad.get("video", 0), audio=self.bad.get("audio", 0),
+                       video_read=self.read.get("video", 0), audio_read=self.read.get("audio", 0),
+                       read_error=self.read_error, first_error=self.first_error)
+
+    def check(self, kind: str) -> None:
+        """AVDecodeError when more than MAX_BAD_PACKET_FRACTION of the `kind` packets were undecodable."""
+        bad, read = self.bad.get(kind, 0), self.read.get(kind, 0)
+        if bad and bad > MAX_BAD_PACKET_FRACTION * max(read, 1):
+            raise AVDecodeError(self.path, f"{bad} of {read} {kind} packets are undecodable (at most "
+                                           f"{MAX_BAD_PACKET_FRACTION:.0%} may be skipped): the file is damaged "
+                                           f"({self.first_error})")
+
+    def empty_reason(self, kind: str) -> str:
+        """Why a stream gave nothing, for EmptyMediaError ("" when no packet failed)."""
+        bad = self.bad.get(kind, 0)
+        text = f"; {bad} of {self.read.get(kind, 0)} packets undecodable ({self.first_error})" if bad else ""
+        return text + (f"; reading stopped early ({self.read_error})" if self.read_error else "")
+
+
+def _short(error: Exception) -> str:
+    """An FFmpeg error without the file path PyAV appends."""
+    text = getattr(error, "strerror", None) or str(error)
+    return f"{type(error).__name__}: {text}"
+
+
+@dataclass(frozen=True)
 class AVClip:
     """Decoded audio-video at a fixed frame rate and sample rate, covering the same time: the one clip type of
     the project (training data, evaluation, views, uploads). A stream that was not read (or that a file lacks,
@@ -89,6 +164,7 @@ class AVClip:
     fps: float
     audio_rate: int
     name: str = ""               # what the clip is (file name, "sample-3", a view's title)
+    dropped: Dropped = Dropped()   # what decoding skipped (a damaged file); falsy when nothing
 
     @property
     def num_frames(self) -> int:
@@ -265,10 +341,20 @@ class _AudioCollector:
         self.chunks: list[np.ndarray] = []   # each (C, n) float32
         self.first_time: float | None = None
         self.samples = 0                     # per channel, so far
+        self.in_end: float | None = None     # source time where the last pushed frame ends
 
-    def push(self, frame) -> None:
+    def push(self, frame, after_skip: bool = False) -> None:
+        """Add a decoded frame; `after_skip`: packets were skipped just before it, so the time they covered
+        (from the frames' timestamps) becomes silence and the audio stays on the video's clock."""
         if self.first_time is None and frame.time is not None:
             self.first_time = float(frame.time)
+        if after_skip and self.chunks and frame.time is not None and self.in_end is not None:
+            gap = round((float(frame.time) - self.in_end) * self.rate)
+            if gap > 0:
+                self.chunks.append(np.zeros((self.chunks[-1].shape[0], gap), np.float32))   # (C, gap)
+                self.samples += gap
+        if frame.time is not None and frame.sample_rate:
+            self.in_end = float(frame.time) + frame.samples / frame.sample_rate
         for g in self.resampler.resample(frame):
             self.chunks.append(g.to_ndarray())
             self.samples += self.chunks[-1].shape[1]
@@ -283,12 +369,32 @@ class _AudioCollector:
         return np.concatenate([c[:channels] for c in self.chunks], axis=1).mean(axis=0).astype(np.float32)
 
 
-def _iter_frames(path, container, streams) -> Iterator:
-    try:
-        for packet in container.demux(*streams):
-            yield from packet.decode()
-    except av.FFmpegError as e:
-        raise AVDecodeError(path, f"decoding failed ({e})") from e
+def decode_frames(container, streams, tally: DecodeTally) -> Iterator:
+    """Decoded frames of `streams` in file order, past damage as ffmpeg goes: a packet whose decoder fails
+    is skipped (counted in `tally`), and a read error of the demuxer ends the file (kept in `tally`)."""
+    packets = container.demux(*streams)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError as e:            # ffmpeg, too, treats a read error as the end of the input
+            tally.read_error = _short(e)
+            break
+        kind = packet.stream.type
+        if packet.size:
+            tally.read[kind] = tally.read.get(kind, 0) + 1
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as e:
+            tally.skip(kind, e)
+            continue
+        yield from frames
+    for stream in streams:                     # the read error skipped the flush: drain buffered frames
+        try:
+            yield from stream.decode(None)
+        except av.FFmpegError:
+            pass
 
 
 def _place_audio(audio: np.ndarray, offset_s: float, rate: int) -> np.ndarray:
@@ -336,16 +442,17 @@ def read_av(path: str | os.PathLike, fps: float | None, size: int | tuple[int, i
         if as_ is not None:
             audio_rate = int(audio_rate or as_.codec_context.sample_rate or as_.rate)
             audio = _AudioCollector(audio_rate)
-        t0, n_decoded = None, 0
+        t0, n_decoded, tally = None, 0, DecodeTally(str(path))
         try:
-            for frame in _iter_frames(path, c, [s for s in (vs, as_) if s is not None]):
+            for frame in decode_frames(c, [s for s in (vs, as_) if s is not None], tally):
                 if isinstance(frame, av.VideoFrame):
                     t = frame.time if frame.time is not None else n_decoded / float(rate_guess)
                     t0 = t if t0 is None else t0
                     picker.push(frame, t - t0)
                     n_decoded += 1
                 elif isinstance(frame, av.AudioFrame):
-                    audio.push(frame)
+                    audio.push(frame, tally.skipped_since_last["audio"])
+                    tally.skipped_since_last["audio"] = False
                 if stop is not None and _window_read(picker if vs else None, audio if as_ else None, t0, stop):
                     break
             video, video_end = picker.finish(1.0 / float(rate_guess)) if vs is not None else (None, None)
@@ -355,15 +462,18 @@ def read_av(path: str | os.PathLike, fps: float | None, size: int | tuple[int, i
                 raise
             raise AVDecodeError(path, f"cannot convert decoded frames ({type(e).__name__}: {e})") from e
     if vs is not None and n_decoded == 0:
-        raise EmptyMediaError(path, "the video stream has no decodable frames")
+        raise EmptyMediaError(path, "the video stream has no decodable frames" + tally.empty_reason("video"))
     if as_ is not None and samples.size == 0:
-        raise EmptyMediaError(path, "the audio track has no decodable samples")
+        raise EmptyMediaError(path, "the audio track has no decodable samples" + tally.empty_reason("audio"))
+    for kind, stream in (("video", vs), ("audio", as_)):
+        if stream is not None:
+            tally.check(kind)
     if vs is None:                                     # audio alone, on its own clock
-        return _audio_only(path, samples, audio_rate, start, duration)
+        return _audio_only(path, samples, audio_rate, start, duration, tally.dropped())
     if as_ is None:
-        return _video_only(path, video, fps, start, video_end)
+        return _video_only(path, video, fps, start, video_end, tally.dropped())
     samples = _place_audio(samples, (audio.first_time or 0.0) - (t0 or 0.0), int(audio_rate))
-    return _join(path, video, samples, fps, int(audio_rate), start, video_end)
+    return _join(path, video, samples, fps, int(audio_rate), start, video_end, tally.dropped())
 
 
 def _window_read(picker: "_FramePicker | None", audio: "_AudioCollector | None", t0: float | None,
@@ -379,24 +489,26 @@ def _window_read(picker: "_FramePicker | None", audio: "_AudioCollector | None",
     return True
 
 
-def _video_only(path, video: np.ndarray, fps: float, start: float, video_end: float) -> AVClip:
+def _video_only(path, video: np.ndarray, fps: float, start: float, video_end: float,
+                dropped: Dropped = Dropped()) -> AVClip:
     n = min(video.shape[0], num_whole_frames(video_end - start, fps))
     if n == 0:
         raise EmptyMediaError(path, f"no whole frame at {fps:g} fps from {start:.3f} s (video ends {video_end:.3f} s)")
-    return AVClip(video=video[:n], audio=None, fps=fps, audio_rate=0, name=Path(path).name)
+    return AVClip(video=video[:n], audio=None, fps=fps, audio_rate=0, name=Path(path).name, dropped=dropped)
 
 
-def _audio_only(path, samples: np.ndarray, rate: int, start: float, duration: float | None) -> AVClip:
+def _audio_only(path, samples: np.ndarray, rate: int, start: float, duration: float | None,
+                dropped: Dropped = Dropped()) -> AVClip:
     a0 = round(start * rate)
     a1 = samples.size if duration is None else min(samples.size, a0 + round(duration * rate))
     if a1 <= a0:
         raise EmptyMediaError(path, f"no audio after {start:.3f} s (the track ends {samples.size / rate:.3f} s)")
     return AVClip(video=None, audio=np.clip(samples[a0:a1], -1.0, 1.0).astype(np.float32), fps=0.0,
-                  audio_rate=rate, name=Path(path).name)
+                  audio_rate=rate, name=Path(path).name, dropped=dropped)
 
 
 def _join(path, video: np.ndarray, samples: np.ndarray, fps: float, rate: int, start: float,
-          video_end: float) -> AVClip:
+          video_end: float, dropped: Dropped = Dropped()) -> AVClip:
     """Trim both streams to the whole frames they share; audio gets exactly F * rate / fps samples."""
     audio_end = samples.size / rate + AUDIO_END_TOLERANCE_S
     n = min(video.shape[0], num_whole_frames(min(video_end, audio_end) - start, fps))
@@ -408,7 +520,7 @@ def _join(path, video: np.ndarray, samples: np.ndarray, fps: float, rate: int, s
     audio = samples[a0:a1]
     audio = np.pad(audio, (0, a1 - a0 - audio.size)) if audio.size < a1 - a0 else audio
     return AVClip(video=video[:n], audio=np.clip(audio, -1.0, 1.0).astype(np.float32), fps=fps,
-                  audio_rate=rate, name=Path(path).name)
+                  audio_rate=rate, name=Path(path).name, dropped=dropped)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -516,7 +628,8 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 __all__ = [
-    "AVClip", "STREAMS", "MediaInfo", "MediaError", "AVDecodeError", "NoVideoError", "NoAudioError",
+    "AVClip", "STREAMS", "Dropped", "DecodeTally", "decode_frames", "MAX_BAD_PACKET_FRACTION", "MediaInfo",
+    "MediaError", "AVDecodeError", "NoVideoError", "NoAudioError",
     "EmptyMediaError", "VIDEO_EXTENSIONS", "RESIZE_MODES", "list_videos", "probe", "read_av", "write_clip",
     "write_wav", "read_wav", "resize_frame", "crop_box", "letterbox_box", "select_frames",
     "num_whole_frames", "to_uint8_frames", "to_mono_float", "as_hw",

@@ -66,12 +66,13 @@ class SourceResult:
     status: str                              # "kept" | "skipped"
     reason: str = ""                         # short category for skipped: see SKIP_REASONS
     detail: str = ""
+    damage: str = ""                         # what decoding skipped in a damaged file ("" when nothing)
     items: list[CacheItem] = field(default_factory=list)
     size: int = 0
     mtime_ns: int = 0
 
     def record(self) -> dict[str, Any]:
-        return {"status": self.status, "reason": self.reason, "detail": self.detail,
+        return {"status": self.status, "reason": self.reason, "detail": self.detail, "damage": self.damage,
                 "items": [i.id for i in self.items], "size": self.size, "mtime_ns": self.mtime_ns}
 
 
@@ -128,6 +129,7 @@ def process_source(path: Path, rel: str, out: Path, spec: CacheSpec,
     except av_io.MediaError as e:
         result.reason, result.detail = SKIP_REASONS.get(type(e), "unreadable"), str(e)
         return result
+    result.damage = clip.dropped.describe()
     pieces = segment_frames(clip.num_frames, spec.fps, settings)
     if not pieces:
         result.reason = "too short"
@@ -265,6 +267,12 @@ def summarize(index: CacheIndex) -> str:
         lines.append(f"  {rel}: {r['reason']} ({r['detail']})")
     if len(skipped) > 20:
         lines.append(f"  ... and {len(skipped) - 20} more (see sources in {INDEX_NAME})")
+    damaged = {rel: r["damage"] for rel, r in index.sources.items() if r["status"] == "kept" and r.get("damage")}
+    if damaged:
+        lines.append(f"decoded past damage in {len(damaged)} kept sources (as ffmpeg does):")
+        lines += [f"  {rel}: {text}" for rel, text in list(damaged.items())[:20]]
+        if len(damaged) > 20:
+            lines.append(f"  ... and {len(damaged) - 20} more (see sources in {INDEX_NAME})")
     return "\n".join(lines)
 
 

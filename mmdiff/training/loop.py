@@ -114,7 +114,10 @@ class Trainer:
         self.ckpt_path = self.run_dir / "last.pt"
         if self.ckpt_path.exists() and not resume:
             raise FileExistsError(f"{self.ckpt_path} exists; pass --resume to continue that run, or choose a new --out")
-        if resume and self.ckpt_path.exists():
+        if resume and not self.ckpt_path.exists():
+            raise FileNotFoundError(f"--resume: {self.ckpt_path} does not exist, so there is no run to continue; "
+                                    "drop --resume to start a new run there, or give the --out of the run")
+        if resume:
             self._load()
         elif cfg.init_from:
             self._init_from(cfg.init_from)
