@@ -9,6 +9,7 @@ Layouts: video uint8 (F, H, W, 3); audio float32 (T,) mono in [-1, 1].
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +97,10 @@ def _read(path, streams: tuple[str, ...], fps: float | None, size: int | None, r
         raise UploadError(f"{_name(path)}: has no audio track; upload a file with sound") from None
     except EmptyMediaError as e:
         what = "video stream has no decodable frames" if "video" in streams else "audio track has no decodable samples"
-        if start and ("no whole frame" in str(e) or "no audio after" in str(e)):
+        ends = re.search(r"ends (\d+(?:\.\d+)?) s", str(e))
+        if start and ends:
             raise UploadError(f"{_name(path)}: starting at {start:g} s leaves no "
-                              f"{'video' if 'video' in streams else 'audio'}") from None
+                              f"{'video' if 'video' in streams else 'audio'} ({float(ends[1]):.2f} s long)") from None
         if "no whole frame" in str(e):
             raise UploadError(f"{_name(path)}: shorter than one frame at {fps:g} fps") from None
         raise UploadError(f"{_name(path)}: the {what} (zero length)") from None

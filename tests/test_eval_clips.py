@@ -41,14 +41,14 @@ def test_streams_and_native_rates(clips):
 def test_a_window_stops_decoding_once_it_is_read(clips, monkeypatch):
     """read_av(duration=...) gives what the full decode gives, cut, and decodes fewer frames."""
     seen = []
-    iterate = av_io._iter_frames
+    iterate = av_io.decode_frames
 
     def counting(*args):
         for frame in iterate(*args):
             seen.append(frame)
             yield frame
 
-    monkeypatch.setattr(av_io, "_iter_frames", counting)
+    monkeypatch.setattr(av_io, "decode_frames", counting)
     full = read_av(clips["av"], 10, 32, 8000)
     n_full = len(seen)
     seen.clear()
