@@ -166,9 +166,9 @@ class CoupledUNet(nn.Module):
         """(B,) -> (B, E) shared step embedding; (B, 2) -> (video's (B, E), audio's (B, E)); plus the caption's."""
         txt = self._text_embedding(text, t.shape[0])                            # (B, E) or None
         if t.ndim == 1:
-            emb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))
+            emb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim).to(self.time_mlp[0].weight.dtype))
             return emb if txt is None else emb + txt
-        emb = self.time_mlp(timestep_embedding(t.T.reshape(-1), self.config.time_embed_dim))  # (2B, E)
+        emb = self.time_mlp(timestep_embedding(t.T.reshape(-1), self.config.time_embed_dim).to(self.time_mlp[0].weight.dtype))  # (2B, E)
         emb_v, emb_a = emb.chunk(2, dim=0)
         return (emb_v, emb_a) if txt is None else (emb_v + txt, emb_a + txt)
 
