@@ -109,7 +109,20 @@ def public_args(args: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ConvertError(f"unknown public model argument {unknown[0]!r} (the names of multimodal_script_util."
                            "model_and_diffusion_defaults, e.g. num_channels, cross_attention_windows)")
-    return {**PUBLIC_DEFAULTS, **args}
+    out = dict(PUBLIC_DEFAULTS)
+    for name, value in args.items():           # typed as the public argparser types them (by the default)
+        default = PUBLIC_DEFAULTS[name]
+        if isinstance(default, bool) and isinstance(value, str):
+            if value.lower() not in ("yes", "true", "t", "y", "1", "no", "false", "f", "n", "0"):
+                raise ConvertError(f"public argument {name}={value!r} is not a boolean")
+            value = value.lower() in ("yes", "true", "t", "y", "1")
+        elif isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
+            try:
+                value = type(default)(float(value)) if type(default) is float else int(value)
+            except ValueError:
+                raise ConvertError(f"public argument {name}={value!r} is not a {type(default).__name__}") from None
+        out[name] = value
+    return out
 
 
 def configs_from_public_args(args: dict[str, Any]) -> tuple[ModelConfig, DiffusionConfig]:

@@ -192,3 +192,10 @@ def test_sr_release_without_sr_converter_is_a_clear_error(monkeypatch, tmp_path,
     torch.save({"time_embed.0.weight": torch.zeros(2, 2)}, src)
     assert convert_main(["mm-diffusion", str(src), "--release", "aist++-sr", "--out", str(tmp_path / "o.pt")]) == 2
     assert "no super-resolution converter" in capsys.readouterr().err
+
+
+def test_public_arguments_as_the_argparser_writes_them():
+    strings = {k: str(v) for k, v in RELEASES["aist++"].args.items()}      # "True", "128", "0.1", "2,4,8"
+    assert configs_from_public_args(strings)[0] == MM_DIFFUSION
+    with pytest.raises(ConvertError, match="resblock_updown='maybe' is not a boolean"):
+        configs_from_public_args({"resblock_updown": "maybe"})
