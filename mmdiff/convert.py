@@ -369,6 +369,31 @@ def convert_file(src: str | Path, dst: str | Path, release: str | None = None, a
     return atomic_torch_save(convert_release(read_state_dict(src), release, args), dst)
 
 
+PUBLIC_MULTIMODAL_KEY = "input_blocks.0.0.video_conv.video_conv_spatial.weight"   # marks a MultimodalUNet file
+
+
+def converted_upload(path: str | Path, args: dict | None = None) -> Path | None:
+    """For a released MM-Diffusion multimodal file (AIST++.pt or Landscape.pt: one architecture), the path
+    of its mmdiff conversion, written once beside it (hidden, named by the source's content hash);
+    None when the file is no public multimodal state dict. ConvertError when it is one that does not fit.
+    :param args: public model arguments (default: the releases')."""
+    from mmdiff.atomic import file_sha256
+
+    path = Path(path)
+    try:
+        sd = read_state_dict(path)
+    except ConvertError:
+        return None
+    if PUBLIC_MULTIMODAL_KEY not in sd:
+        return None
+    dst = path.parent / f".{path.stem}.{file_sha256(path)[:16]}.mmdiff.pt"
+    if not dst.is_file():
+        ckpt = convert_mm_diffusion(sd, dict(args if args is not None else RELEASES["aist++"].args))
+        ckpt["train_args"]["release"] = "AIST++.pt or Landscape.pt (uploaded; same architecture)"
+        atomic_torch_save(ckpt, dst)
+    return dst
+
+
 def _read_args(path: str) -> dict:
     try:
         return json.loads(Path(path).read_text())

@@ -241,3 +241,23 @@ def test_converted_file_samples_and_evaluates(tmp_path, capsys):
                       "--steps", "2", "--weights-dir", str(tmp_path / "weights"), "--cache-dir",
                       str(tmp_path / "cache"), "--device", "cpu", "--out", str(result)]) == 0
     assert np.isfinite(json.loads(result.read_text())["runs"][0]["fvd"])
+
+
+def test_studio_converts_an_uploaded_public_file_once(tmp_path, monkeypatch):
+    import types
+
+    import mmdiff.convert as conv
+    from studio.generate_tab import checked_checkpoint
+
+    monkeypatch.setitem(conv.RELEASES, "aist++", conv.Release("AIST++.pt", "joint", SMALL_ARGS))  # small stand-in
+    src = random_public_file(tmp_path / "AIST++.pt", SMALL_ARGS)
+    ctx = types.SimpleNamespace(checkpoint_for=lambda choice, upload: Path(upload))
+    path = checked_checkpoint(ctx, None, str(src))
+    assert path != src and path.parent == src.parent and load_model(path)[0].config.base_channels == 32
+    stamp = path.stat().st_mtime_ns
+    assert checked_checkpoint(ctx, None, str(src)) == path and path.stat().st_mtime_ns == stamp   # cached
+    assert conv.converted_upload(tmp_path / "args.json") is None                                     # not a state dict
+    other = tmp_path / "other.pt"
+    torch.save({conv.PUBLIC_MULTIMODAL_KEY: torch.zeros(1)}, other)
+    with pytest.raises(Exception, match="cannot be converted: missing key|has shape"):
+        checked_checkpoint(ctx, None, str(other))
