@@ -38,7 +38,8 @@ class SamplerOptions:
     sampler: str = "dpm-solver++"
     steps: int = 20
     eta: float = 0.0            # DDIM only
-    order: int = 3              # DPM-Solver++ only (2 or 3); 3 as in the public MM-Diffusion sampler
+    order: int = 3              # DPM-Solver++ only (2 or 3); the public scripts run DPM-Solver (noise
+                                # prediction, singlestep order 3), a different solver
     clip_denoised: bool = True  # clamp x0 estimates to the data range [-1, 1]
     zero_mean_audio: bool = True  # project audio x0 estimates onto zero mean (joint.zero_mean_audio)
 
