@@ -83,7 +83,7 @@ class ModelConfig(_ConfigIO):
     # step embedding, so it reaches every block's scale-shift. 0 / "" = unconditional (older checkpoints).
     text_dim: int = 0                # width of the caption embedding (384 for all-MiniLM-L6-v2)
     text_encoder: str = ""           # the frozen encoder that makes it (a TEXT_ENCODERS key), "" without text
-    # --- switches for the released MM-Diffusion architecture (public code, docs/released.md); the defaults
+    # --- switches for the released MM-Diffusion architecture (README "The model"); the defaults
     # rebuild checkpoints saved before they existed unchanged --------------------------------------------
     audio_dilation_schedule: str = "mirrored"  # "mirrored": 2**(k mod cycle) from k = 0, mirrored in the decoder;
                                      # "public": res block d counted from 1 gets 2**(d mod cycle), the middle
