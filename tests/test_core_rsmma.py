@@ -90,7 +90,7 @@ def test_draw_from_a_generator_leaves_the_global_rng_alone():
 def _sample(model, **kw):
     from mmdiff.generate import SamplerOptions, generate
 
-    return generate(model, 1, SamplerOptions("ddim", steps=3), **kw)
+    return generate(model, 1, SamplerOptions("ddim", steps=2), **kw)
 
 
 @pytest.fixture(scope="module")
