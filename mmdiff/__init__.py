@@ -1,7 +1,7 @@
 """mmdiff: a small, trainable rebuild of MM-Diffusion (Ruan et al., CVPR 2023).
 
 Public API:
-- `PRESETS`: preset name -> `ModelConfig` ("paper" = Table A.1, "tiny" = CPU preset)
+- `PRESETS`: preset name -> `ModelConfig` ("paper" = "mm-diffusion" = the released model, "tiny" = CPU preset)
 - `build_model(preset_or_config)`: the coupled U-Net, `model(video, audio, t) -> (eps_video, eps_audio)`
 - `ModelConfig`, `DiffusionConfig`
 Heavy modules (torch) load on first use, so `import mmdiff` has no side effects.

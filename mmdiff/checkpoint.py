@@ -51,17 +51,21 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def save_checkpoint(path: str | os.PathLike, *, model_config: ModelConfig | SRConfig,
-                    diffusion_config: DiffusionConfig,
+def checkpoint_dict(*, model_config: ModelConfig | SRConfig, diffusion_config: DiffusionConfig,
                     model: dict | None, ema: dict | None, optimizer: dict | None = None, step: int = 0,
-                    rng: dict | None = None, train_args: dict | None = None,
-                    metrics: dict | None = None) -> Path:
-    return atomic_torch_save({
+                    rng: dict | None = None, train_args: dict | None = None, metrics: dict | None = None) -> dict:
+    """The checkpoint layout above, in memory (`save_checkpoint` writes it; mmdiff.convert returns it)."""
+    return {
         "format": FORMAT, "version": VERSION, "kind": model_config.KIND,
         "model_config": model_config.to_dict(), "diffusion_config": diffusion_config.to_dict(),
         "model": model, "ema": ema, "optimizer": optimizer, "step": int(step), "rng": rng or {},
         "train_args": train_args or {}, "metrics": metrics or {},
-    }, path)
+    }
+
+
+def save_checkpoint(path: str | os.PathLike, **parts) -> Path:
+    """Write `checkpoint_dict(**parts)` atomically."""
+    return atomic_torch_save(checkpoint_dict(**parts), path)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 SHIFT_MODES = ("random", "zero")
+DILATION_SCHEDULES = ("mirrored", "public")   # audio dilation order (ModelConfig.audio_dilation_schedule)
+SELF_ATTENTION_NORMS = ("layer", "group")     # per-token LayerNorm, or GroupNorm(32) over the sequence (public)
+VIDEO_HEADS = ("2d+1d", "3d")                 # final video conv: factorised 2D+1D, or a 3x3x3 Conv3d (public)
 CROSS_FUSIONS = ("rsmma", "easy")   # cross-modal layer: MM-Diffusion's RS-MMA, or CMMD's easy fusion
 TEXT_ENCODERS = {"all-MiniLM-L6-v2": 384}   # frozen caption encoders (mmdiff.text) -> embedding width
 SR_ATTENTIONS = ("token", "adm")    # SR U-Net attention: LayerNorm per token, or ADM's GroupNorm over channels
@@ -81,6 +84,17 @@ class ModelConfig(_ConfigIO):
     # step embedding, so it reaches every block's scale-shift. 0 / "" = unconditional (older checkpoints).
     text_dim: int = 0                # width of the caption embedding (384 for all-MiniLM-L6-v2)
     text_encoder: str = ""           # the frozen encoder that makes it (a TEXT_ENCODERS key), "" without text
+    # --- switches for the released MM-Diffusion architecture (README "The model"); the defaults
+    # rebuild checkpoints saved before they existed unchanged --------------------------------------------
+    audio_dilation_schedule: str = "mirrored"  # "mirrored": 2**(k mod cycle) from k = 0, mirrored in the decoder;
+                                     # "public": res block d counted from 1 gets 2**(d mod cycle), the middle
+                                     # block the next d, the decoder counts back down (the public code's order)
+    self_attention_heads: int = 0    # video/audio self-attention: 0 = channels // head_dim heads; N = N heads
+                                     # at every width (public: 4). RS-MMA always uses head_dim-wide heads
+    self_attention_norm: str = "layer"  # "layer": LayerNorm per token; "group": GroupNorm(32) over the sequence
+    video_head: str = "2d+1d"        # final video conv: "2d+1d" (factorised) or "3d" (3x3x3 Conv3d, public)
+    middle_cross: bool = True        # RS-MMA (window = all frames) in the middle block (the public code only
+                                     # has it when cross_windows == (1, 4, 8))
 
     def __post_init__(self) -> None:
         self._normalise()
@@ -113,6 +127,14 @@ class ModelConfig(_ConfigIO):
                 raise ValueError(f"attention at scale {s} has {width} channels, not a multiple of "
                                  f"head_dim {self.head_dim}")
         deepest = self.base_channels * self.channel_mult[-1]
+        for width in {self.base_channels * self.channel_mult[s - 1] for s in self.attention_scales} | {deepest}:
+            if self.self_attention_heads < 0 or (self.self_attention_heads and width % self.self_attention_heads):
+                raise ValueError(f"self_attention_heads {self.self_attention_heads} must be >= 0 and divide the "
+                                 f"attention width {width}")
+        for name, allowed in (("audio_dilation_schedule", DILATION_SCHEDULES),
+                              ("self_attention_norm", SELF_ATTENTION_NORMS), ("video_head", VIDEO_HEADS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if deepest % self.head_dim:
             raise ValueError(f"the middle block has {deepest} channels, not a multiple of head_dim {self.head_dim}")
         if self.inference_shift not in SHIFT_MODES:
@@ -166,8 +188,15 @@ class DiffusionConfig:
         return cls(**d)
 
 
-# Paper Table A.1: 16x3x64x64 video at 10 fps, 1x25,600 audio at 16 kHz.
-PAPER = ModelConfig()
+# The released MM-Diffusion model (public code, ssh_scripts/multimodal_train.sh and multimodal_sample_sr.sh):
+# paper Table A.1's 16x3x64x64 video at 10 fps and 1x25,600 audio at 16 kHz, base 128, mult 1,2,3,4, two res
+# blocks per scale, attention + RS-MMA at scales 2,3,4 (ds 2,4,8) with windows 1,4,8, RS-MMA heads of 64
+# channels, self-attention with 4 heads and GroupNorm, the public dilation order, a 3x3x3 Conv3d video head,
+# dropout 0.1 in training. 133,675,524 parameters, the public model's exactly; `mmdiff.convert` loads its
+# released weights. `paper` is this architecture.
+MM_DIFFUSION = ModelConfig(audio_dilation_schedule="public", audio_dilation_cycle=10, self_attention_heads=4,
+                           self_attention_norm="group", video_head="3d")
+PAPER = MM_DIFFUSION
 
 # CPU preset: 16 frames of 32x32 at 10 fps and 1.6 s of 8 kHz audio; 1.09M parameters, 3.9 GFLOP per
 # forward. Sized so that a 20-step DPM-Solver++ clip samples well under 3 s on 2 cores and the shipped
@@ -187,7 +216,7 @@ TINY = ModelConfig(
     dropout=0.0,
 )
 
-PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "tiny": TINY}
+PRESETS: dict[str, ModelConfig] = {"paper": PAPER, "mm-diffusion": MM_DIFFUSION, "tiny": TINY}
 
 
 @dataclass(frozen=True)
@@ -363,7 +392,7 @@ def resolve_sr_config(preset_or_config: "str | SRConfig | dict[str, Any]") -> SR
     return _resolve(preset_or_config, SRConfig, SR_PRESETS, "SR preset")
 
 
-__all__ = ["ModelConfig", "DiffusionConfig", "PRESETS", "PAPER", "TINY", "resolve_config", "SHIFT_MODES",
+__all__ = ["ModelConfig", "DiffusionConfig", "PRESETS", "PAPER", "MM_DIFFUSION", "TINY", "resolve_config", "SHIFT_MODES",
            "CROSS_FUSIONS", "TABLE3_WINDOWS", "TEXT_ENCODERS", "text_config", "ABLATION_PRESETS", "ablation_config",
            "SRConfig", "SR_PRESETS", "SR_PAPER", "SR_TINY", "resolve_sr_config",
            "SR_MM_DIFFUSION", "SR_ATTENTIONS"]

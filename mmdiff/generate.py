@@ -21,7 +21,14 @@ from mmdiff.diffusion.schedule import Schedule
 # What a checkpoint generates for given options, as a number: bump it whenever a change to the model or
 # sampling code changes the samples, so caches keyed on generated samples (eval.protocol) are not reused.
 # 2: RS-MMA uses R = 0 at inference in a model trained without the random shift.
-INFERENCE_VERSION = 2
+# 3: RS-MMA shifts come from a generator owned by the call (SHIFT_MODES), not torch's global RNG.
+INFERENCE_VERSION = 3
+
+# RS-MMA's shift R at inference, per `generate` call: "seeded" draws R afresh at every block call (as the
+# public code does) from a torch.Generator seeded by the call's seed, so one seed gives one sample even
+# when jobs run at once; "public" draws it from an unseeded generator (the public code's behaviour: not
+# reproducible); "zero" uses R = 0. A model trained without the shift uses R = 0 whatever the mode.
+SHIFT_MODES = ("seeded", "public", "zero")
 
 
 # The sampler of the released MM-Diffusion script (docs/samplers.md): its setting has no x0 clamp and no audio
@@ -101,26 +108,47 @@ def check_text(model: torch.nn.Module, text: torch.Tensor, num: int) -> torch.Te
 
 
 def text_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tensor | None,
-                  guidance_scale: float = 1.0):
-    """The flat denoiser of `model`, guided towards the caption `text` (classifier-free, any sampler)."""
+                  guidance_scale: float = 1.0, shift=None):
+    """The flat denoiser of `model`, guided towards the caption `text` (classifier-free, any sampler).
+    :param shift: RS-MMA's shift source (`shift_source`), passed to every model call."""
     if text is None:
-        return model_denoiser(model, layout)
-    return classifier_free_denoiser(model_denoiser(model, layout, text), model_denoiser(model, layout),
-                                    guidance_scale)
+        return model_denoiser(model, layout, shift=shift)
+    return classifier_free_denoiser(model_denoiser(model, layout, text, shift=shift),
+                                    model_denoiser(model, layout, shift=shift), guidance_scale)
+
+
+def shift_source(model: torch.nn.Module, mode: str | None, seed: int):
+    """What the model's RS-MMA blocks get as `shift` for a call in `mode` (SHIFT_MODES; None: the model's
+    own `inference_shift`, "random" -> "seeded"): a CPU generator, or 0."""
+    if mode is None:
+        mode = "zero" if getattr(model.config, "inference_shift", "random") == "zero" else "seeded"
+    if mode not in SHIFT_MODES:
+        raise ValueError(f"unknown RS-MMA shift mode {mode!r}; choose one of {SHIFT_MODES}")
+    if mode == "zero":
+        return 0
+    gen = torch.Generator("cpu")                   # CPU: drawing R never waits for a GPU
+    if mode == "seeded":
+        gen.manual_seed(seed + 2)                  # seed and seed + 1 seed the noise and the condition
+    else:
+        gen.seed()                                 # unseeded, as the public code's `random`
+    return gen
 
 
 def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | None = None, seed: int = 0,
              condition: Condition | None = None, schedule: Schedule | None = None,
-             callback: Callback | None = None, text: torch.Tensor | None = None, guidance_scale: float = 1.0):
+             callback: Callback | None = None, text: torch.Tensor | None = None, guidance_scale: float = 1.0,
+             shift: str | None = None):
     """Sample `num` clips. Returns (video (N, F, 3, H, W), audio (N, 1, T)) in [-1, 1] (None for absent streams).
 
     Deterministic given `seed`: the initial noise, DDPM/DDIM noise, replacement noise and RS-MMA shifts
-    all come from generators seeded here; the global torch RNG is restored afterwards.
+    all come from generators seeded here (never torch's global RNG), so concurrent calls do not interact.
     With `condition`, its modality is returned exactly as given (clean).
     :param text: (1 or N, text_dim) caption embeddings (mmdiff.text.encoder) for a model trained with
         captions; None is unconditional (the null caption).
     :param guidance_scale: classifier-free guidance scale s with `text`: eps_u + s * (eps_c - eps_u);
         0 is exactly unconditional, 1 exactly conditional (no guidance).
+    :param shift: RS-MMA's shift at inference (SHIFT_MODES: "seeded", "public", "zero"); None: the model's
+        `inference_shift` ("random" -> "seeded").
     """
     opts = options or SamplerOptions()
     schedule = schedule or Schedule()
@@ -131,12 +159,12 @@ def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | Non
     model.eval()
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)                                            # RS-MMA shifts at inference
+            shifts = shift_source(model, shift, seed)                          # RS-MMA shifts at inference
             gen = torch.Generator(device).manual_seed(seed)
             x = torch.randn((num, layout.size), generator=gen, device=device)   # (N, D) x_T
             if text is not None:
                 text = check_text(model, text, num).to(device)
-            denoise = text_denoiser(model, layout, text, guidance_scale)
+            denoise = text_denoiser(model, layout, text, guidance_scale, shifts)
             if opts.zero_mean_audio:
                 denoise = zero_mean_audio(denoise, layout, schedule)
             if condition is not None:

@@ -31,7 +31,7 @@ class ModelStore:
     """Loaded models by checkpoint path (None = the shipped default), one lock per model.
 
     The lock serialises sampling on one model, so a seed always gives the same clip even when
-    several users generate at once (generate() seeds torch's global RNG for RS-MMA shifts).
+    several users generate at once on one model (shifts and noise come from generators owned by each call).
     """
 
     def __init__(self, device: str | torch.device = "cpu", default_ckpt: str | Path | None = None):

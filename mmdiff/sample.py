@@ -32,7 +32,7 @@ from mmdiff.defaults import DEFAULT_SR_CHECKPOINT
 from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
-from mmdiff.generate import SamplerOptions, encode_prompt, generate, generate_two_step, two_step_mode
+from mmdiff.generate import SHIFT_MODES, SamplerOptions, encode_prompt, generate, generate_two_step, two_step_mode
 from mmdiff.outdir import OutputDirError, claim_for_rank
 
 
@@ -130,6 +130,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=seed_int, default=0, help="base seed (default: 0)")
     p.add_argument("--batch-size", type=positive_int, default=8, help="clips per forward pass (default: 8)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--shift", default=None, choices=SHIFT_MODES,
+                   help="RS-MMA window shift at inference: seeded (drawn per block call from the seed), public "
+                        "(drawn unseeded, as the public code), zero (R = 0); default: the checkpoint's setting")
     cond = p.add_mutually_exclusive_group()
     cond.add_argument("--condition-video", help="zero-shot video->audio: generate audio for this video")
     cond.add_argument("--condition-audio", help="zero-shot audio->video: generate video for this audio (mp4 or wav)")
@@ -187,7 +190,7 @@ def sample_batch(model, args: argparse.Namespace, count: int, seed: int, opts: S
         return generate_two_step(model, count, opts, seed=seed, text=text, guidance_scale=args.guidance_scale,
                                  mode=mode, schedule=schedule, condition_scale=args.scale)
     return generate(model, count, opts, seed=seed, condition=condition, schedule=schedule, text=text,
-                    guidance_scale=args.guidance_scale)
+                    guidance_scale=args.guidance_scale, shift=args.shift)
 
 
 def main(argv=None) -> int:
@@ -263,7 +266,7 @@ def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
         "batch_size": args.batch_size, "sampler": args.sampler,
         "steps": schedule.num_timesteps if args.sampler == "ddpm" else args.steps, "eta": args.eta,
         "order": args.order, "clip_denoised": opts.clip_denoised, "zero_mean_audio": opts.zero_mean_audio,
-        "fps": cfg.fps, "audio_rate": cfg.audio_rate,
+        "fps": cfg.fps, "audio_rate": cfg.audio_rate, "shift": args.shift,
         "condition": None if condition is None else {
             "modality": condition.modality, "file": args.condition_video or args.condition_audio,
             "guidance": guidance, "scale": args.scale, "start": args.condition_start},

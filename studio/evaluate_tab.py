@@ -12,7 +12,7 @@ from eval.dashboard import (METRICS, EvalCancelled, EvalRequest, missing_weights
 from eval.protocol import ProtocolError, format_table
 from mmdiff.diffusion.samplers import SAMPLERS
 from studio.context import StudioContext, user_error
-from studio.generate_tab import model_picker
+from studio.generate_tab import checked_checkpoint, model_picker
 
 FROM_MODEL, FROM_FOLDER = "samples of a model", "a folder of clips"
 JOB = "evaluate"                  # cancel-event kind: this tab's Cancel stops only evaluations
@@ -86,7 +86,7 @@ def build(ctx: StudioContext, cache_dir: str):
             fake_dir, ckpt, name = ctx.server_path(fake, "folder of generated clips", must_be_dir=True), None, fake
         else:
             fake_dir = None
-            ckpt = ctx.checkpoint_for(choice, upload) or ctx.store.resolve(None)
+            ckpt = checked_checkpoint(ctx, choice, upload) or ctx.store.resolve(None)
             name = ckpt.name
         req = EvalRequest(real=str(real_dir), fake=str(fake_dir) if fake_dir else None,
                           ckpt=str(ckpt) if ckpt else None, metrics=tuple(runnable), num_samples=int(num),

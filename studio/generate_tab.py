@@ -23,9 +23,20 @@ def model_picker(ctx: StudioContext):
                              info="the shipped default, --ckpt, or *.pt files found in the workspace", scale=4)
         refresh = gr.Button("Rescan", scale=0, size="sm")
     with gr.Accordion("Upload a checkpoint (.pt)", open=False):
-        upload = gr.File(label="checkpoint", file_types=[".pt"], type="filepath")
+        upload = gr.File(label="checkpoint: an mmdiff .pt, or a released MM-Diffusion AIST++.pt / Landscape.pt "
+                               "(converted on upload, mmdiff.convert)", file_types=[".pt"], type="filepath")
     refresh.click(lambda: gr.Dropdown(choices=ctx.checkpoint_choices()), None, choice, api_visibility="private")
     return choice, upload
+
+
+def released_upload(path: Path) -> Path | None:
+    """An uploaded released MM-Diffusion file (AIST++.pt / Landscape.pt), converted once (mmdiff.convert)."""
+    from mmdiff.convert import ConvertError, converted_upload
+
+    try:
+        return converted_upload(path)
+    except ConvertError as e:
+        raise user_error(f"uploaded MM-Diffusion file {Path(path).name} cannot be converted: {e}") from None
 
 
 def checked_checkpoint(ctx: StudioContext, choice, upload):
@@ -34,6 +45,9 @@ def checked_checkpoint(ctx: StudioContext, choice, upload):
         try:
             load_checkpoint(path)                   # weights_only=True: no code in an upload is run
         except CheckpointError as e:
+            converted = released_upload(path) if "not an mmdiff checkpoint" in str(e) else None
+            if converted is not None:
+                return converted
             reason = "it is truncated or corrupt" if "truncated or corrupt" in str(e) else (
                 "it holds no weights" if "holds no weights" in str(e) else "it is not a file written by mmdiff")
             raise user_error(f"uploaded checkpoint {Path(upload).name} cannot be used: {reason}. Upload a .pt "

@@ -26,9 +26,8 @@ def test_presets_exposed():
     assert mmdiff.PRESETS["tiny"].duration == pytest.approx(1.6)
 
 
-def test_paper_parameter_count_between_paper_and_public_code():
-    n = n_params(meta_model("paper"))
-    assert 115.13e6 <= n <= 133.7e6, n
+def test_paper_parameter_count_is_the_public_code_s():
+    assert n_params(meta_model("paper")) == 133_675_524      # the released model (tests/test_core_released.py)
 
 
 def test_rsmma_parameters_match_closed_form():
@@ -45,9 +44,17 @@ def test_rsmma_parameters_match_closed_form():
 
 
 def test_audio_dilations_cycle_to_2_pow_10():
-    down, middle, up = block_specs(PAPER)
+    down, middle, up = block_specs(ModelConfig())               # "mirrored", the default of older checkpoints
     dil = [s.dilation for s in down + middle]
     assert dil[:11] == [2 ** k for k in range(11)] and dil[11] == 1
+    assert [s.dilation for s in up] == [1024, 512, 256, 256, 128, 64, 32, 32, 16, 8, 4, 4, 2, 1, 1]
+
+
+def test_public_audio_dilations():
+    down, middle, up = block_specs(PAPER)                       # the public code's order (2^(d mod 10), d from 1)
+    assert [s.dilation for s in down] == [2, 4, 8, 16, 32, 64, 128, 256, 512, 1, 2]
+    assert [s.dilation for s in middle] == [4, 4]
+    assert [s.dilation for s in up] == [2, 1, 512, 256, 256, 128, 64, 32, 32, 16, 8, 4, 4, 2, 1]
 
 
 def test_tiny_forward_shapes_and_size():

@@ -76,3 +76,67 @@ def test_rsmma_rejects_indivisible_audio():
     block = RSMMA(16, 16, window=2, frames=8)
     with pytest.raises(ValueError, match="divisible"):
         block(torch.randn(1, 16, 8, 2, 2), torch.randn(1, 16, 30))
+
+
+# --- the shift at inference: drawn from a generator owned by the sampling call --------------------------
+def test_draw_from_a_generator_leaves_the_global_rng_alone():
+    block = RSMMA(16, 16, window=2, frames=8).eval()
+    state = torch.get_rng_state()
+    draws = [block.draw_shift(torch.Generator().manual_seed(4)) for _ in range(3)]
+    assert torch.equal(torch.get_rng_state(), state) and len(set(draws)) == 1
+    assert len({block.draw_shift(g) for g in [torch.Generator().manual_seed(s) for s in range(40)]}) == 7
+
+
+def _sample(model, **kw):
+    from mmdiff.generate import SamplerOptions, generate
+
+    return generate(model, 1, SamplerOptions("ddim", steps=2), **kw)
+
+
+@pytest.fixture(scope="module")
+def shifted_model():
+    """A tiny model whose RS-MMA output depends on the shift (zero-initialised layers randomised)."""
+    import mmdiff
+    from mmdiff.config import TINY
+
+    torch.manual_seed(0)
+    model = mmdiff.build_model(TINY).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.abs().sum():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+def test_seeded_shifts_ignore_other_users_of_the_global_rng(shifted_model):
+    calls = []
+
+    def other_job(module, args):           # as if another job re-seeded torch's global RNG between forwards
+        calls.append(1)
+        torch.manual_seed(len(calls) * 7919)
+
+    ref = _sample(shifted_model, seed=3)
+    handle = shifted_model.register_forward_pre_hook(other_job)
+    try:
+        again = _sample(shifted_model, seed=3)
+    finally:
+        handle.remove()
+    assert calls and all(torch.equal(a, b) for a, b in zip(ref, again))
+    assert not torch.equal(_sample(shifted_model, seed=3, shift="zero")[0], ref[0])   # the shifts do matter
+
+
+def test_shift_modes(shifted_model):
+    zero = _sample(shifted_model, seed=1, shift="zero")
+    as_config = _sample(_zero_model(shifted_model), seed=1)
+    assert torch.equal(zero[0], as_config[0])                        # "zero" = a model whose inference_shift is zero
+    public = [_sample(shifted_model, seed=1, shift="public")[0] for _ in range(2)]
+    assert not torch.equal(public[0], public[1])                     # unseeded, as the public code
+    with pytest.raises(ValueError, match="unknown RS-MMA shift mode"):
+        _sample(shifted_model, seed=1, shift="sometimes")
+
+
+def _zero_model(model):
+    zero = type(model)(model.config.replace(inference_shift="zero")).eval()
+    zero.load_state_dict(model.state_dict())
+    return zero

@@ -86,19 +86,23 @@ def match_batch(cond: torch.Tensor, n: int) -> torch.Tensor:
     raise ValueError(f"{k} conditioning rows do not fit a batch of {n} states")
 
 
-def model_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tensor | None = None) -> Denoiser:
+def model_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tensor | None = None,
+                   shift=None) -> Denoiser:
     """Adapt `model(video, audio, t[, text]) -> (eps_v, eps_a)` to the flat (x, t) -> eps contract.
 
     :param text: (1 or B, text_dim) caption embeddings bound to every call (a text-conditioned model);
         None calls the model without text (the null caption for a text model).
+    :param shift: RS-MMA's shift for every call (an int R, or a CPU torch.Generator owned by the caller
+        to draw R from, see CoupledUNet.forward); None leaves the model's default.
     """
+    extra = {} if shift is None else {"shift": shift}
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         video, audio = layout.unpack(x)
         if text is None:
-            eps_v, eps_a = model(video, audio, t)
+            eps_v, eps_a = model(video, audio, t, **extra)
         else:
-            eps_v, eps_a = model(video, audio, t, text=match_batch(text, x.shape[0]).to(x.device))
+            eps_v, eps_a = model(video, audio, t, text=match_batch(text, x.shape[0]).to(x.device), **extra)
         return layout.pack(eps_v, eps_a).to(x.dtype)
 
     return denoise

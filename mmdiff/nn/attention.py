@@ -30,28 +30,42 @@ def num_heads(channels: int, head_dim: int) -> int:
 
 
 class TokenAttention(nn.Module):
-    """Pre-norm multi-head self-attention over tokens (N, L, C), zero-initialised residual output."""
+    """Pre-norm multi-head self-attention over tokens (N, L, C), zero-initialised residual output.
 
-    def __init__(self, channels: int, head_dim: int):
+    :param heads: 0 = channels // head_dim heads; N = N heads of channels // N (the public code: 4).
+    :param norm: "layer" normalises each token (LayerNorm); "group" normalises the whole sequence with
+        GroupNorm(32), as the public code does on its (N, C, L) layout.
+    """
+
+    def __init__(self, channels: int, head_dim: int, heads: int = 0, norm: str = "layer"):
         super().__init__()
-        num_heads(channels, head_dim)
-        self.head_dim = head_dim
-        self.norm = nn.LayerNorm(channels)
+        heads = heads or num_heads(channels, head_dim)
+        if channels % heads:
+            raise ValueError(f"channels {channels} are not a multiple of {heads} heads")
+        self.head_dim = channels // heads
+        self.norm_over_sequence = norm == "group"
+        self.norm = group_norm(channels) if self.norm_over_sequence else nn.LayerNorm(channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = zero_init(nn.Linear(channels, channels))
 
+    def normed(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, L, C) -> (N, L, C) normalised tokens."""
+        if self.norm_over_sequence:
+            return self.norm(x.transpose(1, 2)).transpose(1, 2)                  # GroupNorm over (C/32, L)
+        return self.norm(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = (_heads(z, self.head_dim) for z in self.qkv(self.norm(x)).chunk(3, dim=-1))
+        q, k, v = (_heads(z, self.head_dim) for z in self.qkv(self.normed(x)).chunk(3, dim=-1))
         return x + self.proj(_merge(F.scaled_dot_product_attention(q, k, v)))
 
 
 class VideoSelfAttention(nn.Module):
     """Factorised video self-attention: spatial (per frame, over H*W) then temporal (per pixel, over F)."""
 
-    def __init__(self, channels: int, head_dim: int):
+    def __init__(self, channels: int, head_dim: int, heads: int = 0, norm: str = "layer"):
         super().__init__()
-        self.spatial = TokenAttention(channels, head_dim)
-        self.temporal = TokenAttention(channels, head_dim)
+        self.spatial = TokenAttention(channels, head_dim, heads, norm)
+        self.temporal = TokenAttention(channels, head_dim, heads, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
@@ -65,9 +79,9 @@ class VideoSelfAttention(nn.Module):
 class AudioSelfAttention(nn.Module):
     """Self-attention over the audio sequence (used only in the middle block, as in the paper)."""
 
-    def __init__(self, channels: int, head_dim: int):
+    def __init__(self, channels: int, head_dim: int, heads: int = 0, norm: str = "layer"):
         super().__init__()
-        self.attn = TokenAttention(channels, head_dim)
+        self.attn = TokenAttention(channels, head_dim, heads, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.attn(x.transpose(1, 2)).transpose(1, 2).contiguous()   # (B, C, T)
@@ -93,7 +107,9 @@ class RSMMA(nn.Module):
     Shift R: drawn uniformly from [0, F-S] per call (shared across batch and heads) when training
     with `random_shift`; at inference `inference_shift` picks "random" (as trained, as the public
     code does) or "zero" (aligned windows). Without `random_shift` R is 0 in training and at
-    inference. `forward(..., shift=R)` forces a value.
+    inference. `forward(..., shift=R)` forces a value; `forward(..., shift=generator)` draws R (where
+    the mode draws one) from that torch.Generator, owned by the sampling call (mmdiff.generate), instead
+    of torch's global CPU RNG, so concurrent jobs do not perturb each other's shifts.
     """
 
     def __init__(self, channels: int, head_dim: int, window: int, frames: int,
@@ -111,22 +127,27 @@ class RSMMA(nn.Module):
         self.video_out = zero_init(nn.Linear(channels, channels))
         self.audio_out = zero_init(nn.Linear(channels, channels))
 
-    def draw_shift(self) -> int:
-        """The shift R for one call: random in [0, F-S] or 0, depending on mode."""
+    def draw_shift(self, generator: torch.Generator | None = None) -> int:
+        """The shift R for one call: random in [0, F-S] or 0, depending on mode.
+
+        :param generator: a CPU torch.Generator to draw from; None draws from torch's global CPU RNG.
+        """
         # A model trained without the shift (random_shift False) never saw one: it always uses R = 0.
         draw = self.random_shift and (self.training or self.inference_shift == "random")
         if not draw or self.window == self.frames:
             return 0
-        return int(torch.randint(0, self.frames - self.window + 1, (), device="cpu").item())  # CPU RNG: no GPU sync
+        # CPU RNG: no GPU sync
+        return int(torch.randint(0, self.frames - self.window + 1, (), generator=generator, device="cpu").item())
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor, shift: int | None = None):
-        """:param video: (B, C, F, H, W); :param audio: (B, C, T) with T divisible by F."""
+    def forward(self, video: torch.Tensor, audio: torch.Tensor, shift: "int | torch.Generator | None" = None):
+        """:param video: (B, C, F, H, W); :param audio: (B, C, T) with T divisible by F.
+        :param shift: R itself (an int), a generator to draw it from, or None (torch's global CPU RNG)."""
         b, c, f, h, w = video.shape
         t = audio.shape[-1]
         if f != self.frames or t % f:
             raise ValueError(f"RS-MMA expects {self.frames} frames and audio length divisible by them, "
                              f"got F={f}, T={t}")
-        r = self.draw_shift() if shift is None else shift
+        r = shift if isinstance(shift, int) else self.draw_shift(shift)
         seg = t // f
         v_tok = self.video_norm(video).permute(0, 2, 3, 4, 1).reshape(b, f, h * w, c)   # (B, F, HW, C)
         a_tok = self.audio_norm(audio).transpose(1, 2).reshape(b, f, seg, c)           # (B, F, T/F, C)

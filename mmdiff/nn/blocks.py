@@ -102,15 +102,17 @@ class MMBlock(nn.Module):
                       audio_factor=cfg.audio_downsample)
         self.video = ResBlock("video", **common) if self.has_video else None
         self.audio = ResBlock("audio", dilation=spec.dilation, **common) if self.has_audio else None
-        self.video_attn = (VideoSelfAttention(spec.cout, cfg.head_dim)
+        attn = (cfg.head_dim, cfg.self_attention_heads, cfg.self_attention_norm)
+        self.video_attn = (VideoSelfAttention(spec.cout, *attn)
                            if spec.video_attention and self.has_video else None)
-        self.audio_attn = (AudioSelfAttention(spec.cout, cfg.head_dim)
+        self.audio_attn = (AudioSelfAttention(spec.cout, *attn)
                            if spec.audio_attention and self.has_audio else None)
         self.cross = (cross_layer(cfg, spec.cout, spec.cross_window)
                       if spec.cross_window and self.has_video and self.has_audio else None)
 
-    def forward(self, video, audio, emb):
-        """:param emb: (B, E) step embedding shared by both streams, or a pair (video's, audio's)."""
+    def forward(self, video, audio, emb, shift=None):
+        """:param emb: (B, E) step embedding shared by both streams, or a pair (video's, audio's).
+        :param shift: RS-MMA's shift: an int R, a torch.Generator to draw it from, or None (see RSMMA)."""
         emb_v, emb_a = emb if isinstance(emb, tuple) else (emb, emb)
         ss = self.emb(emb_v)
         ss_a = ss if emb_a is emb_v else self.emb(emb_a)
@@ -122,6 +124,8 @@ class MMBlock(nn.Module):
             audio = self.audio(audio, ss_a)
             if self.audio_attn is not None:
                 audio = self.audio_attn(audio)
-        if self.cross is not None:
+        if isinstance(self.cross, RSMMA):
+            video, audio = self.cross(video, audio, shift=shift)
+        elif self.cross is not None:
             video, audio = self.cross(video, audio)
         return video, audio

@@ -16,41 +16,67 @@ from mmdiff.nn.blocks import BlockSpec, MMBlock
 from mmdiff.nn.layers import VideoConv, audio_conv, group_norm, timestep_embedding, zero_init
 
 
-def block_specs(cfg: ModelConfig) -> tuple[list[BlockSpec], list[BlockSpec], list[BlockSpec]]:
-    """Lay out the encoder, middle and decoder blocks; returns (down, middle, up) specs.
+def audio_dilations(cfg: ModelConfig) -> tuple[list[int], list[int], list[int]]:
+    """Audio conv dilation of every encoder, middle and decoder block (res and resampling blocks alike).
 
-    Audio dilations cycle 1, 2, ..., 2**(cycle-1) block by block (paper: 1..2^10), mirrored in the decoder.
+    "mirrored": block k (from 0) of the encoder gets 2**(k mod cycle), the middle block the next k, and the
+    decoder counts k back down, its up-sampling blocks sharing the preceding block's value (paper: 1..2^10).
+    "public" (the public code's order): encoder block d counted from 1 gets 2**(d mod cycle), both middle
+    blocks the next d; the decoder starts one below that and counts down, each up-sampling block taking the
+    value of the res block that follows it (cycle 10: 2, 4, ..., 512, 1, 2 | 4, 4 | 2, 1, 512, 256, 256, ...).
     """
+    n, r = len(cfg.channel_mult), cfg.num_res_blocks
+    dil = lambda k: 2 ** (k % cfg.audio_dilation_cycle)  # noqa: E731
+    n_down = n * r + n - 1                              # res blocks plus down-sampling blocks
+    first = 1 if cfg.audio_dilation_schedule == "public" else 0
+    down = [dil(first + i) for i in range(n_down)]
+    middle = [dil(first + n_down)] * 2
+    up: list[int] = []
+    k = first + n_down
+    for level in reversed(range(n)):
+        for _ in range(r + 1):
+            if cfg.audio_dilation_schedule == "public":
+                up.append(dil(k - 1))
+                k -= 1
+            else:
+                k -= 1
+                up.append(dil(max(k, 0)))
+        if level > 0:
+            up.append(dil(k - 1) if cfg.audio_dilation_schedule == "public" else dil(max(k, 0)))
+    return down, middle, up
+
+
+def block_specs(cfg: ModelConfig) -> tuple[list[BlockSpec], list[BlockSpec], list[BlockSpec]]:
+    """Lay out the encoder, middle and decoder blocks; returns (down, middle, up) specs (dilations:
+    `audio_dilations`)."""
     chans = [cfg.base_channels * m for m in cfg.channel_mult]
     windows = dict(zip(cfg.attention_scales, cfg.cross_windows))
-    dil = lambda k: 2 ** (k % cfg.audio_dilation_cycle)  # noqa: E731
+    dil_down, dil_middle, dil_up = (iter(d) for d in audio_dilations(cfg))
     down: list[BlockSpec] = []
     skips = [chans[0]]                                  # channels of each skip tensor (stem first)
-    ch, k = chans[0], 0
+    ch = chans[0]
     for level, cout in enumerate(chans):
         scale = level + 1
         attn = scale in windows
         for _ in range(cfg.num_res_blocks):
-            down.append(BlockSpec(ch, cout, dil(k), None, attn, False, windows.get(scale)))
-            ch, k = cout, k + 1
+            down.append(BlockSpec(ch, cout, next(dil_down), None, attn, False, windows.get(scale)))
+            ch = cout
             skips.append(ch)
         if level < len(chans) - 1:
-            down.append(BlockSpec(ch, ch, dil(k), "down"))
-            k += 1
+            down.append(BlockSpec(ch, ch, next(dil_down), "down"))
             skips.append(ch)
-    middle = [BlockSpec(ch, ch, dil(k), None, True, True, cfg.video_frames),
-              BlockSpec(ch, ch, dil(k), None, True, True, None)]
+    middle = [BlockSpec(ch, ch, next(dil_middle), None, True, True, cfg.video_frames if cfg.middle_cross else None),
+              BlockSpec(ch, ch, next(dil_middle), None, True, True, None)]
     up: list[BlockSpec] = []
     for level in reversed(range(len(chans))):
         scale, cout = level + 1, chans[level]
         attn = scale in windows
         for i in range(cfg.num_res_blocks + 1):
-            k -= 1
-            up.append(BlockSpec(ch + skips.pop(), cout, dil(max(k, 0)), None, attn, False, windows.get(scale),
+            up.append(BlockSpec(ch + skips.pop(), cout, next(dil_up), None, attn, False, windows.get(scale),
                                 takes_skip=True))
             ch = cout
         if level > 0:
-            up.append(BlockSpec(ch, ch, dil(max(k, 0)), "up"))
+            up.append(BlockSpec(ch, ch, next(dil_up), "up"))
     return down, middle, up
 
 
@@ -80,8 +106,11 @@ class CoupledUNet(nn.Module):
         self.has_audio = "audio" in cfg.modalities
         if self.has_video:
             self.video_in = VideoConv(cfg.video_channels, c0)
-            head = VideoConv(c0, cfg.video_channels)
-            zero_init(head.temporal)     # zero only the last factor: zeroing both would leave no gradient
+            if cfg.video_head == "3d":   # (B, C, F, H, W) -> (B, 3, F, H, W), 3x3x3 (the public code's head)
+                head = zero_init(nn.Conv3d(c0, cfg.video_channels, 3, padding=1))
+            else:
+                head = VideoConv(c0, cfg.video_channels)
+                zero_init(head.temporal)  # zero only the last factor: zeroing both would leave no gradient
             self.video_out = nn.Sequential(group_norm(c0), nn.SiLU(), head)
         if self.has_audio:
             self.audio_in = audio_conv(1, c0, 3)
@@ -137,14 +166,16 @@ class CoupledUNet(nn.Module):
         """(B,) -> (B, E) shared step embedding; (B, 2) -> (video's (B, E), audio's (B, E)); plus the caption's."""
         txt = self._text_embedding(text, t.shape[0])                            # (B, E) or None
         if t.ndim == 1:
-            emb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))
+            emb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim).to(self.time_mlp[0].weight.dtype))
             return emb if txt is None else emb + txt
-        emb = self.time_mlp(timestep_embedding(t.T.reshape(-1), self.config.time_embed_dim))  # (2B, E)
+        emb = self.time_mlp(timestep_embedding(t.T.reshape(-1), self.config.time_embed_dim).to(self.time_mlp[0].weight.dtype))  # (2B, E)
         emb_v, emb_a = emb.chunk(2, dim=0)
         return (emb_v, emb_a) if txt is None else (emb_v + txt, emb_a + txt)
 
     def forward(self, video: torch.Tensor | None, audio: torch.Tensor | None, t: torch.Tensor,
-                text: torch.Tensor | None = None):
+                text: torch.Tensor | None = None, shift: "int | torch.Generator | None" = None):
+        """:param shift: every RS-MMA block's shift R: an int, a CPU torch.Generator owned by the caller to
+        draw R from (one draw per block call, where the model's mode draws), or None (torch's global CPU RNG)."""
         self._check_inputs(video, audio, t)
         emb = self._embed(t, text)                                              # (B, E) or a (video, audio) pair
         dtype = next(self.parameters()).dtype
@@ -152,16 +183,16 @@ class CoupledUNet(nn.Module):
         a = self.audio_in(audio.to(dtype)) if self.has_audio else None                  # (B, C, T)
         skips = [(v, a)]
         for block in self.down:
-            v, a = block(v, a, emb)
+            v, a = block(v, a, emb, shift)
             skips.append((v, a))
         for block in self.middle:
-            v, a = block(v, a, emb)
+            v, a = block(v, a, emb, shift)
         for block in self.up:
             if block.spec.takes_skip:
                 sv, sa = skips.pop()
                 v = torch.cat([v, sv], dim=1) if v is not None else None
                 a = torch.cat([a, sa], dim=1) if a is not None else None
-            v, a = block(v, a, emb)
+            v, a = block(v, a, emb, shift)
         eps_v = self.video_out(v).transpose(1, 2) if self.has_video else None        # (B, F, 3, H, W)
         eps_a = self.audio_out(a) if self.has_audio else None                          # (B, 1, T)
         return eps_v, eps_a
