@@ -122,6 +122,12 @@ class Resample(nn.Module):
         self.factor = {"video": (1, 2, 2), "image": (2, 2), "audio": (audio_factor,)}[modality]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.modality == "video" and fastpath.enabled():   # per frame in 2-D: keeps channels-last (fastpath.py)
+            b, c, f, h, w = x.shape
+            frames = x.transpose(1, 2).reshape(b * f, c, h, w)
+            y = (nn.functional.interpolate(frames, scale_factor=2, mode="nearest") if self.direction == "up"
+                 else nn.functional.avg_pool2d(frames, 2, 2))                       # (B*F, C, H', W')
+            return y.reshape(b, f, c, *y.shape[-2:]).transpose(1, 2)                # (B, C, F, H', W')
         if self.direction == "up":
             return nn.functional.interpolate(x, scale_factor=self.factor, mode="nearest")
         return _POOL[self.modality](x, self.factor, self.factor)
