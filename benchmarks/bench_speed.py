@@ -1,7 +1,7 @@
 """Sampling speed on the CPU, plain path vs fast path (issue 21), side by side in one process.
 
     python -m benchmarks.bench_speed                      # shipped tiny model, DPM-Solver++ 20, batch 1/4/16, 2 threads
-    python -m benchmarks.bench_speed --threads 1 --steps 5 --repeats 3    # what BENCHMARKS.md records (loaded machine)
+    python -m benchmarks.bench_speed --threads 1 --steps 5 --repeats 2 --paper-forward   # BENCHMARKS.md (loaded machine)
     python -m benchmarks.bench_speed --paper-forward      # also one forward of the paper architecture (smaller clip)
 
 The plain and the fast path (mmdiff/nn/fastpath.py; the plain one is `MMDIFF_FAST=0`) run alternately,

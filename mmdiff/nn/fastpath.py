@@ -4,7 +4,7 @@ Each helper computes what the plain code computes, up to float32 rounding, and f
 code when the fast path is off, so one process can time and test both (benchmarks/bench_speed.py,
 tests/test_core_fastpath.py). What it changes, and what each step paid, is in BENCHMARKS.md:
 
-- video features stay channels-last (memory order B, F, H, W, C) from the input convolution on, so the
+- narrow video features (<= CHANNELS_LAST_MAX channels) stay channels-last (memory order B, F, H, W, C), so the
   2D+1D convolutions, the token views of the attention layers and RS-MMA are views, not copies, and
   oneDNN convolves without reordering;
 - RS-MMA's window gathers use `index_select` (one memory copy) instead of advanced indexing;
@@ -39,10 +39,20 @@ def use(on: bool):
         _state["on"] = before
 
 
+# Channels-last pays for narrow features (tiny: 16-64 channels, 1.2-1.3x per forward) and costs for wide
+# ones (the paper's 128-512: ~10% slower, oneDNN reorders the weights on every call), measured in BENCHMARKS.md.
+CHANNELS_LAST_MAX = 64
+
+
+def channels_last(channels: int) -> bool:
+    """Whether video features with `channels` channels are kept channels-last."""
+    return enabled() and channels <= CHANNELS_LAST_MAX
+
+
 def video_layout(x: torch.Tensor) -> torch.Tensor:
     """A video feature tensor (B, C, F, H, W) in the memory order the next layers read fastest:
-    channels-last (B, F, H, W, C) on the fast path, plain contiguous (B, C, F, H, W) otherwise."""
-    return x.contiguous(memory_format=torch.channels_last_3d if enabled() else torch.contiguous_format)
+    channels-last (B, F, H, W, C) on the fast path for narrow features, plain contiguous otherwise."""
+    return x.contiguous(memory_format=torch.channels_last_3d if channels_last(x.shape[1]) else torch.contiguous_format)
 
 
 def frame_windows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,7 @@ class VideoConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        if fastpath.enabled():      # channels-last throughout: both reshapes are views (fastpath.py)
+        if fastpath.channels_last(max(c, self.spatial.out_channels)):   # both reshapes are views (fastpath.py)
             frames = x.transpose(1, 2).reshape(b * f, c, h, w).contiguous(memory_format=torch.channels_last)
             y = self.spatial(frames).reshape(b, f, -1, h * w).transpose(1, 2)       # (B, C', F, H*W)
             y = y.contiguous(memory_format=torch.channels_last)
@@ -122,7 +122,8 @@ class Resample(nn.Module):
         self.factor = {"video": (1, 2, 2), "image": (2, 2), "audio": (audio_factor,)}[modality]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.modality == "video" and fastpath.enabled():   # per frame in 2-D: keeps channels-last (fastpath.py)
+        if self.modality == "video" and fastpath.enabled() and x.is_contiguous(memory_format=torch.channels_last_3d):
+            # per frame in 2-D: keeps channels-last (fastpath.py)
             b, c, f, h, w = x.shape
             frames = x.transpose(1, 2).reshape(b * f, c, h, w)
             y = (nn.functional.interpolate(frames, scale_factor=2, mode="nearest") if self.direction == "up"
