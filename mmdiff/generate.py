@@ -132,6 +132,8 @@ def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | Non
             if text is not None:
                 text = check_text(model, text, num).to(device)
             denoise = text_denoiser(model, layout, text, guidance_scale)
+            if text is None or text.shape[0] == 1:                              # per-clip captions stay whole
+                denoise = fastpath.chunked(denoise, device)
             if opts.zero_mean_audio:
                 denoise = zero_mean_audio(denoise, layout, schedule)
             if condition is not None:

@@ -84,6 +84,23 @@ def test_tiny_sampling_fast_equals_plain():
         torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)
 
 
+def test_chunked_batches_equal_one_batch_and_share_the_shifts(monkeypatch):
+    """Batches above CPU_CHUNK run chunk by chunk with the same RS-MMA shifts (inference_shift "random")."""
+    monkeypatch.setattr(fastpath, "CPU_CHUNK", 2)
+    torch.manual_seed(0)
+    model = mmdiff.build_model("tiny")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    opts = SamplerOptions(steps=2)
+    with fastpath.use(False):
+        plain = generate(model, 3, opts, seed=7)
+    fast = generate(model, 3, opts, seed=7)
+    for p_, f_ in zip(plain, fast):
+        torch.testing.assert_close(f_, p_, rtol=1e-4, atol=1e-4)
+
+
 def test_env_var_selects_plain_path(monkeypatch):
     import importlib
 
