@@ -1,7 +1,7 @@
 """Sampling speed on the CPU, plain path vs fast path (issue 21), side by side in one process.
 
     python -m benchmarks.bench_speed                      # shipped tiny model, DPM-Solver++ 20, batch 1/4/16, 2 threads
-    python -m benchmarks.bench_speed --threads 1 --steps 5 --repeats 2 --paper-forward   # BENCHMARKS.md (loaded machine)
+    python -m benchmarks.bench_speed --threads 1 --steps 5 --repeats 2    # BENCHMARKS.md (loaded machine)
     python -m benchmarks.bench_speed --paper-forward      # also one forward of the paper architecture (smaller clip)
 
 The plain and the fast path (mmdiff/nn/fastpath.py; the plain one is `MMDIFF_FAST=0`) run alternately,
@@ -126,7 +126,8 @@ def bench_paper_forward(repeats: int) -> dict:
     model = paper_architecture()
     cfg = model.config
     g = torch.Generator().manual_seed(2)
-    v, a, t = torch.randn(1, *cfg.video_shape, generator=g), torch.randn(1, *cfg.audio_shape, generator=g), torch.tensor([500])
+    v = torch.randn(1, *cfg.video_shape, generator=g)
+    a, t = torch.randn(1, *cfg.audio_shape, generator=g), torch.tensor([500])
 
     def forward():
         with torch.inference_mode():
@@ -155,9 +156,9 @@ def table(rows: list[dict], flops: dict, peak: tuple[float, float]) -> str:
     for r in rows:
         if r["bench"] != "sampling":
             continue
-        lines.append(f"| {r['batch']} | {r['plain_s_per_clip']} | {r['fast_s_per_clip']} | {r['plain_cpu_s_per_clip']} | "
-                     f"{r['fast_cpu_s_per_clip']} | {r['speedup_cpu']}x | {r['plain_share_of_peak']:.0%} / "
-                     f"{r['fast_share_of_peak']:.0%} | {r['load_avg']:.1f} |")
+        lines.append(f"| {r['batch']} | {r['plain_s_per_clip']} | {r['fast_s_per_clip']} | "
+                     f"{r['plain_cpu_s_per_clip']} | {r['fast_cpu_s_per_clip']} | {r['speedup_cpu']}x | "
+                     f"{r['plain_share_of_peak']:.0%} / {r['fast_share_of_peak']:.0%} | {r['load_avg']:.1f} |")
     for r in rows:
         if r["bench"] == "paper_forward":
             lines.append(f"\nPaper architecture, one forward ({r['video_size']}x{r['video_size']} video, "
