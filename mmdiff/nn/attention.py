@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mmdiff.nn import fastpath
 from mmdiff.nn.layers import group_norm, zero_init
 
 
@@ -73,7 +74,7 @@ class VideoSelfAttention(nn.Module):
         tokens = self.spatial(tokens)
         tokens = tokens.view(b, f, h * w, c).transpose(1, 2).reshape(b * h * w, f, c)  # (B*HW, F, C)
         tokens = self.temporal(tokens)
-        return tokens.view(b, h, w, f, c).permute(0, 4, 3, 1, 2).contiguous()  # (B, C, F, H, W)
+        return fastpath.video_layout(tokens.view(b, h, w, f, c).permute(0, 4, 3, 1, 2))  # (B, C, F, H, W)
 
 
 class AudioSelfAttention(nn.Module):
@@ -155,14 +156,8 @@ class RSMMA(nn.Module):
         aq, ak, av = self.audio_qkv(a_tok).chunk(3, dim=-1)
         idx = window_index(f, self.window, r, video.device)                               # (F, S)
 
-        def windowed(x: torch.Tensor) -> torch.Tensor:
-            # (B, F, L, C) -> gather S slots per row -> (B*F, S*L, C)
-            return x[:, idx].reshape(b * f, self.window * x.shape[2], c)
-
         def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            q = _heads(q.reshape(b * f, q.shape[2], c), self.head_dim)
-            out = F.scaled_dot_product_attention(q, _heads(windowed(k), self.head_dim), _heads(windowed(v), self.head_dim))
-            return _merge(out)                                                           # (B*F, L, C)
+            return fastpath.window_attention(q, k, v, idx, self.head_dim)              # (B*F, L, C)
 
         v_att = self.video_out(attend(vq, ak, av)).view(b, f, h, w, c).permute(0, 4, 1, 2, 3)
         a_att = self.audio_out(attend(aq, vk, vv)).view(b, t, c).transpose(1, 2)

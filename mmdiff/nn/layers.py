@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from mmdiff.nn import fastpath
+
 
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
     """GroupNorm with up to 32 groups (fewer when `channels` is not a multiple of 32)."""
@@ -67,6 +69,11 @@ class VideoConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
+        if fastpath.channels_last(max(c, self.spatial.out_channels)):   # both reshapes are views (fastpath.py)
+            frames = x.transpose(1, 2).reshape(b * f, c, h, w).contiguous(memory_format=torch.channels_last)
+            y = self.spatial(frames).reshape(b, f, -1, h * w).transpose(1, 2)       # (B, C', F, H*W)
+            y = y.contiguous(memory_format=torch.channels_last)
+            return self.temporal(y).reshape(b, -1, f, h, w)                         # (B, C', F, H, W)
         y = self.spatial(x.transpose(1, 2).reshape(b * f, c, h, w))                # (B*F, C', H, W)
         y = y.view(b, f, -1, h * w).transpose(1, 2).contiguous()                   # (B, C', F, H*W)
         return self.temporal(y).view(b, -1, f, h, w)                               # (B, C', F, H, W)
@@ -81,7 +88,7 @@ class VideoPointwise(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, f, h, w = x.shape
-        return self.conv(x.reshape(b, c, f, h * w)).view(b, -1, f, h, w)
+        return fastpath.pointwise(self.conv, x.reshape(b, c, f, h * w)).view(b, -1, f, h, w)
 
 
 def video_pointwise(cin: int, cout: int) -> VideoPointwise:
@@ -115,6 +122,13 @@ class Resample(nn.Module):
         self.factor = {"video": (1, 2, 2), "image": (2, 2), "audio": (audio_factor,)}[modality]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.modality == "video" and fastpath.enabled() and x.is_contiguous(memory_format=torch.channels_last_3d):
+            # per frame in 2-D: keeps channels-last (fastpath.py)
+            b, c, f, h, w = x.shape
+            frames = x.transpose(1, 2).reshape(b * f, c, h, w)
+            y = (nn.functional.interpolate(frames, scale_factor=2, mode="nearest") if self.direction == "up"
+                 else nn.functional.avg_pool2d(frames, 2, 2))                       # (B*F, C, H', W')
+            return y.reshape(b, f, c, *y.shape[-2:]).transpose(1, 2)                # (B, C, F, H', W')
         if self.direction == "up":
             return nn.functional.interpolate(x, scale_factor=self.factor, mode="nearest")
         return _POOL[self.modality](x, self.factor, self.factor)

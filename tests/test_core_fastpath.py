@@ -1,0 +1,113 @@
+"""The CPU fast path (mmdiff/nn/fastpath.py) computes what the plain path computes, to float32 rounding."""
+import pytest
+import torch
+from torch.nn import functional as F
+
+import mmdiff
+from mmdiff.diffusion.schedule import Schedule
+from mmdiff.generate import SamplerOptions, generate
+from mmdiff.nn import fastpath
+from mmdiff.nn.attention import window_index
+from mmdiff.nn.layers import VideoConv, VideoPointwise
+
+
+def per_frame_sdpa(q, k, v, idx, head_dim):
+    """Reference: for each frame i, SDPA of its queries over the concatenated keys of the frames idx[i]."""
+    b, f, lq, c = q.shape
+    heads = lambda x: x.reshape(b, x.shape[1], c // head_dim, head_dim).transpose(1, 2)  # noqa: E731
+    rows = []
+    for i in range(f):
+        keys = torch.cat([k[:, j] for j in idx[i].tolist()], dim=1)           # (B, S*Lk, C)
+        vals = torch.cat([v[:, j] for j in idx[i].tolist()], dim=1)
+        out = F.scaled_dot_product_attention(heads(q[:, i]), heads(keys), heads(vals))
+        rows.append(out.transpose(1, 2).reshape(b, lq, c))
+    return torch.stack(rows, dim=1).reshape(b * f, lq, c)                     # (B*F, Lq, C)
+
+
+@pytest.mark.parametrize("frames,window,shift,lq,lk,head_dim", [
+    (5, 5, 0, 7, 3, 8),      # window spans all frames: one attention per clip on the fast path
+    (5, 5, 2, 1, 9, 12),
+    (6, 1, 4, 11, 5, 16),
+    (7, 3, 5, 4, 13, 4),
+])
+@pytest.mark.parametrize("fast", [True, False])
+def test_window_attention_matches_per_frame_sdpa(frames, window, shift, lq, lk, head_dim, fast):
+    g = torch.Generator().manual_seed(frames * 100 + lq)
+    c = 2 * head_dim
+    qkv = torch.randn(2, frames, max(lq, lk), 3 * c, generator=g) * 2   # chunks are strided views, as in RS-MMA
+    q, k, v = qkv[:, :, :lq, :c], qkv[:, :, :lk, c:2 * c], qkv[:, :, :lk, 2 * c:]
+    idx = window_index(frames, window, shift)
+    with fastpath.use(fast):
+        got = fastpath.window_attention(q, k, v, idx, head_dim)
+    torch.testing.assert_close(got, per_frame_sdpa(q, k, v, idx, head_dim), rtol=1e-5, atol=1e-5)
+
+
+def test_frame_windows_equal_advanced_indexing():
+    x = torch.randn(3, 6, 5, 8)[..., ::2]                                     # a strided input
+    idx = window_index(6, 4, 3)
+    with fastpath.use(True):
+        assert torch.equal(fastpath.frame_windows(x, idx), x[:, idx])
+
+
+@pytest.mark.parametrize("cin,cout,frames,size", [(5, 7, 3, 6), (16, 16, 4, 5), (3, 16, 2, 1)])
+def test_video_convs_equal_plain(cin, cout, frames, size, perturbed):
+    torch.manual_seed(cin)
+    conv = perturbed(VideoConv(cin, cout), std=0.3)
+    with torch.no_grad():
+        conv.temporal.weight.add_(torch.randn_like(conv.temporal.weight) * 0.3)   # a real temporal mix
+    point = VideoPointwise(cout, cin)
+    x = torch.randn(2, cin, frames, size, size)
+    with torch.no_grad(), fastpath.use(False):
+        plain = point(conv(x))
+    with torch.no_grad(), fastpath.use(True):
+        y = conv(x)
+        fast = point(y)
+    assert y.is_contiguous(memory_format=torch.channels_last_3d) or size == 1
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_tiny_sampling_fast_equals_plain():
+    """A few DPM-Solver++ steps of the tiny network with random (perturbed) weights, same seed, both paths."""
+    torch.manual_seed(0)
+    model = mmdiff.build_model("tiny")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    opts = SamplerOptions(steps=3)
+    outs = {}
+    for fast in (False, True):
+        with fastpath.use(fast):
+            outs[fast] = generate(model, 1, opts, seed=5, schedule=Schedule())
+    for plain, fast in zip(outs[False], outs[True]):
+        assert plain.abs().max() > 0.1 and plain.std() > 0.01                  # the clips carry signal
+        torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-4)
+
+
+def test_chunked_batches_equal_one_batch_and_share_the_shifts(monkeypatch):
+    """Batches above CPU_CHUNK run chunk by chunk with the same RS-MMA shifts (inference_shift "random")."""
+    monkeypatch.setattr(fastpath, "CPU_CHUNK", 2)
+    torch.manual_seed(0)
+    model = mmdiff.build_model("tiny")
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    opts = SamplerOptions(steps=2)
+    with fastpath.use(False):
+        plain = generate(model, 3, opts, seed=7)
+    fast = generate(model, 3, opts, seed=7)
+    for p_, f_ in zip(plain, fast):
+        torch.testing.assert_close(f_, p_, rtol=1e-4, atol=1e-4)
+
+
+def test_env_var_selects_plain_path(monkeypatch):
+    import importlib
+
+    monkeypatch.setenv("MMDIFF_FAST", "0")
+    try:
+        assert not importlib.reload(fastpath).enabled()
+    finally:
+        monkeypatch.delenv("MMDIFF_FAST")
+        importlib.reload(fastpath)
+    assert fastpath.enabled()
