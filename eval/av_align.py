@@ -112,6 +112,6 @@ def av_align(video: np.ndarray, audio: np.ndarray, fps: float, audio_rate: int) 
     mono audio (T,) float in [-1, 1] at `audio_rate` Hz."""
     if fps <= 0 or audio_rate <= 0:
         raise ValueError(f"fps and audio_rate must be positive, got fps={fps}, audio_rate={audio_rate}")
-    audio_peaks = audio_peak_times(audio, audio_rate)
     video_peaks = video_peak_times(flow_trajectory(video), fps)
+    audio_peaks = audio_peak_times(audio, audio_rate)
     return peak_iou([float(t) for t in audio_peaks], video_peaks, fps)
