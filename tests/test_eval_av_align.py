@@ -1,8 +1,6 @@
 """AV-Align: the published metric against scores the published script produced, and the project's own
 peak score (change_peak_align) on constructed clips."""
 import hashlib
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,31 +10,8 @@ from eval.av_align import audio_peak_times as published_audio_peaks
 from eval.change_peaks import audio_peak_times, change_peak_align, optical_flow
 from eval.change_peaks import peak_iou as nearest_peak_iou
 from eval.change_peaks import video_peak_times as lk_peak_times
+from tests.av_align_reference import CLIPS, REFERENCE, read_as_published
 from tests.eval_helpers import click_track
-
-REF_DIR = Path(__file__).parent / "data" / "av_align"
-REFERENCE = json.loads((REF_DIR / "reference.json").read_text())
-CLIPS = {c["name"]: c for c in REFERENCE["clips"]}
-
-
-def read_as_published(name):
-    """The frames and samples the published script reads: cv2.VideoCapture's BGR frames and fps, the
-    wav's 16-bit samples as float32 (librosa.load reads them with soundfile); frames returned as RGB."""
-    import cv2
-    import soundfile as sf
-
-    cap = cv2.VideoCapture(str(REF_DIR / "clips" / f"{name}.mp4"))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    bgr = np.stack(frames)                                              # (F, H, W, 3)
-    audio, rate = sf.read(str(REF_DIR / "clips" / f"{name}.wav"), dtype="float32")
-    return bgr, bgr[..., ::-1], fps, audio, rate
 
 
 @pytest.fixture(scope="module")
