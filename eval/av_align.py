@@ -1,212 +1,117 @@
-"""AV-Align (Yariv et al. 2023): audio-video synchrony with no learned weights.
+"""AV-Align (Yariv et al. 2023) as published: metric name `av-align`, no learned weights.
 
-Audio onset peaks and optical-flow-magnitude peaks are detected separately; the score is the
-intersection over union of the two peak sets, an audio peak and a video peak counting as one
-match when they lie within `window_frames` video frames of each other (each peak matched at most
-once). 1.0 = every onset has a motion peak and vice versa, 0.0 = none do.
+The published code is `av_align.py` of guyyariv/TempoTokens at commit bf0b1e3 (its first release
+does not run). This module computes the same score from in-memory frames and audio, with the same
+libraries and parameters; tests/test_eval_av_align.py checks it against scores that the published
+script produced on real and synthetic clips (tests/data/av_align/). Per clip:
+- audio peaks: the waveform as float32, resampled to 22,050 Hz with librosa's default resampler
+  (`soxr_hq`, what `librosa.load` does to a file at another rate), `librosa.onset.onset_strength`,
+  `librosa.onset.onset_detect` with librosa's defaults, as times in seconds;
+- video peaks: grey frames (OpenCV's BGR->grey weights), OpenCV's Farneback flow between consecutive
+  frames (pyr_scale 0.5, 3 levels, window 15, 3 iterations, poly_n 5, poly_sigma 1.2, no flags), the
+  mean flow magnitude per frame pair; frame i (1 <= i <= F-2) is a peak when its value is a strict local
+  maximum and at least 0.1 (pixels per frame, an absolute threshold), at time i / fps;
+- score: each audio peak in turn takes the first unused video peak strictly within one frame
+  (|t_video - t_audio| < 1 / fps); IoU = matches / (|A| + |V| - matches).
 
-Written here with numpy/scipy only (the public script uses librosa onsets and OpenCV's Farneback
-flow); sized to work from 16-frame 32x32 clips at 8 kHz up to full-size clips:
-- onsets: spectral flux of the log-magnitude STFT (32 ms window, 10 ms hop), peaks picked like
-  librosa's `onset_detect` (local max, above the local mean + delta, minimum spacing);
-- motion: dense pyramidal Lucas-Kanade flow between consecutive grey frames; frame i carries
-  the mean flow magnitude from frame i-1 to i, and its peaks are strict local maxima above
-  max(min_flow, rel_flow * max); as in the public metric, peaks at the first/last frame are not
-  detectable.
+Two deliberate differences, both where the published code has no defined result:
+- Frame 0 has no predecessor, so the published code pads the trajectory with the flow of frames
+  (0, 1) computed a second time. The two computations are meant to be equal (then frame 1, never a
+  strict maximum of a trajectory that starts with a copy of it, is never a peak), but OpenCV's
+  `cv2.magnitude` rounds a few pixels differently depending on the alignment of its output buffer, so
+  the copy can come out a few ulps smaller and frame 1 then turns into a peak between runs. Here the
+  value is computed once and copied (frame 1 is never a peak), and the magnitude is written into a
+  64-byte-aligned buffer, so a clip always gets the same trajectory.
+- No peak in either stream: the published code divides by zero; here the score is 0.
+
+The project's own, different peak score is `change_peak_align` (metric `av-align-peaks`,
+eval/change_peaks.py); docs/av_align.md compares the two.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-# ------------------------------------------------------------------------------------ audio
+from eval.change_peaks import change_peak_align  # noqa: F401  (the project's own score, re-exported)
 
-
-def onset_envelope(audio: np.ndarray, rate: int, hop_s: float = 0.010, win_s: float = 0.032
-                   ) -> tuple[np.ndarray, float]:
-    """Spectral-flux onset strength (K,) and its frame rate in Hz; frame k is centred at k*hop."""
-    hop = max(1, int(round(hop_s * rate)))
-    nfft = max(16, int(2 ** np.ceil(np.log2(win_s * rate))))
-    x = np.asarray(audio, np.float64)
-    if x.shape[0] < nfft:
-        x = np.pad(x, (0, nfft - x.shape[0]))
-    x = np.pad(x, nfft // 2, mode="reflect")             # reflect: no fake onset at the clip start
-    frames = np.lib.stride_tricks.sliding_window_view(x, nfft)[::hop]     # (K, nfft)
-    spec = np.abs(np.fft.rfft(frames * np.hanning(nfft), axis=1))         # (K, nfft/2+1)
-    logspec = np.log1p(10.0 * spec / (spec.max() + 1e-12))   # ~30 dB range: quiet noise barely counts
-    flux = np.maximum(np.diff(logspec, axis=0), 0.0).sum(axis=1)         # (K-1,)
-    flux = np.concatenate([flux[:1], flux])   # frame 0 has no predecessor: repeat frame 1   # (K,)
-    return flux, rate / hop
+ONSET_RATE = 22050                 # Hz: librosa.load's default rate, at which the published code detects onsets
+RESAMPLER = "soxr_hq"              # librosa.load's default res_type
+FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)   # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
+MIN_FLOW = 0.1                     # absolute mean-flow threshold of a video peak (pixels per frame)
 
 
-def pick_peaks(env: np.ndarray, pre_max: int, post_max: int, pre_avg: int, post_avg: int,
-               delta: float, wait: int) -> np.ndarray:
-    """Indices of peaks of env: max over [i-pre_max, i+post_max], >= local mean + delta, >= wait apart."""
-    n = env.shape[0]
-    peaks: list[int] = []
-    for i in range(n):
-        lo, hi = max(0, i - pre_max), min(n, i + post_max + 1)
-        if env[i] <= 0 or env[i] < env[lo:hi].max():
-            continue
-        alo, ahi = max(0, i - pre_avg), min(n, i + post_avg + 1)
-        if env[i] < env[alo:ahi].mean() + delta:
-            continue
-        if peaks and i - peaks[-1] <= wait:
-            continue
-        peaks.append(i)
-    return np.asarray(peaks, dtype=np.int64)
+def audio_peak_times(audio: np.ndarray, audio_rate: int) -> np.ndarray:
+    """Onset times (K,) in seconds of a mono waveform (T,) at `audio_rate` Hz, as the published code."""
+    import librosa
+
+    y = np.asarray(audio)
+    if y.ndim != 1:
+        raise ValueError(f"audio must be a mono waveform (T,), got shape {y.shape}")
+    y = y.astype(np.float32)                                   # librosa.load's dtype
+    if audio_rate != ONSET_RATE:
+        y = librosa.resample(y, orig_sr=audio_rate, target_sr=ONSET_RATE, res_type=RESAMPLER)
+    env = librosa.onset.onset_strength(y=y, sr=ONSET_RATE)
+    frames = librosa.onset.onset_detect(onset_envelope=env, sr=ONSET_RATE)
+    return librosa.frames_to_time(frames, sr=ONSET_RATE)
 
 
-def audio_peak_times(audio: np.ndarray, rate: int, delta: float = 0.07) -> np.ndarray:
-    """Onset times in seconds of a mono waveform (T,)."""
-    audio = np.asarray(audio, np.float64)
-    if audio.ndim != 1:
-        raise ValueError(f"audio must be a mono waveform (T,), got shape {audio.shape}")
-    if not np.any(audio):
-        return np.zeros(0)
-    env, env_rate = onset_envelope(audio, rate)
-    env = env / (env.max() + 1e-12)                       # delta is relative to the strongest onset
-    ms = lambda s: max(1, int(round(s * env_rate)))       # noqa: E731  seconds -> envelope frames
-    idx = pick_peaks(env, pre_max=ms(0.03), post_max=ms(0.03), pre_avg=ms(0.10), post_avg=ms(0.10),
-                     delta=delta, wait=ms(0.03))
-    return idx / env_rate
+def _aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
+    """Uninitialised float32 array of `shape` whose data starts on an `align`-byte boundary."""
+    n = int(np.prod(shape))
+    buf = np.empty(n + align // 4, np.float32)
+    start = (-buf.ctypes.data % align) // 4
+    return buf[start:start + n].reshape(shape)
 
 
-# ------------------------------------------------------------------------------------ video
+def mean_flow(grey0: np.ndarray, grey1: np.ndarray) -> float:
+    """Mean Farneback flow magnitude (pixels) from grey uint8 frame grey0 to grey1 (H, W)."""
+    import cv2
+
+    flow = cv2.calcOpticalFlowFarneback(grey0, grey1, None, *FARNEBACK)          # (H, W, 2) float32
+    mag = cv2.magnitude(flow[..., 0], flow[..., 1], _aligned_empty(flow.shape[:2]))   # (H, W)
+    return cv2.mean(mag)[0]
 
 
-def _grey(video: np.ndarray) -> np.ndarray:
-    """uint8 (F, H, W, 3) -> float64 (F, H, W) luminance in [0, 1]."""
+def flow_trajectory(video: np.ndarray) -> np.ndarray:
+    """Mean flow magnitude (F,) per frame of RGB uint8 frames (F, H, W, 3): entry i >= 1 is the flow
+    from frame i-1 to i; entry 0 is a copy of entry 1 (the published code's padding)."""
+    import cv2
+
     v = np.asarray(video)
-    if v.ndim != 4 or v.shape[-1] != 3:
-        raise ValueError(f"video must be (F, H, W, 3) RGB frames, got shape {v.shape}")
-    return (v.astype(np.float64) @ np.array([0.299, 0.587, 0.114])) / 255.0
+    if v.ndim != 4 or v.shape[-1] != 3 or v.dtype != np.uint8:
+        raise ValueError(f"video must be uint8 (F, H, W, 3) RGB frames, got {v.dtype} {v.shape}")
+    if v.shape[0] < 2:
+        raise ValueError(f"video needs at least 2 frames for optical flow, got {v.shape[0]}")
+    grey = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in v]   # F x (H, W) uint8
+    mags = [mean_flow(grey[i - 1], grey[i]) for i in range(1, len(grey))]
+    return np.array(mags[:1] + mags)
 
 
-def _lk_step(a: np.ndarray, b: np.ndarray, u: np.ndarray, v: np.ndarray, sigma: float,
-             min_eig: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """One Lucas-Kanade refinement of flow (u, v) from a to b: warp b back, solve 2x2 per pixel."""
-    h, w = a.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    bw = ndimage.map_coordinates(b, [yy + v, xx + u], order=1, mode="nearest")
-    iy, ix = np.gradient((a + bw) / 2)
-    it = bw - a
-    sxx = ndimage.gaussian_filter(ix * ix, sigma)
-    syy = ndimage.gaussian_filter(iy * iy, sigma)
-    sxy = ndimage.gaussian_filter(ix * iy, sigma)
-    sxt = ndimage.gaussian_filter(ix * it, sigma)
-    syt = ndimage.gaussian_filter(iy * it, sigma)
-    det = sxx * syy - sxy ** 2
-    # Trust only well-textured pixels (smaller eigenvalue of the structure tensor above a floor);
-    # flat regions and straight edges (aperture problem) get no update instead of a blown-up one.
-    lam_min = (sxx + syy) / 2 - np.sqrt(((sxx - syy) / 2) ** 2 + sxy ** 2)
-    ok = lam_min > min_eig
-    safe = np.where(ok, det, 1.0)
-    # The linearisation holds for about a pixel per level: clip each update there.
-    du = np.clip(np.where(ok, (-syy * sxt + sxy * syt) / safe, 0.0), -1.0, 1.0)
-    dv = np.clip(np.where(ok, (sxy * sxt - sxx * syt) / safe, 0.0), -1.0, 1.0)
-    return u + du, v + dv
+def video_peak_times(trajectory: np.ndarray, fps: float) -> list[float]:
+    """Times (seconds) of the interior strict local maxima of a flow trajectory (F,) that reach MIN_FLOW."""
+    t = [float(x) for x in trajectory]
+    return [i / fps for i in range(1, len(t) - 1) if t[i - 1] < t[i] > t[i + 1] and t[i] >= MIN_FLOW]
 
 
-def optical_flow(a: np.ndarray, b: np.ndarray, levels: int | None = None, iters: int = 3,
-                 sigma: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
-    """Dense flow (u, v) in pixels from grey frame a to b (H, W): pyramidal Lucas-Kanade."""
-    if levels is None:                                     # down to about 8 pixels on the short side
-        levels = max(1, int(np.log2(min(a.shape) / 8)) + 1)
-    pyr = [(a, b)]
-    for _ in range(levels - 1):
-        pa, pb = pyr[-1]
-        pyr.append((ndimage.zoom(ndimage.gaussian_filter(pa, 1.0), 0.5, order=1),
-                    ndimage.zoom(ndimage.gaussian_filter(pb, 1.0), 0.5, order=1)))
-    u = v = None
-    for pa, pb in reversed(pyr):
-        if u is None:
-            u, v = np.zeros_like(pa), np.zeros_like(pa)
-        else:                                              # upsample the coarser flow, double it
-            zoom = (pa.shape[0] / u.shape[0], pa.shape[1] / u.shape[1])
-            u = 2 * ndimage.zoom(u, zoom, order=1)
-            v = 2 * ndimage.zoom(v, zoom, order=1)
-        for _ in range(iters):
-            u, v = _lk_step(pa, pb, u, v, sigma)
-    return u, v
-
-
-def flow_magnitudes(video: np.ndarray) -> np.ndarray:
-    """Mean optical-flow magnitude (F,) per frame; entry i is the motion from frame i-1 to i (0 for i=0)."""
-    g = _grey(video)
-    mags = np.zeros(g.shape[0])
-    for i in range(1, g.shape[0]):
-        u, v = optical_flow(g[i - 1], g[i])
-        mags[i] = np.hypot(u, v).mean()
-    return mags
-
-
-def envelope_peak_times(env: np.ndarray, fps: float, floor: float, rel: float, plateau: bool = False) -> np.ndarray:
-    """Times in seconds of interior local maxima of a per-frame envelope (F,) that reach
-    max(floor, rel * env.max()); strict on both sides unless `plateau` admits a flat rise."""
-    if env.shape[0] < 3:
-        return np.zeros(0)
-    thresh = max(floor, rel * env.max())
-    rise = env[1:-1] >= env[:-2] if plateau else env[1:-1] > env[:-2]
-    inner = rise & (env[1:-1] > env[2:]) & (env[1:-1] >= thresh)
-    return (np.nonzero(inner)[0] + 1) / fps
-
-
-def video_peak_times(video: np.ndarray, fps: float, min_flow: float = 0.01, rel_flow: float = 0.1) -> np.ndarray:
-    """Times in seconds of motion peaks: strict local maxima of flow magnitude above the thresholds."""
-    return envelope_peak_times(flow_magnitudes(video), fps, min_flow, rel_flow)
-
-
-def change_energy(video: np.ndarray) -> np.ndarray:
-    """Mean |f[i+1] - 2 f[i] + f[i-1]| (F,) of grey frames in [0, 255]: high where the picture changes
-    abruptly (an impact reverses a motion, a flash lights up), low under smooth motion; 0 at both ends."""
-    g = _grey(video) * 255.0                                             # (F, H, W)
-    e = np.zeros(g.shape[0])
-    if g.shape[0] >= 3:
-        e[1:-1] = np.abs(g[2:] - 2 * g[1:-1] + g[:-2]).mean(axis=(1, 2))
-    return e
-
-
-def change_peak_times(video: np.ndarray, fps: float, min_change: float = 0.5, rel_change: float = 0.5) -> np.ndarray:
-    """Times in seconds of abrupt-change peaks: local maxima of change_energy above the thresholds."""
-    return envelope_peak_times(change_energy(video), fps, min_change, rel_change, plateau=True)
-
-
-VIDEO_DETECTORS = {"flow": video_peak_times, "change": change_peak_times}
-
-
-# ------------------------------------------------------------------------------------ score
-
-
-def peak_iou(audio_times: np.ndarray, video_times: np.ndarray, tolerance: float) -> float:
-    """IoU of two peak sets: greedy one-to-one matches within +-tolerance seconds / (|A| + |V| - matches)."""
-    used = np.zeros(len(video_times), bool)
+def peak_iou(audio_peaks, video_peaks, fps: float) -> float:
+    """Published matching: each audio peak takes the first unused video peak with
+    |t_video - t_audio| < 1 / fps; matches / (|A| + |V| - matches), 0 when both are empty."""
+    used = [False] * len(video_peaks)
     hits = 0
-    for t in audio_times:
-        d = np.abs(np.asarray(video_times) - t)
-        d[used] = np.inf
-        if d.size and d.min() <= tolerance + 1e-9:
-            used[int(d.argmin())] = True
-            hits += 1
-    union = len(audio_times) + len(video_times) - hits
+    for a in audio_peaks:
+        for j, v in enumerate(video_peaks):
+            if not used[j] and v - 1 / fps < a < v + 1 / fps:
+                used[j] = True
+                hits += 1
+                break
+    union = len(audio_peaks) + len(video_peaks) - hits
     return hits / union if union else 0.0
 
 
-def av_align(video: np.ndarray, audio: np.ndarray, fps: float, audio_rate: int, window_frames: int = 1,
-             video_events: str = "flow") -> float:
-    """AV-Align score in [0, 1] of one clip: video uint8 (F, H, W, 3), mono audio float (T,) in [-1, 1].
-
-    `video_events="flow"` is the published metric (optical-flow magnitude peaks); `"change"` detects
-    abrupt visual changes instead (second temporal difference of the frames: impacts and flashes), which
-    flow misses at 10 fps (on the synthetic dataset: real pairs 0.68 vs 0.41 with flow; see
-    benchmarks/bench_alignment.py). A clip with no peaks in either stream scores 0 (as in the public metric).
-    """
-    if video_events not in VIDEO_DETECTORS:
-        raise ValueError(f"video_events must be one of {sorted(VIDEO_DETECTORS)}, got {video_events!r}")
+def av_align(video: np.ndarray, audio: np.ndarray, fps: float, audio_rate: int) -> float:
+    """Published AV-Align in [0, 1] of one clip: video uint8 (F, H, W, 3) RGB frames at `fps`,
+    mono audio (T,) float in [-1, 1] at `audio_rate` Hz."""
     if fps <= 0 or audio_rate <= 0:
         raise ValueError(f"fps and audio_rate must be positive, got fps={fps}, audio_rate={audio_rate}")
-    if window_frames < 0:
-        raise ValueError(f"window_frames must be >= 0, got {window_frames}")
-    a = audio_peak_times(audio, audio_rate)
-    v = VIDEO_DETECTORS[video_events](video, fps)
-    return peak_iou(a, v, window_frames / fps)
+    video_peaks = video_peak_times(flow_trajectory(video), fps)
+    audio_peaks = audio_peak_times(audio, audio_rate)
+    return peak_iou([float(t) for t in audio_peaks], video_peaks, fps)

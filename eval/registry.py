@@ -69,16 +69,15 @@ def _audioclip_identity(cfg: "ProtocolConfig") -> dict[str, Any]:
     return {"batchnorm": "train", "batch_size": cfg.batch_size} if cfg.audioclip_batchnorm == "train" else {}
 
 
-def _align_feature(name: str, function: str, fallback: str | None, version: int) -> Callable:
+def _align_feature(name: str, function: str, version: int) -> Callable:
+    """A per-clip alignment score (eval.av_align.`function`) as a 1-d feature; its identity names the function."""
     def build(cfg: "ProtocolConfig") -> "FeatureFn":
         import eval.av_align as A
         from eval.bank import FeatureFn
 
-        # `change_peak_align` is the change-peak detector's name once the published metric owns `av_align`;
-        # until then the module's `av_align` is that detector (fallback).
-        fn = getattr(A, function, None) or getattr(A, fallback)
+        fn = getattr(A, function)
         per_clip = lambda clips: np.array([[fn(c.video, c.audio, c.fps, c.audio_rate)] for c in clips])  # noqa: E731
-        return FeatureFn(name, 1, per_clip, {"extractor": name, "function": f"eval.av_align.{fn.__name__}",
+        return FeatureFn(name, 1, per_clip, {"extractor": name, "function": f"eval.av_align.{function}",
                                              "version": version})
 
     return build
@@ -92,8 +91,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
         "audioclip", lambda cfg: cfg.audioclip_checkpoint, _audioclip_options, _audioclip_identity)),
     Feature("clap", True, "clap", _extractor_feature("clap", lambda cfg: cfg.clap_checkpoint)),
     # version 2: `av-align` is the published metric (version 1 cached the flow variant of the change-peak code)
-    Feature("av-align", True, None, _align_feature("av-align", "av_align", None, 2)),
-    Feature("av-align-peaks", True, None, _align_feature("av-align-peaks", "change_peak_align", "av_align", 1)),
+    Feature("av-align", True, None, _align_feature("av-align", "av_align", 2)),
+    Feature("av-align-peaks", True, None, _align_feature("av-align-peaks", "change_peak_align", 1)),
 )}
 
 
