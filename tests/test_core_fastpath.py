@@ -66,14 +66,20 @@ def test_video_convs_equal_plain(cin, cout, frames, size, perturbed):
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
 
 
-def test_tiny_sampling_fast_equals_plain():
-    """A few DPM-Solver++ steps of the tiny network with random (perturbed) weights, same seed, both paths."""
+def noisy_tiny() -> torch.nn.Module:
+    """The tiny network with every weight perturbed (zero-initialised layers too), so every path carries signal."""
     torch.manual_seed(0)
     model = mmdiff.build_model("tiny")
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return model
+
+
+def test_tiny_sampling_fast_equals_plain():
+    """A few DPM-Solver++ steps of the tiny network with random (perturbed) weights, same seed, both paths."""
+    model = noisy_tiny()
     opts = SamplerOptions(steps=3)
     outs = {}
     for fast in (False, True):
@@ -87,12 +93,7 @@ def test_tiny_sampling_fast_equals_plain():
 def test_chunked_batches_equal_one_batch_and_share_the_shifts(monkeypatch):
     """Batches above CPU_CHUNK run chunk by chunk with the same RS-MMA shifts (inference_shift "random")."""
     monkeypatch.setattr(fastpath, "CPU_CHUNK", 2)
-    torch.manual_seed(0)
-    model = mmdiff.build_model("tiny")
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    model = noisy_tiny()
     opts = SamplerOptions(steps=2)
     with fastpath.use(False):
         plain = generate(model, 3, opts, seed=7)
