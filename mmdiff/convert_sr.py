@@ -203,7 +203,7 @@ def convert_sr_state_dict(state_dict: dict, args: dict[str, Any]) -> dict:
     :param args: the public code's argument names and values (e.g. `SR_RELEASES["landscape-sr"]`).
     Raises ConversionError naming the first missing / unexpected / mis-shaped key, or the argument it cannot take.
     """
-    from mmdiff.checkpoint import FORMAT, VERSION
+    from mmdiff.checkpoint import checkpoint_dict
 
     if not isinstance(state_dict, dict):
         raise ConversionError(f"expected a state dict (key -> tensor), got {type(state_dict).__name__}")
@@ -224,11 +224,9 @@ def convert_sr_state_dict(state_dict: dict, args: dict[str, Any]) -> dict:
             t = _qkv_rows(t, cfg.heads(t.shape[0] // 3))
         weights[our_key] = t.contiguous()
     # The layout of mmdiff.checkpoint.save_checkpoint, as export_inference writes it (EMA slot only).
-    return {"format": FORMAT, "version": VERSION, "kind": cfg.KIND, "model_config": cfg.to_dict(),
-            "diffusion_config": diffusion.to_dict(), "model": None, "ema": weights, "optimizer": None, "step": 0,
-            "rng": {}, "train_args": {"converted_from": "researchmm/MM-Diffusion SR",
-                                                 "public_args": public_sr_args(args)},
-            "metrics": {}}
+    return checkpoint_dict(model_config=cfg, diffusion_config=diffusion, model=None, ema=weights,
+                           train_args={"converted_from": "researchmm/MM-Diffusion SR",
+                                       "public_args": public_sr_args(args)})
 
 
 __all__ = ["convert_sr_state_dict", "sr_config_from_args", "public_sr_layout", "public_sr_args", "SR_RELEASES",
