@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from mmdiff.checkpoint import atomic_torch_save, checkpoint_dict
+from mmdiff.cliargs import fail
 from mmdiff.config import DiffusionConfig, ModelConfig
 
 SOURCES = ("mm-diffusion",)
@@ -417,8 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _read_args(opts.args) if opts.args else None
         out = convert_file(opts.src, opts.out, opts.release, args, opts.overwrite)
     except ConvertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
     print(f"wrote {out}")
     return 0
 

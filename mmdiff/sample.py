@@ -226,8 +226,7 @@ def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
     try:
         text = prompt_embedding(args.prompt, model, device)
     except ValueError as e:
-        print(f"error: {ckpt}: {e}", file=sys.stderr)
-        return 2
+        return fail(f"{ckpt}: {e}")
     condition = None
     guidance = args.guidance or "replacement"
     if args.condition_video or args.condition_audio:
@@ -236,9 +235,7 @@ def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
         condition = Condition(modality, value, guidance, args.scale)
     if args.two_step:
         if set(cfg.modalities) != {"video", "audio"}:
-            print(f"error: {ckpt}: --two-step needs a joint audio-video model, this one has {cfg.modalities}",
-                  file=sys.stderr)
-            return 2
+            return fail(f"{ckpt}: --two-step needs a joint audio-video model, this one has {cfg.modalities}")
         guidance = args.guidance or two_step_mode(model)
     opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta, order=args.order,
                           zero_mean_audio=not args.keep_audio_dc)
