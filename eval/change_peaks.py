@@ -1,8 +1,8 @@
 """The project's own audio-video alignment score (metric name `av-align-peaks`): NOT the published AV-Align.
 
 The published AV-Align (Yariv et al. 2023) is `eval.av_align.av_align` (metric `av-align`). This module
-is an earlier, independent peak-IoU score written here with numpy/scipy (and librosa.stft), sized to work from 16-frame
-32x32 clips at 8 kHz up to full-size clips. Its detectors and its matching differ from the published code,
+is an earlier, independent peak-IoU score written here with numpy/scipy (and librosa.stft), sized to work
+from 16-frame 32x32 clips at 8 kHz up to full-size clips. Its detectors and its matching differ from the published code,
 so its values are not comparable with published AV-Align numbers (docs/av_align.md compares the two):
 - onsets: spectral flux of the log-magnitude STFT (librosa.stft, 32 ms window, 10 ms hop), peaks picked like
   librosa's `onset_detect` (local max, above the local mean + delta, minimum spacing);
