@@ -97,7 +97,8 @@ def mos_table(votes: pd.DataFrame, tasks: list[str], systems: list[str], confide
 
 
 def turing_table(votes: pd.DataFrame, systems: list[str], confidence: float) -> list[dict]:
-    """Table 6: per system, share of votes 'real' or 'cannot tell' with a Wilson interval."""
+    """Table 6: per system, share of the Turing votes 'real' or 'cannot tell' with a Wilson interval."""
+    votes = votes[votes["task"] == "turing"]
     counts = (votes.assign(passes=votes["answer"].isin(TURING_PASS)).groupby("system")["passes"]
               .agg(["size", "sum"]).reindex(systems, fill_value=0))
     table = pd.DataFrame([wilson_interval(int(k), int(n), confidence) for n, k in counts.to_numpy()],
@@ -121,6 +122,8 @@ def _with_others(votes: pd.DataFrame) -> pd.DataFrame:
     item = votes.groupby(["task", "item_id"])["value"]
     own = votes.groupby(["task", "item_id", "worker_id"])["value"]
     n_others = item.transform("size") - own.transform("size")
+    # answers are small integers (ratings 1-5, Turing codes 0-2): these sums are exact, so this equals the
+    # mean of the other answers taken one by one
     others = (item.transform("sum") - own.transform("sum")) / n_others.where(n_others > 0)
     return votes.assign(others=others)
 
@@ -224,7 +227,7 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
     res = AnalysisResult(
         out_dir=out,
         mos=mos_table(votes, mos_tasks, systems, confidence) if mos_tasks else None,
-        turing=turing_table(votes[votes["task"] == "turing"], systems, confidence) if "turing" in key["tasks"] else None,
+        turing=turing_table(votes, systems, confidence) if "turing" in key["tasks"] else None,
         agreement=agreement(votes),
         workers=worker_stats(loaded, decisions, votes),
         dropped=dropped_rows(loaded, decisions),
