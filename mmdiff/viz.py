@@ -1,8 +1,8 @@
 """Audio-visual alignment views: mel spectrogram, audio onset curve and a strip of video frames on one time axis.
 
 Audio through mmdiff.audio_features (librosa: the STFT and onsets of AV-Align) + matplotlib's Agg
-backend; no UI imports. The studio, the notebook and the
-CLI all draw through `clip_figure` / `compare_figure` and save with `save_png` (atomic).
+backend; no UI imports. The studio, the notebook and the CLI all draw through `clip_figure` /
+`compare_figure` and save with `save_png` (atomic).
 
 Layouts: video uint8 (F, H, W, 3); audio float32 (T,) mono in [-1, 1]; a view draws an
 `mmdiff.data.av_io.AVClip` (either stream may be None: a silent video, an audio file; `name` is its title).
