@@ -6,7 +6,8 @@ libraries and parameters; tests/test_eval_av_align.py checks it against scores t
 script produced on real and synthetic clips (tests/data/av_align/). Per clip:
 - audio peaks: the waveform as float32, resampled to 22,050 Hz with librosa's default resampler
   (`soxr_hq`, what `librosa.load` does to a file at another rate), `librosa.onset.onset_strength`,
-  `librosa.onset.onset_detect` with librosa's defaults, as times in seconds;
+  `librosa.onset.onset_detect` with librosa's defaults, as times in seconds (computed by
+  `mmdiff.audio_features`, which owns these settings and whose STFT the spectrogram view draws too);
 - video peaks: grey frames (OpenCV's BGR->grey weights), OpenCV's Farneback flow between consecutive
   frames (pyr_scale 0.5, 3 levels, window 15, 3 iterations, poly_n 5, poly_sigma 1.2, no flags), the
   mean flow magnitude per frame pair; frame i (1 <= i <= F-2) is a peak when its value is a strict local
@@ -32,26 +33,16 @@ from __future__ import annotations
 import numpy as np
 
 from eval.change_peaks import change_peak_align  # noqa: F401  (the project's own score, re-exported)
+from mmdiff.audio_features import onset_strength, onset_times, power_spectrum
 
-ONSET_RATE = 22050                 # Hz: librosa.load's default rate, at which the published code detects onsets
-RESAMPLER = "soxr_hq"              # librosa.load's default res_type
 FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)   # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
 MIN_FLOW = 0.1                     # absolute mean-flow threshold of a video peak (pixels per frame)
 
 
 def audio_peak_times(audio: np.ndarray, audio_rate: int) -> np.ndarray:
-    """Onset times (K,) in seconds of a mono waveform (T,) at `audio_rate` Hz, as the published code."""
-    import librosa
-
-    y = np.asarray(audio)
-    if y.ndim != 1:
-        raise ValueError(f"audio must be a mono waveform (T,), got shape {y.shape}")
-    y = y.astype(np.float32)                                   # librosa.load's dtype
-    if audio_rate != ONSET_RATE:
-        y = librosa.resample(y, orig_sr=audio_rate, target_sr=ONSET_RATE, res_type=RESAMPLER)
-    env = librosa.onset.onset_strength(y=y, sr=ONSET_RATE)
-    frames = librosa.onset.onset_detect(onset_envelope=env, sr=ONSET_RATE)
-    return librosa.frames_to_time(frames, sr=ONSET_RATE)
+    """Onset times (K,) in seconds of a mono waveform (T,) at `audio_rate` Hz, as the published code:
+    librosa's onsets at 22,050 Hz (mmdiff.audio_features, the STFT the spectrogram view draws)."""
+    return onset_times(onset_strength(power_spectrum(audio, audio_rate)))
 
 
 def _aligned_empty(shape: tuple[int, ...], align: int = 64) -> np.ndarray:

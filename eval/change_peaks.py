@@ -1,10 +1,10 @@
 """The project's own audio-video alignment score (metric name `av-align-peaks`): NOT the published AV-Align.
 
 The published AV-Align (Yariv et al. 2023) is `eval.av_align.av_align` (metric `av-align`). This module
-is an earlier, independent peak-IoU score written here with numpy/scipy only, sized to work from 16-frame
-32x32 clips at 8 kHz up to full-size clips. Its detectors and its matching differ from the published code,
+is an earlier, independent peak-IoU score written here with numpy/scipy (and librosa.stft), sized to work
+from 16-frame 32x32 clips at 8 kHz up to full-size clips. Its detectors and its matching differ from the published code,
 so its values are not comparable with published AV-Align numbers (docs/av_align.md compares the two):
-- onsets: spectral flux of the log-magnitude STFT (32 ms window, 10 ms hop), peaks picked like
+- onsets: spectral flux of the log-magnitude STFT (librosa.stft, 32 ms window, 10 ms hop), peaks picked like
   librosa's `onset_detect` (local max, above the local mean + delta, minimum spacing);
 - video, `video_events="change"` (the default): abrupt-change peaks, local maxima of the mean second
   temporal difference of the grey frames (impacts and flashes, which optical flow misses at 10 fps);
@@ -25,15 +25,21 @@ from scipy import ndimage
 
 def onset_envelope(audio: np.ndarray, rate: int, hop_s: float = 0.010, win_s: float = 0.032
                    ) -> tuple[np.ndarray, float]:
-    """Spectral-flux onset strength (K,) and its frame rate in Hz; frame k is centred at k*hop."""
+    """Spectral-flux onset strength (K,) and its frame rate in Hz; frame k is centred at k*hop.
+
+    Its own STFT settings (a symmetric Hann window of ~32 ms at the clip's rate, reflect padding), not
+    AV-Align's (mmdiff.audio_features): this score's values were defined with them.
+    """
+    import librosa
+
     hop = max(1, int(round(hop_s * rate)))
     nfft = max(16, int(2 ** np.ceil(np.log2(win_s * rate))))
     x = np.asarray(audio, np.float64)
     if x.shape[0] < nfft:
         x = np.pad(x, (0, nfft - x.shape[0]))
-    x = np.pad(x, nfft // 2, mode="reflect")             # reflect: no fake onset at the clip start
-    frames = np.lib.stride_tricks.sliding_window_view(x, nfft)[::hop]     # (K, nfft)
-    spec = np.abs(np.fft.rfft(frames * np.hanning(nfft), axis=1))         # (K, nfft/2+1)
+    # centred frames, reflect padding: no fake onset at the clip start
+    spec = np.abs(librosa.stft(x, n_fft=nfft, hop_length=hop, window=np.hanning(nfft), center=True,
+                               pad_mode="reflect")).T                     # (K, nfft/2+1)
     logspec = np.log1p(10.0 * spec / (spec.max() + 1e-12))   # ~30 dB range: quiet noise barely counts
     flux = np.maximum(np.diff(logspec, axis=0), 0.0).sum(axis=1)         # (K-1,)
     flux = np.concatenate([flux[:1], flux])   # frame 0 has no predecessor: repeat frame 1   # (K,)

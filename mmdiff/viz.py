@@ -1,7 +1,8 @@
 """Audio-visual alignment views: mel spectrogram, audio onset curve and a strip of video frames on one time axis.
 
-Pure numpy/scipy (STFT) + matplotlib's Agg backend; no UI imports. The studio, the notebook and the
-CLI all draw through `clip_figure` / `compare_figure` and save with `save_png` (atomic).
+Audio through mmdiff.audio_features (librosa: the STFT and onsets of AV-Align) + matplotlib's Agg
+backend; no UI imports. The studio, the notebook and the CLI all draw through `clip_figure` /
+`compare_figure` and save with `save_png` (atomic).
 
 Layouts: video uint8 (F, H, W, 3); audio float32 (T,) mono in [-1, 1]; a view draws an
 `mmdiff.data.av_io.AVClip` (either stream may be None: a silent video, an audio file; `name` is its title).
@@ -9,75 +10,42 @@ Layouts: video uint8 (F, H, W, 3); audio float32 (T,) mono in [-1, 1]; a view dr
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import stft
 
 from mmdiff.atomic import atomic_path
+from mmdiff.audio_features import mel_db, onset_strength, onset_times, power_spectrum
 from mmdiff.data.av_io import AVClip
 
 
 # ------------------------------------------------------------------------------------ audio features
-def hz_to_mel(f):
-    """HTK mel scale: 2595 log10(1 + f / 700)."""
-    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+@dataclass(frozen=True)
+class AudioView:
+    """What the view draws of a waveform, all from AV-Align's one STFT (mmdiff.audio_features)."""
+    mel_db: np.ndarray        # (n_mels, N) float32 dB re. the maximum, clipped at -top_db
+    centres: np.ndarray       # (n_mels,) Hz, centre frequency of each mel band
+    times: np.ndarray         # (N,) s, centre of each STFT frame
+    onset_env: np.ndarray     # (N,) float32 librosa's onset strength scaled to peak 1 (silence stays 0)
+    onsets: np.ndarray        # (K,) s, the onsets AV-Align matches against video peaks
 
 
-def mel_to_hz(m):
-    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+def audio_view(audio: np.ndarray, rate: int, n_mels: int = 64, top_db: float = 80.0) -> AudioView:
+    """Mel spectrogram, onset curve and onsets of a mono waveform (T,) at `rate` Hz.
 
-
-def mel_filterbank(rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) triangular filters, equally spaced on the HTK mel scale, peak 1."""
-    fmax = rate / 2 if fmax is None else fmax
-    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    up = (freqs[None] - lo) / (mid - lo)
-    down = (hi - freqs[None]) / (hi - mid)
-    return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
-
-
-def stft_params(rate: int) -> tuple[int, int]:
-    """(n_fft, hop): a ~32 ms window and a 8 ms hop, so a 10-fps frame spans ~12 columns."""
-    n_fft = int(2 ** round(np.log2(0.032 * rate)))
-    return n_fft, max(1, n_fft // 4)
-
-
-def mel_spectrogram(audio: np.ndarray, rate: int, n_mels: int = 64, top_db: float = 80.0
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Log-mel power spectrogram.
-
-    Returns (mel_db (n_mels, N) in dB re. the maximum, clipped at -top_db; times (N,) in s, the
-    centre of each window; mel centre frequencies (n_mels,) in Hz).
+    Computed at the metric's settings (22,050 Hz, 2048 / 512 STFT; mmdiff.audio_features says why), so
+    the onsets drawn are the ones AV-Align counts.
     """
     a = np.asarray(audio, dtype=np.float32)
     if a.ndim != 1 or a.size == 0:
         raise ValueError(f"audio must be a non-empty (T,) array, got shape {a.shape}")
-    n_fft, hop = stft_params(rate)
-    n_fft = min(n_fft, max(16, 2 ** int(np.log2(max(a.size, 16)))))
-    hop = max(1, n_fft // 4)
-    _, times, z = stft(a, fs=rate, window="hann", nperseg=n_fft, noverlap=n_fft - hop, boundary="even",
-                       padded=True)
-    power = np.abs(z) ** 2                                          # (n_fft // 2 + 1, N)
-    mel = mel_filterbank(rate, n_fft, n_mels) @ power               # (n_mels, N)
-    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
-    db = np.maximum(db - db.max(), -top_db)
-    centres = mel_to_hz(np.linspace(hz_to_mel(0), hz_to_mel(rate / 2), n_mels + 2))[1:-1]
-    keep = times <= a.size / rate + 1e-9
-    return db[:, keep].astype(np.float32), times[keep], centres
-
-
-def onset_strength(mel_db: np.ndarray) -> np.ndarray:
-    """Spectral flux: mean over mel bands of the positive dB increase from one column to the next.
-
-    (n_mels, N) -> (N,), the first column 0, scaled to peak 1 (all zeros stay zeros).
-    """
-    flux = np.maximum(0.0, np.diff(mel_db, axis=1)).mean(axis=0)
-    env = np.concatenate([[0.0], flux])
+    spec = power_spectrum(a, rate)
+    db, centres = mel_db(spec, n_mels, top_db)
+    env = onset_strength(spec)
     peak = env.max()
-    return (env / peak if peak > 0 else env).astype(np.float32)
+    return AudioView(db, centres, spec.times, (env / peak if peak > 0 else env).astype(np.float32),
+                     onset_times(env))
 
 
 # ------------------------------------------------------------------------------------ video strip
@@ -120,19 +88,22 @@ def _draw_clip(axes, clip: AVClip, duration: float, max_frames: int) -> None:
         ax_v.set_title(f"{label}video", fontsize=9, loc="left")
     ax_v.set_yticks([])
     if clip.audio is not None and len(clip.audio):
-        db, times, centres = mel_spectrogram(clip.audio, clip.audio_rate)
+        view = audio_view(clip.audio, clip.audio_rate)
+        times, centres = view.times, view.centres
         hop = times[1] - times[0] if len(times) > 1 else len(clip.audio) / clip.audio_rate
-        ax_s.imshow(db, origin="lower", aspect="auto", cmap="magma",
+        ax_s.imshow(view.mel_db, origin="lower", aspect="auto", cmap="magma",
                     extent=(times[0] - hop / 2, times[-1] + hop / 2, 0, len(centres)))
         ticks = np.linspace(0, len(centres) - 1, 4).round().astype(int)
         ax_s.set_yticks(ticks + 0.5, [f"{centres[t] / 1000:.1f}k" for t in ticks], fontsize=7)
         ax_s.set_ylabel("mel (Hz)", fontsize=8)
         ax_s.set_title(f"mel spectrogram ({clip.audio_rate} Hz)", fontsize=9, loc="left")
-        env = onset_strength(db)
-        ax_o.plot(times, env, color="tab:orange", linewidth=1)
-        ax_o.fill_between(times, env, color="tab:orange", alpha=0.3)
+        ax_o.plot(times, view.onset_env, color="tab:orange", linewidth=1)
+        ax_o.fill_between(times, view.onset_env, color="tab:orange", alpha=0.3)
+        for t in view.onsets:                                     # the onsets AV-Align counts
+            ax_o.axvline(t, color="tab:red", linewidth=0.8)
         ax_o.set_ylim(0, 1.05)
         ax_o.set_ylabel("onset", fontsize=8)
+        ax_o.set_title(f"onset strength, {len(view.onsets)} AV-Align onsets (red)", fontsize=9, loc="left")
     else:
         for ax, name in ((ax_s, "mel spectrogram"), (ax_o, "onset")):
             ax.text(0.5, 0.5, "no audio track", ha="center", va="center", transform=ax.transAxes)

@@ -1,65 +1,78 @@
-"""The alignment view's pieces against closed forms: mel filters, spectrogram peaks, onset times, frame strip."""
+"""The alignment view's pieces: librosa's mel spectrogram and onsets (AV-Align's), closed-form mel bands, onset
+times of a click track, frame strip."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from mmdiff.data.av_io import AVClip
-from mmdiff.viz import (clip_figure, compare_figure, frame_strip, hz_to_mel, mel_filterbank,
-                        mel_spectrogram, mel_to_hz, onset_strength, preview_grid, save_png, stft_params)
+from mmdiff.audio_features import ONSET_RATE
+from mmdiff.viz import audio_view, clip_figure, compare_figure, frame_strip, preview_grid, save_png
 
 
-def test_mel_scale_round_trip_and_anchor():
-    assert hz_to_mel(700.0) == pytest.approx(2595 * np.log10(2))
-    f = np.array([0.0, 100.0, 1000.0, 3999.0])
-    assert np.allclose(mel_to_hz(hz_to_mel(f)), f)
+def slaney_mel(f):
+    """Slaney's mel scale (librosa's default), closed form: linear to 1 kHz, logarithmic above."""
+    f = np.asarray(f, np.float64)
+    return np.where(f < 1000, 3 * f / 200, 15 + 27 * np.log(np.maximum(f, 1e-9) / 1000) / np.log(6.4))
 
 
-def test_filterbank_triangles_peak_at_their_centres():
-    rate, n_fft, n = 8000, 256, 20
-    fb = mel_filterbank(rate, n_fft, n)
-    assert fb.shape == (n, 129) and fb.min() >= 0 and fb.max() <= 1
-    centres = mel_to_hz(np.linspace(0, hz_to_mel(4000), n + 2))[1:-1]
-    bins = np.linspace(0, 4000, 129)
-    for k in (3, 10, 17):
-        assert abs(bins[np.argmax(fb[k])] - centres[k]) <= 4000 / 128    # within one FFT bin
+def test_view_is_librosas_mel_spectrogram_and_onset_strength():
+    import librosa
+
+    y = np.random.default_rng(0).normal(0, 0.1, ONSET_RATE).astype(np.float32)   # 1 s at the metric's rate
+    view = audio_view(y, ONSET_RATE)
+    mel = librosa.feature.melspectrogram(y=y, sr=ONSET_RATE, n_mels=64)
+    np.testing.assert_array_equal(view.mel_db, librosa.power_to_db(mel, ref=np.max, top_db=80.0))
+    env = librosa.onset.onset_strength(y=y, sr=ONSET_RATE)
+    np.testing.assert_allclose(view.onset_env, env / env.max(), rtol=1e-6)
+    assert view.mel_db.shape == (64, len(env)) and view.times[1] == pytest.approx(512 / ONSET_RATE)
 
 
 def test_sine_lands_in_the_right_mel_band():
     rate = 8000
     t = np.arange(rate) / rate
-    db, times, centres = mel_spectrogram(0.5 * np.sin(2 * np.pi * 1000 * t), rate, n_mels=40)
-    assert db.shape[0] == 40 and db.max() == 0 and db.min() >= -80
-    band = np.argmax(db[:, len(times) // 2])
-    assert abs(centres[band] - 1000) < (centres[band + 1] - centres[band - 1])
-    assert times[0] >= 0 and times[-1] <= 1.0 + 1e-9
+    view = audio_view(0.5 * np.sin(2 * np.pi * 1000 * t), rate, n_mels=40)
+    # bands equally spaced on the mel scale from 0 Hz to the clip's Nyquist frequency (4 kHz)
+    expected = np.linspace(0, slaney_mel(4000), 42)[1:-1]
+    np.testing.assert_allclose(slaney_mel(view.centres), expected, atol=1e-6)
+    band = np.argmax(view.mel_db[:, len(view.times) // 2])
+    assert band == np.argmin(np.abs(expected - slaney_mel(1000)))
+    assert view.mel_db.shape[0] == 40 and view.mel_db.max() == 0 and view.mel_db.min() >= -80
 
 
-def test_onsets_peak_at_the_clicks():
-    rate = 8000
-    a = np.zeros(int(1.6 * rate), np.float32)
-    clicks = [0.3, 0.9, 1.3]
+def click_bursts(rate, clicks, length_s=1.6):
+    a = np.zeros(int(length_s * rate), np.float32)
     rng = np.random.default_rng(0)
     for c in clicks:                                   # 40-ms noise bursts starting at each click
         s = int(c * rate)
-        a[s:s + 320] = rng.normal(0, 0.3, 320)
-    db, times, _ = mel_spectrogram(a, rate)
-    env = onset_strength(db)
-    assert env.max() == pytest.approx(1.0) and env[0] == 0
-    _, hop = stft_params(rate)
-    peaks = [times[i] for i in np.argsort(env)[::-1]]
-    found = []
-    for p in peaks:                                    # the three strongest separated peaks
-        if all(abs(p - f) > 0.1 for f in found):
-            found.append(p)
-        if len(found) == 3:
-            break
-    assert np.allclose(sorted(found), clicks, atol=2 * hop / rate + 0.016)
+        a[s:s + int(0.04 * rate)] = rng.normal(0, 0.3, int(0.04 * rate))
+    return a
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_onsets_at_the_clicks_are_av_aligns(rate):
+    from eval.av_align import audio_peak_times
+
+    clicks = [0.3, 0.9, 1.3]
+    a = click_bursts(rate, clicks)
+    view = audio_view(a, rate)
+    hop = 512 / ONSET_RATE
+    assert view.onset_env.max() == pytest.approx(1.0)
+    def late(t):            # within two frames after the click: the flux peaks once the burst fills the window
+        return np.all((t >= clicks) & (t <= np.add(clicks, 2 * hop)))
+
+    assert len(view.onsets) == 3 and late(view.onsets)                     # one onset per click
+    near = [np.abs(view.times - c) < 0.1 for c in clicks]                  # the envelope peaks there too
+    assert late(np.array([view.times[m][np.argmax(view.onset_env[m])] for m in near]))
+    assert view.onset_env[~np.any(near, axis=0)].max() < 0.2               # and is low elsewhere
+    np.testing.assert_array_equal(view.onsets, audio_peak_times(a, rate))   # what the metric counts
 
 
 def test_onset_of_silence_is_zero():
-    db, _, _ = mel_spectrogram(np.zeros(8000, np.float32), 8000)
-    assert not onset_strength(db).any()
+    view = audio_view(np.zeros(8000, np.float32), 8000)
+    assert not view.onset_env.any() and len(view.onsets) == 0
+    with pytest.raises(ValueError, match="non-empty"):
+        audio_view(np.zeros(0, np.float32), 8000)
 
 
 def test_frame_strip_layout():

@@ -327,3 +327,29 @@ def test_rebuilding_into_a_study_keeps_its_key_and_results(tmp_path, capsys):
     (study / "private" / "published_live.json").write_text("{}")
     assert main(args + ["--overwrite"]) == 2
     assert "live marketplace" in capsys.readouterr().err
+
+
+def test_tables_by_hand_with_systems_and_tasks_without_votes():
+    import pandas as pd
+
+    from eval.study.analyze import VOTE_COLUMNS, _with_others, agreement, mos_table, turing_table
+
+    votes = pd.DataFrame([("mos_vq", "i1", "ours", "W1", "4", 4.0), ("mos_vq", "i1", "ours", "W2", "2", 2.0),
+                          ("mos_vq", "i2", "ours", "W1", "3", 3.0)], columns=VOTE_COLUMNS)
+    real, ours = mos_table(votes, ["mos_vq", "mos_aq"], ["real", "ours"], 0.95)
+    assert list(ours) == ["system", "label", "mos_vq_mean", "mos_vq_low", "mos_vq_high", "mos_vq_n",
+                          "mos_aq_mean", "mos_aq_low", "mos_aq_high", "mos_aq_n"]
+    half = sps.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)                  # votes 4, 2, 3: mean 3, sd 1
+    assert (ours["mos_vq_mean"], ours["mos_vq_n"]) == (3.0, 3) and type(ours["mos_vq_n"]) is int
+    assert (ours["mos_vq_low"], ours["mos_vq_high"]) == pytest.approx((3 - half, 3 + half))
+    assert ours["mos_aq_n"] == real["mos_vq_n"] == 0 and math.isnan(real["mos_vq_mean"])
+    assert real["label"] == "Ground truth"
+    # the other workers' mean on the same clip: W1 on i1 sees W2's 2, W2 sees W1's 4, nobody else rated i2
+    assert _with_others(votes)["others"].tolist()[:2] == [2.0, 4.0]
+    assert math.isnan(_with_others(votes)["others"].iloc[2])
+    assert list(agreement(votes)) == ["mos_vq"]
+    turing = pd.DataFrame([("turing", f"i{k}", "ours", "W1", a, 0.0) for k, a in
+                           enumerate(["real", "cannot_tell", "generated", "generated"])], columns=VOTE_COLUMNS)
+    gt, t_ours = turing_table(turing, ["real", "ours"], 0.95)
+    assert (t_ours["pass_rate"], t_ours["n"], t_ours["passes"]) == (0.5, 4, 2)
+    assert gt["n"] == 0 and math.isnan(gt["pass_rate"]) and math.isnan(t_ours["relative_to_gt"])

@@ -9,11 +9,11 @@ ordinal metric (generated < cannot tell < real) for the Turing test, over non-go
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from mmdiff.outdir import claim, contents, run_marker
 
@@ -24,20 +24,8 @@ from .stats import krippendorff_alpha, mean_ci, wilson_interval
 from .tasks import TASKS, TURING_CHOICES, TURING_PASS
 
 TURING_CODE = {c: i for i, c in enumerate(TURING_CHOICES)}   # generated 0, cannot tell 1, real 2
-
-
-@dataclass(frozen=True)
-class UsedVote:
-    task: str
-    item_id: str
-    system: str
-    worker_id: str
-    answer: str
-
-    @property
-    def value(self) -> float:
-        """Numeric answer: the 1-5 rating, or the Turing code."""
-        return float(TURING_CODE[self.answer]) if self.task == "turing" else float(self.answer)
+VOTE_COLUMNS = ["task", "item_id", "system", "worker_id", "answer", "value"]
+MOS_STATS = ("mean", "low", "high", "n")
 
 
 @dataclass
@@ -77,105 +65,115 @@ def system_label(system: str) -> str:
     return "Ground truth" if system == REAL else system
 
 
-def used_votes(loaded: LoadedResults, decisions: Decisions, items: dict) -> dict[str, list[UsedVote]]:
-    """task -> votes that enter the statistics (counted assignments, non-gold clips)."""
-    out: dict[str, list[UsedVote]] = defaultdict(list)
-    for a in loaded.assignments:
-        if not decisions.counts(a):
-            continue
-        for v in a.votes:
-            system = items[v.item_id]["system"]
-            if system != GOLD:
-                out[a.task].append(UsedVote(a.task, v.item_id, system, a.worker_id, v.answer))
-    return out
+def vote_value(task: str, answer: str) -> float:
+    """Numeric answer: the 1-5 rating, or the Turing code."""
+    return float(TURING_CODE[answer]) if task == "turing" else float(answer)
 
 
-def mos_table(votes: dict[str, list[UsedVote]], tasks: list[str], systems: list[str],
-              confidence: float) -> list[dict]:
-    """Table 5: per system and task, mean rating with its t-interval and vote count."""
-    rows = []
-    for s in systems:
-        row = {"system": s, "label": system_label(s)}
-        for t in tasks:
-            vals = [v.value for v in votes.get(t, []) if v.system == s]
-            m, lo, hi = mean_ci(vals, confidence)
-            row.update({f"{t}_mean": m, f"{t}_low": lo, f"{t}_high": hi, f"{t}_n": len(vals)})
-        rows.append(row)
-    return rows
+def used_votes(loaded: LoadedResults, decisions: Decisions, items: dict) -> pd.DataFrame:
+    """The votes that enter the statistics (counted assignments, non-gold clips), one row each, in the
+    order read: columns VOTE_COLUMNS (`value` is the numeric answer)."""
+    rows = [(a.task, v.item_id, items[v.item_id]["system"], a.worker_id, v.answer, vote_value(a.task, v.answer))
+            for a in loaded.assignments if decisions.counts(a) for v in a.votes]
+    votes = pd.DataFrame(rows, columns=VOTE_COLUMNS).astype({"value": np.float64})
+    return votes[votes["system"] != GOLD].reset_index(drop=True)
 
 
-def turing_table(votes: list[UsedVote], systems: list[str], confidence: float) -> list[dict]:
-    """Table 6: per system, share of votes 'real' or 'cannot tell' with a Wilson interval."""
-    rows = []
-    for s in systems:
-        mine = [v for v in votes if v.system == s]
-        passes = sum(v.answer in TURING_PASS for v in mine)
-        p, lo, hi = wilson_interval(passes, len(mine), confidence)
-        rows.append({"system": s, "label": system_label(s), "pass_rate": p, "low": lo, "high": hi,
-                     "n": len(mine), "passes": passes})
-    gt = rows[0]["pass_rate"] if rows and rows[0]["system"] == REAL else float("nan")
-    for r in rows:
-        r["relative_to_gt"] = r["pass_rate"] / gt if gt and gt == gt else float("nan")
-    return rows
+def _mos_cell(values: pd.Series, confidence: float) -> pd.Series:
+    m, lo, hi = mean_ci(values.to_numpy(), confidence)
+    return pd.Series([m, lo, hi, len(values)], index=list(MOS_STATS))
 
 
-def agreement(votes: dict[str, list[UsedVote]]) -> dict[str, float]:
+def mos_table(votes: pd.DataFrame, tasks: list[str], systems: list[str], confidence: float) -> list[dict]:
+    """Table 5: per system and task, mean rating with its t-interval and vote count (n 0, NaN mean: no vote)."""
+    cells = (votes.groupby(["system", "task"])["value"].apply(_mos_cell, confidence=confidence).unstack()
+             .reindex(columns=list(MOS_STATS), index=pd.MultiIndex.from_product([systems, tasks]))
+             .fillna({"n": 0}).astype({"n": int}))                     # (system, task) x stat
+    table = cells.unstack()                                            # system x (stat, task)
+    table.columns = [f"{t}_{stat}" for stat, t in table.columns]
+    table = table.reindex(index=systems, columns=[f"{t}_{stat}" for t in tasks for stat in MOS_STATS])
+    table.insert(0, "label", [system_label(s) for s in systems])
+    return table.rename_axis("system").reset_index().to_dict("records")
+
+
+def turing_table(votes: pd.DataFrame, systems: list[str], confidence: float) -> list[dict]:
+    """Table 6: per system, share of the Turing votes 'real' or 'cannot tell' with a Wilson interval."""
+    votes = votes[votes["task"] == "turing"]
+    counts = (votes.assign(passes=votes["answer"].isin(TURING_PASS)).groupby("system")["passes"]
+              .agg(["size", "sum"]).reindex(systems, fill_value=0))
+    table = pd.DataFrame([wilson_interval(int(k), int(n), confidence) for n, k in counts.to_numpy()],
+                         index=systems, columns=["pass_rate", "low", "high"])
+    table.insert(0, "label", [system_label(s) for s in systems])
+    table["n"], table["passes"] = counts["size"].astype(int), counts["sum"].astype(int)
+    gt = table["pass_rate"].iloc[0] if systems and systems[0] == REAL else float("nan")
+    table["relative_to_gt"] = table["pass_rate"] / gt if gt and gt == gt else float("nan")
+    return table.rename_axis("system").reset_index().to_dict("records")
+
+
+def agreement(votes: pd.DataFrame) -> dict[str, float]:
     """task -> Krippendorff's alpha over clips (interval for MOS, ordinal for Turing)."""
-    out = {}
-    for t, vs in votes.items():
-        units: dict[str, list[float]] = defaultdict(list)
-        for v in vs:
-            units[v.item_id].append(v.value)
-        out[t] = krippendorff_alpha(list(units.values()), "ordinal" if t == "turing" else "interval")
-    return out
+    return {t: krippendorff_alpha(tv.groupby("item_id", sort=False)["value"].agg(list).tolist(),
+                                  "ordinal" if t == "turing" else "interval")
+            for t, tv in votes.groupby("task", sort=False)}
 
 
-def _consensus_r(worker: str, mine: list[UsedVote], by_item: dict[str, list[UsedVote]]) -> float:
+def _with_others(votes: pd.DataFrame) -> pd.DataFrame:
+    """votes + `others`: the mean answer of the other workers on the same clip (NaN when there is none)."""
+    item = votes.groupby(["task", "item_id"])["value"]
+    own = votes.groupby(["task", "item_id", "worker_id"])["value"]
+    n_others = item.transform("size") - own.transform("size")
+    # answers are small integers (ratings 1-5, Turing codes 0-2): these sums are exact, so this equals the
+    # mean of the other answers taken one by one
+    others = (item.transform("sum") - own.transform("sum")) / n_others.where(n_others > 0)
+    return votes.assign(others=others)
+
+
+def _consensus_r(mine: pd.DataFrame) -> float:
     """Pearson r of a worker's answers against the mean of other workers on the same clips."""
-    pairs = []
-    for v in mine:
-        others = [o.value for o in by_item[v.item_id] if o.worker_id != worker]
-        if others:
-            pairs.append((v.value, float(np.mean(others))))
+    pairs = mine.dropna(subset=["others"])
     if len(pairs) < 3:
         return float("nan")
-    x, y = np.array(pairs).T
+    x, y = pairs["value"].to_numpy(), pairs["others"].to_numpy()
     if x.std() == 0 or y.std() == 0:
         return float("nan")
     return float(np.corrcoef(x, y)[0, 1])
 
 
-def worker_stats(loaded: LoadedResults, decisions: Decisions, votes: dict[str, list[UsedVote]]) -> list[dict]:
+def assignment_frame(loaded: LoadedResults, decisions: Decisions) -> pd.DataFrame:
+    """One row per assignment read: task, worker, QC outcome, work time and the share of clips played."""
+    def played(a):
+        flags = [v.played for v in a.votes if v.played is not None]
+        return (sum(flags), len(flags))
+
+    return pd.DataFrame(
+        [(a.task, a.worker_id, a.assignment_id in decisions.reject, a.status == "Rejected",
+          a.assignment_id in decisions.over_cap, a.work_seconds, *played(a)) for a in loaded.assignments],
+        columns=["task", "worker_id", "rejected_by_qc", "already_rejected", "over_cap", "work_seconds",
+                 "played", "recorded"]).astype({"work_seconds": np.float64})
+
+
+def worker_stats(loaded: LoadedResults, decisions: Decisions, votes: pd.DataFrame) -> list[dict]:
     """One row per (task, worker): assignments, decisions, gold, answers, agreement with others."""
-    rows = []
-    groups = defaultdict(list)
-    for a in loaded.assignments:
-        groups[(a.task, a.worker_id)].append(a)
-    by_item: dict[str, dict[str, list[UsedVote]]] = defaultdict(lambda: defaultdict(list))  # task -> item
-    by_worker: dict[tuple[str, str], list[UsedVote]] = defaultdict(list)
-    for task, vs in votes.items():
-        for v in vs:
-            by_item[task][v.item_id].append(v)
-            by_worker[(task, v.worker_id)].append(v)
-    for (task, worker), assigns in sorted(groups.items()):
-        mine = by_worker.get((task, worker), [])
-        played = [v.played for a in assigns for v in a.votes if v.played is not None]
-        times = [a.work_seconds for a in assigns if a.work_seconds is not None]
-        gold_pass, gold_total = decisions.gold.get((task, worker), [0, 0])
-        rows.append({
-            "task": task, "worker_id": worker, "assignments": len(assigns),
-            "rejected_by_qc": sum(a.assignment_id in decisions.reject for a in assigns),
-            "already_rejected": sum(a.status == "Rejected" for a in assigns),
-            "over_cap": sum(a.assignment_id in decisions.over_cap for a in assigns),
-            "dropped": decisions.dropped_workers.get((task, worker), ""),
-            "gold_passed": gold_pass, "gold_total": gold_total,
-            "votes_used": len(mine),
-            "mean_answer": float(np.mean([v.value for v in mine])) if mine else float("nan"),
-            "played_fraction": float(np.mean(played)) if played else float("nan"),
-            "median_work_seconds": float(np.median(times)) if times else float("nan"),
-            "r_with_others": _consensus_r(worker, mine, by_item[task]),
-        })
-    return rows
+    assigns = assignment_frame(loaded, decisions)
+    if assigns.empty:
+        return []
+    table = assigns.groupby(["task", "worker_id"]).agg(
+        assignments=("task", "size"), rejected_by_qc=("rejected_by_qc", "sum"),
+        already_rejected=("already_rejected", "sum"), over_cap=("over_cap", "sum"),
+        played=("played", "sum"), recorded=("recorded", "sum"), median_work_seconds=("work_seconds", "median"))
+    keys = list(table.index)
+    table["dropped"] = [decisions.dropped_workers.get(k, "") for k in keys]
+    table["gold_passed"] = [decisions.gold.get(k, [0, 0])[0] for k in keys]
+    table["gold_total"] = [decisions.gold.get(k, [0, 0])[1] for k in keys]
+    mine = _with_others(votes).groupby(["task", "worker_id"])
+    table["votes_used"] = mine.size().reindex(keys, fill_value=0).astype(int)
+    table["mean_answer"] = mine["value"].mean().reindex(keys)
+    table["played_fraction"] = table["played"] / table["recorded"].where(table["recorded"] > 0)
+    r = {k: _consensus_r(g) for k, g in mine}
+    table["r_with_others"] = [r.get(k, float("nan")) for k in keys]
+    columns = ["assignments", "rejected_by_qc", "already_rejected", "over_cap", "dropped", "gold_passed",
+               "gold_total", "votes_used", "mean_answer", "played_fraction", "median_work_seconds", "r_with_others"]
+    return table[columns].reset_index().to_dict("records")
 
 
 def dropped_rows(loaded: LoadedResults, decisions: Decisions) -> list[dict]:
@@ -229,14 +227,14 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
     res = AnalysisResult(
         out_dir=out,
         mos=mos_table(votes, mos_tasks, systems, confidence) if mos_tasks else None,
-        turing=turing_table(votes.get("turing", []), systems, confidence) if "turing" in key["tasks"] else None,
+        turing=turing_table(votes, systems, confidence) if "turing" in key["tasks"] else None,
         agreement=agreement(votes),
         workers=worker_stats(loaded, decisions, votes),
         dropped=dropped_rows(loaded, decisions),
         problems=loaded.problems,
         counts={**loaded.counts, "assignments": len(loaded.assignments),
                 "assignments_counted": sum(decisions.counts(a) for a in loaded.assignments),
-                "votes_used": sum(len(v) for v in votes.values())},
+                "votes_used": len(votes)},
         paths={},
     )
     # a rerun replaces the earlier analysis as a whole: no table of an older run stays behind

@@ -1,7 +1,7 @@
 """Statistics for user studies: pure functions, no I/O.
 
 - `mean_ci`: mean with a Student-t confidence interval (MOS, ITU-T P.800.2 style, over votes).
-- `wilson_interval`: binomial proportion interval of Wilson (1927) (Turing pass rate).
+- `wilson_interval`: binomial proportion interval of Wilson (1927) (Turing pass rate), scipy's.
 - `krippendorff_alpha`: inter-rater agreement. Chosen over Fleiss' kappa because on MTurk every
   clip is rated by a different subset of workers and some answers are dropped by quality control;
   alpha accepts any number of ratings per unit (units with fewer than two are unpairable and ignored)
@@ -32,17 +32,13 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
-    """(p_hat, low, high) of the Wilson score interval for `successes` out of `n` trials."""
+    """(p_hat, low, high) of the Wilson score interval for `successes` out of `n` trials (scipy.stats)."""
     if not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
         return math.nan, math.nan, math.nan
-    z = float(sps.norm.ppf((1 + confidence) / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return p, max(0.0, centre - half), min(1.0, centre + half)
+    ci = sps.binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    return successes / n, float(ci.low), float(ci.high)
 
 
 def _coincidences(units: Sequence[Sequence[float]], values: np.ndarray) -> np.ndarray:
