@@ -42,7 +42,7 @@ def build(ctx: StudioContext, cache_dir: str):
     real = gr.Textbox(label="Real data: folder of video clips with sound", placeholder="data/real_clips")
     source = gr.Radio([FROM_MODEL, FROM_FOLDER], value=FROM_FOLDER, label="Evaluate")
     fake = gr.Textbox(label="Folder of generated clips", placeholder="samples/")
-    choice, upload = model_picker(ctx)
+    choice, upload, _ = model_picker(ctx, prefix="eval")
     with gr.Row():
         metrics = gr.CheckboxGroup(list(METRICS), value=["fvd", "kvd", "fad", "av-align"], label="Metrics")
     with gr.Row():
