@@ -21,14 +21,15 @@ from studio.runner import stream_job
 JOB = "generate"                  # cancel-event kind: this tab's Cancel stops only its own jobs
 VIEW_PX = 128                     # clips smaller than this are shown blown up (nearest neighbour) to about it
 GRID_COLUMNS = 4                  # result slots per row
-# (label, sampler, steps, seed, batch, eta): settings that give clean clips with the shipped model (stochastic
-# DDIM is its clean sampler), and the paper's fast solver to compare
+# (label, sampler, steps, seed, batch, eta): settings that gave clean clips with the shipped model (stochastic DDIM
+# is its clean sampler; seeds picked by looking at their 4-clip batches: balls and flashing squares), and the paper's
+# fast solver to compare
 SETTING_EXAMPLES = [
-    ("stochastic DDIM, 50 steps, seed 0, 4 clips (the shipped model's clean sampler)", "ddim", 50, 0, 4, 1.0),
+    ("stochastic DDIM, 50 steps, seed 1, 4 clips (the shipped model's clean sampler)", "ddim", 50, 1, 4, 1.0),
     ("stochastic DDIM, 50 steps, seed 3, 4 clips", "ddim", 50, 3, 4, 1.0),
-    ("DDIM, 100 steps, seed 5, 1 clip", "ddim", 100, 5, 1, 1.0),
-    ("the paper's DPM-Solver, 20 steps, seed 0, 4 clips (faster; residual noise with this small model)",
-     "mm-diffusion-dpm-solver", 20, 0, 4, 0.0),
+    ("stochastic DDIM, 50 steps, seed 5, 4 clips", "ddim", 50, 5, 4, 1.0),
+    ("the paper's DPM-Solver, 20 steps, seed 1, 4 clips (faster; residual noise with this small model)",
+     "mm-diffusion-dpm-solver", 20, 1, 4, 0.0),
 ]
 
 
@@ -37,11 +38,13 @@ def model_picker(ctx: StudioContext, prefix: str = "gen"):
     returns (dropdown, upload, scope line)."""
     with gr.Row():
         choice = gr.Dropdown(ctx.checkpoint_choices(), value=ctx.default_choice(), label="Model checkpoint",
-                             info="the shipped default, --ckpt, or *.pt files found in the workspace", scale=4)
+                             info="the shipped default, --ckpt, or *.pt files found in the workspace", scale=4,
+                             elem_id=f"{prefix}-ckpt")
         refresh = gr.Button("Rescan", scale=0, size="sm")
     with gr.Accordion("Upload a checkpoint (.pt)", open=False):
         upload = gr.File(label="checkpoint: an mmdiff .pt, or a released MM-Diffusion AIST++.pt / Landscape.pt "
-                               "(converted on upload, mmdiff.convert)", file_types=[".pt"], type="filepath")
+                               "(converted on upload, mmdiff.convert)", file_types=[".pt"], type="filepath",
+                         elem_id=f"{prefix}-ckpt-upload")
     refresh.click(lambda: gr.Dropdown(choices=ctx.checkpoint_choices()), None, choice, api_visibility="private")
     scope = gr.Markdown(scope_markdown(model_card(ctx, ctx.default_choice(), None)), elem_id=f"{prefix}-scope")
     gr.on([choice.change, upload.change], lambda c, u: scope_markdown(model_card(ctx, c, u)), [choice, upload],
