@@ -15,7 +15,7 @@ from mmdiff.jobs import run_generation, write_clips, write_view
 from mmdiff.uploads import condition_audio, condition_tensor, condition_video, original_soundtrack
 from mmdiff.viz import clip_figure, save_png
 from studio.context import StudioContext, user_error
-from studio.generate_tab import VIEW_PX, checked_checkpoint, model_picker, sampler_controls, spec_from
+from studio.generate_tab import PLAYER_PX, VIEW_PX, checked_checkpoint, model_picker, sampler_controls, spec_from
 from studio.runner import stream_job
 
 JOB = "condition"                 # cancel-event kind: this tab's Cancel stops only its own jobs
@@ -82,16 +82,16 @@ def build(ctx: StudioContext):
     with gr.Row():
         with gr.Column():
             gr.Markdown("**Condition** (as the model sees it)")
-            cond_video = gr.Video(label=f"given video (small clips shown {VIEW_PX} px, sharp pixels)",
-                                  interactive=False, height=VIEW_PX + 60, width=VIEW_PX + 60)
+            cond_video = gr.Video(label=f"given video: shown {VIEW_PX} px, sharp pixels", interactive=False,
+                                  height=PLAYER_PX, width=PLAYER_PX)
             cond_audio = gr.Audio(label="given audio", interactive=False, type="filepath")
             cond_spec = gr.Image(label="condition: frames / spectrogram", type="filepath", interactive=False)
         with gr.Column():
             gr.Markdown("**Result**")
             preview = gr.Image(label="live preview", type="numpy", height=120, interactive=False)
-            result = gr.Video(label=f"result, video with sound (small clips shown {VIEW_PX} px, sharp pixels; "
-                                    "downloads: native size)", interactive=False, buttons=["download"],
-                              height=VIEW_PX + 60, width=VIEW_PX + 60, elem_id="condition-result")
+            result = gr.Video(label=f"result, video with sound: shown {VIEW_PX} px, sharp pixels (downloads: "
+                                    "native size)", interactive=False, buttons=[], height=PLAYER_PX,
+                              width=PLAYER_PX, elem_id="condition-result")
             with gr.Row():
                 generated_audio = gr.Audio(label="generated soundtrack", interactive=False, type="filepath",
                                            visible=False, elem_id="condition-generated-audio")

@@ -19,7 +19,8 @@ from studio.context import StudioContext, md_escape, md_text, ui_text, user_erro
 from studio.runner import stream_job
 
 JOB = "generate"                  # cancel-event kind: this tab's Cancel stops only its own jobs
-VIEW_PX = 128                     # clips smaller than this are shown blown up (nearest neighbour) to about it
+VIEW_PX = 256                     # clips smaller than this are shown blown up (nearest neighbour) to about it
+PLAYER_PX = VIEW_PX + 2           # a player this size shows a VIEW_PX video pixel for pixel (no smoothing)
 GRID_COLUMNS = 4                  # result slots per row
 # (label, sampler, steps, seed, batch, eta): settings that gave clean clips with the shipped model (stochastic DDIM
 # is its clean sampler; seeds picked by looking at their 4-clip batches: balls and flashing squares), and the paper's
@@ -174,9 +175,9 @@ def result_grid(ctx: StudioContext):
         with gr.Row(equal_height=False):
             for k in range(first, min(first + GRID_COLUMNS, ctx.max_batch)):
                 with gr.Column(visible=k == 0, min_width=200) as col:
-                    video = gr.Video(label=f"clip {k} (small clips shown {VIEW_PX} px, sharp pixels; downloads: "
-                                           "native size)", interactive=False, buttons=["download"],
-                                     elem_id=f"gen-video-{k}", height=VIEW_PX + 60, width=VIEW_PX + 60)
+                    video = gr.Video(label=f"clip {k}: shown {VIEW_PX} px, sharp pixels (files below: native size)",
+                                     interactive=False, buttons=[], elem_id=f"gen-video-{k}", height=PLAYER_PX,
+                                     width=PLAYER_PX)
                     spec = gr.Image(label=f"clip {k}: frames, mel spectrogram, onsets", type="filepath",
                                     interactive=False, elem_id=f"gen-spec-{k}")
                 slots.append((col, video, spec))

@@ -66,9 +66,9 @@ def test_generate_writes_playable_clips_and_views(studio):
     video0, spec0 = slots[0], slots[1]                                      # layout columns are not outputs
     (frames, audio, rate, dur), (native, _, _, _) = shown_and_native(video0, files)
     assert native.shape == (16, 32, 32, 3) and rate == 8000                 # the download: native size
-    assert frames.shape == (16, 128, 128, 3)                                # the player: 4x, sharp pixels
+    assert frames.shape == (16, 256, 256, 3)                                # the player: 8x, sharp pixels
     # the same clip (noise from random weights: compare frame means; tests/test_studio_units checks the pixels)
-    assert np.abs(frames.mean((1, 2, 3)) - nearest_upscale(native, 4).mean((1, 2, 3))).max() < 8
+    assert np.abs(frames.mean((1, 2, 3)) - nearest_upscale(native, 8).mean((1, 2, 3))).max() < 8
     assert abs(dur - 1.6) < 0.1
     with zipfile.ZipFile(vpath(zipped)) as z:                               # "Download all": the batch's files
         assert sorted(z.namelist()) == sorted(Path(f).name for f in files)
@@ -84,8 +84,9 @@ def test_generate_with_upscale_gives_128px_clips_with_their_sound(studio):
     out = studio["client"].predict(str(studio["ckpt"]), None, "ddim", 2, 1, 1, 0, 3, True, 2, api_name="/generate")
     preview, status, files, *slots, zipped = out
     assert "128x128" in status and "upscaled" in status
-    frames, audio, rate, dur = decode(vpath(slots[0]))
+    (shown, _, _, _), (frames, audio, rate, dur) = shown_and_native(slots[0], files)
     assert frames.shape == (16, 128, 128, 3) and rate == 8000 and abs(dur - 1.6) < 0.1
+    assert shown.shape == (16, 256, 256, 3)                                  # shown 2x, sharp pixels
     assert np.abs(audio).max() > 0
 
 
@@ -154,8 +155,8 @@ def test_video_to_audio_keeps_the_given_frames(studio):
     assert "Audio generated" in status and "lambda 1" in status
     given, _, _, _ = decode(vpath(cond_video))
     (got, audio, rate, _), (native, _, _, _) = shown_and_native(result, files)
-    assert got.shape == (16, 128, 128, 3) and native.shape == (16, 32, 32, 3) and rate == 8000 and audio.std() > 0
-    assert given.shape == (16, 128, 128, 3)
+    assert got.shape == (16, 256, 256, 3) and native.shape == (16, 32, 32, 3) and rate == 8000 and audio.std() > 0
+    assert given.shape == (16, 256, 256, 3)
     # the generated soundtrack beside the upload's own (its 440 Hz tone over the same 1.6 s, at the model's rate)
     result_wav = next(f for f in files if f.endswith("result_0.wav"))
     assert np.array_equal(read_wav(vpath(generated))[0], read_wav(result_wav)[0])
