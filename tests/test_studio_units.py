@@ -191,8 +191,6 @@ def test_card_of_a_text_model_is_read_without_loading_its_weights(tmp_path):
 
 
 def test_example_captions_are_the_synthetic_captions_one_per_class():
-    import numpy as np
-
     from mmdiff.data.synthetic import CLASSES, caption, example_captions, sample_clip_spec
 
     got = example_captions(seed=0)
@@ -220,8 +218,8 @@ def test_random_seed_is_in_range_differs_and_leaves_global_rngs_alone():
 
 
 def test_progress_text_gives_elapsed_time_and_an_estimate():
-    from studio.runner import progress_text, stream_job
     from studio.context import StudioContext
+    from studio.runner import progress_text, stream_job
 
     assert progress_text("sampling", 10, 50, 5.0) == "sampling: step 10/50, 5.0 s elapsed, about 20.0 s left"
     assert progress_text("upscaling", 25, 25, 7.25) == "upscaling: step 25/25, 7.2 s elapsed"
