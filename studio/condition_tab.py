@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from mmdiff.jobs import run_generation, write_clips, write_view
 from mmdiff.uploads import condition_audio, condition_tensor, condition_video, original_soundtrack
 from mmdiff.viz import clip_figure, save_png
 from studio.context import StudioContext, user_error
-from studio.generate_tab import PLAYER_PX, VIEW_PX, checked_checkpoint, model_picker, sampler_controls, spec_from
+from studio.generate_tab import (PLAYER_PX, VIEW_PX, checked_checkpoint, model_picker, sampler_controls, spec_from,
+                                 watch_model)
 from studio.runner import stream_job
 
 JOB = "condition"                 # cancel-event kind: this tab's Cancel stops only its own jobs
@@ -59,7 +61,8 @@ def build(ctx: StudioContext):
                 "given stream at every step; *gradient* also guides the generated stream with weight lambda "
                 "(start from 1 with DPM-Solver++/DDIM). The model uses one clip length (1.6 s for the shipped "
                 "model) from \"Start at\".")
-    choice, upload_ckpt, _ = model_picker(ctx, prefix="cond")
+    choice, upload_ckpt, scope = model_picker(ctx, prefix="cond")
+    watch_model(ctx, choice, upload_ckpt, scope)
     direction = gr.Radio([V2A, A2V], value=V2A, label="Direction")
     media = gr.File(label="Condition file (video: mp4/mov/webm/mkv/avi; audio: wav/flac/mp3/ogg/m4a or a video "
                           "with sound)", type="filepath", elem_id="condition-upload")
@@ -105,6 +108,7 @@ def build(ctx: StudioContext):
     @ctx.handler(JOB)
     def run(choice, upload_ckpt, direction, media, mode, scale, sampler, steps, seed, eta, order, start=0.0,
             request: gr.Request = None, progress=gr.Progress()):
+        started = time.monotonic()
         spec_ = spec_from(ctx, sampler, steps, seed, 1, eta, order)
         ckpt = checked_checkpoint(ctx, choice, upload_ckpt)
         progress(0, desc="loading model")
@@ -143,7 +147,8 @@ def build(ctx: StudioContext):
                            titles=[f"{direction.split(':')[0]} result"])[0]
         msg = (f"{'Audio' if modality == 'video' else 'Video'} generated for {html.escape(Path(media).name)} "
                f"with {mode}{f' (lambda {float(scale):g})' if mode == 'gradient' else ''}, {spec_.sampler} "
-               f"{spec_.steps} steps, seed {spec_.seed}" + (f", from {float(start):g} s" if start else "") + "." + note)
+               f"{spec_.steps} steps, seed {spec_.seed}" + (f", from {float(start):g} s" if start else "")
+               + f"; took {time.monotonic() - started:.1f} s." + note)
         all_files = [str(p) for p in (*clip.downloads, given_png, given_native, given_a, original_wav) if p]
         heard = modality == "video"               # video -> audio: the generated and the original sound side by side
         yield (*first, gr.skip(), str(clip.view), str(clip.png), msg, all_files,

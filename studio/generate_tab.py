@@ -48,9 +48,18 @@ def model_picker(ctx: StudioContext, prefix: str = "gen"):
                          elem_id=f"{prefix}-ckpt-upload")
     refresh.click(lambda: gr.Dropdown(choices=ctx.checkpoint_choices()), None, choice, api_visibility="private")
     scope = gr.Markdown(scope_markdown(model_card(ctx, ctx.default_choice(), None)), elem_id=f"{prefix}-scope")
-    gr.on([choice.change, upload.change], lambda c, u: scope_markdown(model_card(ctx, c, u)), [choice, upload],
-          scope, api_visibility="private", queue=False)
     return choice, upload, scope
+
+
+def watch_model(ctx: StudioContext, choice, upload, scope, extra=(), on_card=None) -> None:
+    """When another model is chosen or uploaded: its card is read once, the scope line rewritten, and
+    `on_card(card)` gives the updates of the `extra` outputs (e.g. the prompt box)."""
+    def changed(choice_, upload_):
+        card = model_card(ctx, choice_, upload_)
+        return (scope_markdown(card), *(on_card(card) if on_card else ()))
+
+    gr.on([choice.change, upload.change], changed, [choice, upload], [scope, *extra], api_visibility="private",
+          show_progress="hidden")
 
 
 def model_card(ctx: StudioContext, choice, upload) -> ModelCard | str:
@@ -215,10 +224,9 @@ def build(ctx: StudioContext):
     note = ctx.default_model_note()
     if note:
         gr.Markdown(note, elem_id="default-model-missing")
-    choice, upload, _ = model_picker(ctx)
+    choice, upload, scope = model_picker(ctx)
     box, prompt, guidance_scale, two_step = text_controls(takes_prompt(model_card(ctx, ctx.default_choice(), None)))
-    gr.on([choice.change, upload.change], lambda c, u: prompt_box(model_card(ctx, c, u)), [choice, upload],
-          [box, prompt, two_step], api_visibility="private", queue=False)
+    watch_model(ctx, choice, upload, scope, [box, prompt, two_step], prompt_box)
     sampler, steps, seed, num, eta, order = sampler_controls(ctx)
     setting_examples(ctx, [sampler, steps, seed, num, eta])
     with gr.Row():

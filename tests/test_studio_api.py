@@ -409,20 +409,30 @@ def handlers_of(demo, component, event="change", output=None):
 
 
 def test_prompt_box_only_for_a_model_that_takes_prompts(studio):
+    import gradio as gr
+
     demo = studio["demo"]
     box, prompt, scope = block(demo, "gen-text"), block(demo, "gen-prompt"), block(demo, "gen-scope")
     assert box.visible is False                                   # the app's model (tiny.pt) takes no prompt
     assert "tiny.pt: unconditional" in scope.value and "out of distribution" in scope.value
     choice = block(demo, "gen-ckpt")
-    (show,) = handlers_of(demo, choice, output=box)
-    shown, _, _ = show(str(studio["text_ckpt"]), None)
-    assert shown.visible is True
-    hidden, cleared_prompt, cleared_two_step = show(str(studio["ckpt"]), None)
+    (changed,) = handlers_of(demo, choice, output=box)
+    line, shown, _, _ = changed(str(studio["text_ckpt"]), None)
+    assert shown.visible is True and "tiny-text.pt: text-conditioned" in line
+    line, hidden, cleared_prompt, cleared_two_step = changed(str(studio["ckpt"]), None)
     assert hidden.visible is False and cleared_prompt == "" and cleared_two_step is False
+    assert "tiny.pt: unconditional" in line
     assert handlers_of(demo, block(demo, "gen-ckpt-upload"), output=box), "an uploaded checkpoint updates it too"
-    (line,) = handlers_of(demo, choice, output=scope)
-    assert "tiny-text.pt: text-conditioned" in line(str(studio["text_ckpt"]), None)
-    assert "cannot be read" in line(str(studio["root"] / "media" / "notes.mp4"), None)   # not a checkpoint: said
+    line, unchanged, *_ = changed(str(studio["root"] / "media" / "notes.mp4"), None)     # not a checkpoint: said
+    assert "cannot be read" in line and unchanged.visible is False
+    examples = next(b for b in demo.blocks.values() if isinstance(b, gr.Dataset) and b.samples
+                    and "ball bounces" in str(b.samples[0][0]))
+    parent = examples.parent
+    while parent is not None and parent is not box:
+        parent = parent.parent
+    assert parent is box, "the example prompts live in the prompt box, hidden with it"
+    (cond_changed,) = handlers_of(demo, block(demo, "cond-ckpt"), output=block(demo, "cond-scope"))
+    assert "tiny-text.pt: text-conditioned" in cond_changed(str(studio["text_ckpt"]), None)[0]
 
 
 def test_random_seed_button_fills_the_seed(studio):
