@@ -181,6 +181,13 @@ def condition_audio(path, model_config, limits: UploadLimits, start: float = 0.0
     return audio[:cfg.audio_samples]
 
 
+def start_range(path, needs: float, limits: UploadLimits) -> tuple[float, float]:
+    """(the upload's length, the latest start that still leaves `needs` seconds) in s, for a start-time control;
+    UploadError for a file that is no usable upload."""
+    info = check_media(path, limits, need_video=False, need_audio=False)
+    return info.duration, max(0.0, info.duration - needs)
+
+
 def original_soundtrack(path, model_config, limits: UploadLimits, start: float = 0.0) -> np.ndarray | None:
     """The upload's own sound over the span condition_video takes (from `start`, the model's clip length and
     audio rate, padded as condition_audio pads), to hear beside a generated one; None when it has none there."""

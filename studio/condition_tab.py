@@ -13,9 +13,10 @@ from mmdiff.data.av_io import AVClip, write_clip, write_wav
 from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, Condition
 from mmdiff.generate import trained_for_conditioning
 from mmdiff.jobs import run_generation, write_clips, write_view
-from mmdiff.uploads import condition_audio, condition_tensor, condition_video, original_soundtrack
+from mmdiff.uploads import (condition_audio, condition_tensor, condition_video, original_soundtrack,
+                            UploadError, start_range)
 from mmdiff.viz import clip_figure, save_png
-from studio.context import StudioContext, user_error
+from studio.context import StudioContext, ui_text, user_error
 from studio.generate_tab import (PLAYER_PX, VIEW_PX, checked_checkpoint, model_picker, sampler_controls, spec_from,
                                  watch_model)
 from studio.runner import stream_job
@@ -36,6 +37,25 @@ def example_rows() -> tuple[list[list], list[str]]:
         rows.append([direction, str(path), "gradient", 1.0])
         labels.append(f"{direction.split(':')[0]}: {clip['caption']} (synthetic clip, {path.name})")
     return rows, labels
+
+
+START_INFO = ("where in the upload the clip begins (the model uses one clip length from there; a start past the "
+              "end is refused); shorter audio is padded with silence")
+
+
+def start_hint(ctx: StudioContext, media, choice, upload_ckpt):
+    """The start control says how long the new upload is and the latest start that leaves a whole clip."""
+    if not media:
+        return gr.Number(info=START_INFO)
+    try:
+        needs = ctx.store.card(checked_checkpoint(ctx, choice, upload_ckpt)).config.duration
+        length, latest = start_range(media, needs, ctx.limits)
+    except UploadError as e:
+        return gr.Number(info=f"this upload cannot be used: {ui_text(str(e))}")
+    except (gr.Error, ValueError, OSError):
+        return gr.Number(info=START_INFO)                 # a model that cannot be read: Generate says why
+    return gr.Number(info=f"{Path(media).name} is {length:.2f} s long: start from 0 to {latest:.2f} s (the model "
+                          f"uses {needs:.1f} s from there)")
 
 
 def skips(n: int) -> tuple:
@@ -70,9 +90,9 @@ def build(ctx: StudioContext):
         mode = gr.Radio(["replacement", "gradient", "trained"], value="gradient", label="Method",
                         info="trained: models trained with --cond-prob (CMMD-style), not zero-shot")
         scale = gr.Slider(0, 10, value=DEFAULT_GRADIENT_SCALE, step=0.1, label="lambda (gradient guidance weight)")
-    start = gr.Number(0, minimum=0, maximum=3600, label="Start at (s)", elem_id="condition-start",
-                      info="where in the upload the clip begins (the model uses one clip length from there; a start "
-                           "past the end is refused); shorter audio is padded with silence")
+    start = gr.Number(0, minimum=0, maximum=3600, label="Start at (s)", elem_id="condition-start", info=START_INFO)
+    media.change(lambda m, c, u: start_hint(ctx, m, c, u), [media, choice, upload_ckpt], start,
+                 api_visibility="private", show_progress="hidden")
     rows, labels = example_rows()
     gr.Examples(rows, [direction, media, mode, scale], example_labels=labels,
                 label="Examples: synthetic clips like the shipped model's training data (real media are out of "

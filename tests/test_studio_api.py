@@ -481,3 +481,14 @@ def test_start_offset_outside_the_upload_is_one_line_error(studio, start, messag
     with pytest.raises(AppError, match=message):
         studio["client"].predict(str(studio["ckpt"]), None, V2A, handle_file(str(studio["media"]["silent_video"])),
                                  "replacement", 1.0, "ddim", 2, 0, 0, 3, start, api_name="/condition")
+
+
+def test_start_control_says_how_long_the_upload_is(studio):
+    demo = studio["demo"]
+    start = block(demo, "condition-start")
+    (hint,) = handlers_of(demo, block(demo, "condition-upload"), output=start)
+    told = hint(str(studio["media"]["av"]), str(studio["ckpt"]), None)
+    assert told.info == "av.mp4 is 2.00 s long: start from 0 to 0.40 s (the model uses 1.6 s from there)"
+    refused = hint(str(studio["media"]["long_video"]), str(studio["ckpt"]), None).info
+    assert refused == "this upload cannot be used: long.mp4: 7.0 s is longer than the 5 s limit; trim it first"
+    assert "a start past the end is refused" in hint(None, str(studio["ckpt"]), None).info
