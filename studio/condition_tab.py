@@ -105,7 +105,7 @@ def build(ctx: StudioContext):
     with gr.Row():
         with gr.Column():
             gr.Markdown("**Condition** (as the model sees it)")
-            cond_video = gr.Video(label=f"given video: shown {VIEW_PX} px, sharp pixels", interactive=False,
+            cond_video = gr.Video(label=f"given video: shown {VIEW_PX} px, sharp pixels", interactive=False, buttons=[],
                                   height=PLAYER_PX, width=PLAYER_PX)
             cond_audio = gr.Audio(label="given audio", interactive=False, type="filepath")
             cond_spec = gr.Image(label="condition: frames / spectrogram", type="filepath", interactive=False)

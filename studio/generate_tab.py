@@ -155,8 +155,9 @@ def text_controls(visible: bool = True):
             two_step = gr.Checkbox(False, label="Two steps: video first, then its audio", elem_id="gen-two-step",
                                    info="Paredes et al.: generate the video from the prompt, then audio conditioned "
                                         "on that video and the prompt (twice the sampling time)")
-        gr.Examples([[c, 3.0, False] for c in example_captions()] + [[example_captions()[0], 3.0, True]],
-                    [prompt, scale, two_step], label="Example prompts: the synthetic clips' captions")
+        captions = example_captions()
+        gr.Examples([[c, 3.0, False] for c in captions] + [[captions[0], 3.0, True]], [prompt, scale, two_step],
+                    label="Example prompts: the synthetic clips' captions (one per class; the last in two steps)")
     return box, prompt, scale, two_step
 
 
@@ -205,7 +206,7 @@ def slot_updates(slots, clips) -> list:
 def summary(clips, cfg, size: int, spec_: JobSpec, upscaled: bool, seconds: float) -> str:
     return (f"{len(clips)} clip(s), {cfg.duration:.1f} s each ({cfg.video_frames} frames of {size}x{size} at "
             f"{cfg.fps} fps, {cfg.audio_rate} Hz audio), {spec_.sampler} {spec_.steps} steps, seed {spec_.seed}"
-            + (f', prompt "{spec_.prompt}" at guidance {spec_.guidance_scale:g}' if spec_.prompt else "")
+            + (f', prompt "{md_text(spec_.prompt)}" at guidance {spec_.guidance_scale:g}' if spec_.prompt else "")
             + (", in two steps (video, then its audio)" if spec_.two_step else "")
             + (", upscaled by the SR stage" if upscaled else "") + f"; took {seconds:.1f} s.")
 
@@ -260,7 +261,7 @@ def build(ctx: StudioContext):
         if upscale:
             ctx.store.get_sr(ctx.sr_ckpt)               # a missing SR model is reported before sampling
         out = ctx.job_dir(request, "generate")
-        skip = [gr.skip()] * (2 + 3 * ctx.max_batch)
+        skip = [gr.skip()] * (1 + 3 * ctx.max_batch) + [gr.DownloadButton(visible=False)]   # not the last zip
         result = None
         for kind, value in stream_job(ctx, request, lambda on_step, cancel: run_generation(
                 ctx.store, ckpt, spec_, on_step=on_step, cancel=cancel), progress, JOB):
