@@ -10,7 +10,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 def _umask() -> int:
@@ -63,3 +63,17 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+STORED_SUFFIXES = (".mp4", ".png", ".jpg")     # already compressed: stored as is
+
+
+def write_zip(path: str | os.PathLike, members: Iterable[tuple[str | os.PathLike, str]]) -> Path:
+    """Write the files `members` ((file, name in the zip), in order) into the zip `path`, atomically."""
+    import zipfile
+
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for src, name in members:
+            kind = zipfile.ZIP_STORED if Path(src).suffix.lower() in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
+            z.write(src, name, compress_type=kind)
+    return Path(path)

@@ -68,13 +68,14 @@ def save_checkpoint(path: str | os.PathLike, **parts) -> Path:
     return atomic_torch_save(checkpoint_dict(**parts), path)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read and validate a checkpoint (weights_only=True: no code is unpickled)."""
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
+    """Read and validate a checkpoint (weights_only=True: no code is unpickled). `mmap`: tensors stay on disk
+    until used, so reading the config and training record of a large checkpoint is cheap."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({e.__class__.__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); use an earlier checkpoint") from e

@@ -9,7 +9,7 @@ No UI imports: the studio wraps these functions; tests and notebooks call them d
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +21,7 @@ from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import Condition
 from mmdiff.diffusion.joint import JointLayout
 from mmdiff.generate import SamplerOptions, encode_prompt, generate, generate_two_step
+from mmdiff.modelcard import ModelCard, read_card
 
 
 class JobCancelled(RuntimeError):
@@ -41,6 +42,7 @@ class ModelStore:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._text_encoder = None
+        self._cards: dict[tuple[str, int], ModelCard] = {}
 
     def resolve(self, ckpt: str | Path | None) -> Path:
         path = Path(ckpt) if ckpt else self.default_ckpt
@@ -61,6 +63,16 @@ class ModelStore:
                 self._models[key] = load_model(key, self.device)
                 self._locks[key] = threading.Lock()
             return self._models[key]
+
+    def card(self, ckpt: str | Path | None = None) -> ModelCard:
+        """What a checkpoint knows (mmdiff.modelcard), read without loading its weights; kept per file version."""
+        path = self.resolve(ckpt)
+        key = (str(path), path.stat().st_mtime_ns)
+        with self._guard:
+            if key not in self._cards:
+                card = read_card(path)
+                self._cards[key] = replace(card, shipped=card.shipped or path == self.default_ckpt.resolve())
+            return self._cards[key]
 
     def get_sr(self, ckpt: str | Path | None = None):
         """(SR model, schedule) for a super-resolution checkpoint (None: the shipped one); loaded once."""
@@ -121,6 +133,12 @@ class ClipFiles:
     mp4: Path
     wav: Path | None
     png: Path                 # spectrogram + onset + frame-strip view
+    view: Path | None = None  # the mp4 to show: blown up (nearest neighbour) for small frames, else mp4 itself
+
+    @property
+    def downloads(self) -> list[Path]:
+        """The clip's files at their native size (mp4, wav, png), not the display copy."""
+        return [p for p in (self.mp4, self.wav, self.png) if p is not None]
 
 
 StepFn = Callable[[int, int, np.ndarray | None], None]   # (step, steps, preview uint8 (N, F, H, W, 3) or None)
@@ -194,9 +212,24 @@ def run_upscale(store: ModelStore, sr_ckpt, video: torch.Tensor, seed: int = 0, 
                        callback=progress_callback(on_step, cancel))
 
 
+def write_view(path: str | Path, frames: np.ndarray, sound: np.ndarray, fps: float, rate: int,
+               view_px: int | None) -> Path | None:
+    """A display copy of a clip whose frames are smaller than `view_px`: every pixel an integer-sized block
+    (mmdiff.data.pixels.nearest_upscale), so a player shows sharp pixels instead of smoothing a 32-px clip into
+    a blur. None when no copy is needed (no view_px, or frames at least that large)."""
+    from mmdiff.data.av_io import write_clip
+    from mmdiff.data.pixels import nearest_upscale, view_factor
+
+    factor = view_factor(frames.shape[-2], view_px) if view_px else 1
+    if factor == 1:
+        return None
+    return write_clip(path, nearest_upscale(frames, factor), sound, fps, rate)
+
+
 def write_clips(out_dir: str | Path, cfg, video: torch.Tensor | None, audio: torch.Tensor | None,
-                prefix: str = "clip", titles: list[str] | None = None) -> list[ClipFiles]:
-    """Write each clip as mp4 (H.264 + AAC), wav and a spectrogram PNG into out_dir."""
+                prefix: str = "clip", titles: list[str] | None = None, view_px: int | None = None) -> list[ClipFiles]:
+    """Write each clip as mp4 (H.264 + AAC), wav and a spectrogram PNG into out_dir; with `view_px`, also a
+    display copy of small clips (write_view) as {prefix}_{k}_view.mp4."""
     from mmdiff.data.av_io import AVClip, write_clip, write_wav
     from mmdiff.viz import clip_figure, save_png
 
@@ -210,12 +243,20 @@ def write_clips(out_dir: str | Path, cfg, video: torch.Tensor | None, audio: tor
         frames = v8[k] if v8 is not None else np.zeros((cfg.video_frames, cfg.video_size, cfg.video_size, 3), np.uint8)
         sound = a if a is not None else np.zeros(cfg.audio_samples, np.float32)
         mp4 = write_clip(out / f"{prefix}_{k}.mp4", frames, sound, cfg.fps, cfg.audio_rate)
+        view = write_view(out / f"{prefix}_{k}_view.mp4", frames, sound, cfg.fps, cfg.audio_rate, view_px)
         wav = write_wav(out / f"{prefix}_{k}.wav", a, cfg.audio_rate) if a is not None else None
         title = titles[k] if titles else f"{prefix} {k}"
         fig = clip_figure(AVClip(v8[k] if v8 is not None else None, a, cfg.fps, cfg.audio_rate, title))
         png = save_png(fig, out / f"{prefix}_{k}.png")
-        files.append(ClipFiles(mp4, wav, png))
+        files.append(ClipFiles(mp4, wav, png, view or mp4))
     return files
+
+
+def zip_clips(path: str | Path, clips: list[ClipFiles]) -> Path:
+    """All the clips' downloads (mp4, wav, png at native size) in one zip, written atomically; names as on disk."""
+    from mmdiff.atomic import write_zip
+
+    return write_zip(path, [(p, p.name) for c in clips for p in c.downloads])
 
 
 def find_checkpoints(folders: list[str | Path], limit: int = 200, max_depth: int = 4) -> list[Path]:

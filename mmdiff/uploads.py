@@ -129,10 +129,16 @@ def read_audio_track(path: str | os.PathLike, rate: int, max_seconds: float | No
     return _read(path, ("audio",), None, None, int(rate), max_seconds, start, notices).audio
 
 
-def _check_start(path, start: float) -> float:
+def _check_start(path, start: float, info: MediaInfo, stream: str, needs: float) -> float:
+    """`start` as a float; UploadError when it is negative or leaves nothing of the file's `stream`
+    (`needs`: the seconds the model takes, for the hint)."""
     start = float(start or 0.0)
     if not np.isfinite(start) or start < 0:
         raise UploadError(f"{_name(path)}: the start time must be 0 s or later, got {start:g} s")
+    if info.duration > 0 and start >= info.duration:
+        latest = max(0.0, info.duration - needs)
+        raise UploadError(f"{_name(path)}: starting at {start:g} s leaves no {stream} ({info.duration:.2f} s long); "
+                          f"choose a start from 0 to {latest:.2f} s")
     return start
 
 
@@ -140,8 +146,8 @@ def condition_video(path, model_config, limits: UploadLimits, start: float = 0.0
                     notices: list[str] | None = None) -> np.ndarray:
     """A video upload as the model's video: (F, H, W, 3) uint8, F frames at the model's fps from `start` s."""
     cfg = model_config
-    check_media(path, limits, need_video=True, need_audio=False, what="video")
-    start = _check_start(path, start)
+    info = check_media(path, limits, need_video=True, need_audio=False, what="video")
+    start = _check_start(path, start, info, "video", cfg.duration)
     frames = read_video_frames(path, cfg.fps, cfg.video_size, max_seconds=cfg.duration, start=start,
                                notices=notices)
     if len(frames) < cfg.video_frames:
@@ -159,8 +165,8 @@ def condition_audio(path, model_config, limits: UploadLimits, start: float = 0.0
     one-shot sound stays one event at its own time. Refused below MIN_AUDIO_FRAMES video frames of sound.
     """
     cfg = model_config
-    check_media(path, limits, need_video=False, need_audio=True, what="audio file")
-    start = _check_start(path, start)
+    info = check_media(path, limits, need_video=False, need_audio=True, what="audio file")
+    start = _check_start(path, start, info, "audio", cfg.duration)
     audio = read_audio_track(path, cfg.audio_rate, max_seconds=cfg.duration, start=start, notices=notices)
     have, frame = len(audio) / cfg.audio_rate, MIN_AUDIO_FRAMES / cfg.fps
     if len(audio) < round(MIN_AUDIO_FRAMES * cfg.audio_rate / cfg.fps):
@@ -173,6 +179,22 @@ def condition_audio(path, model_config, limits: UploadLimits, start: float = 0.0
                            f"silence to the model's {cfg.duration:.2f} s")
         audio = np.pad(audio, (0, cfg.audio_samples - len(audio)))
     return audio[:cfg.audio_samples]
+
+
+def start_range(path, needs: float, limits: UploadLimits) -> tuple[float, float]:
+    """(the upload's length, the latest start that still leaves `needs` seconds) in s, for a start-time control;
+    UploadError for a file that is no usable upload."""
+    info = check_media(path, limits, need_video=False, need_audio=False)
+    return info.duration, max(0.0, info.duration - needs)
+
+
+def original_soundtrack(path, model_config, limits: UploadLimits, start: float = 0.0) -> np.ndarray | None:
+    """The upload's own sound over the span condition_video takes (from `start`, the model's clip length and
+    audio rate, padded as condition_audio pads), to hear beside a generated one; None when it has none there."""
+    try:
+        return condition_audio(path, model_config, limits, start=start)
+    except UploadError:
+        return None
 
 
 def condition_tensor(modality: str, value: np.ndarray):

@@ -63,9 +63,22 @@ def ui_text(message: str) -> str:
     return text
 
 
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|])")
+
+
+def md_escape(text: str) -> str:
+    """Text (already HTML-escaped) that Markdown shows as is: its emphasis, code, link and table marks escaped."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def md_text(text: str) -> str:
+    """Plain text (file names, checkpoint records, messages) as Markdown that shows it literally."""
+    return md_escape(html.escape(str(text), quote=False))
+
+
 def status_error(message: str) -> str:
     """Markdown for a status line that shows an (already HTML-escaped) error message."""
-    return "**Error:** " + re.sub(r"([\\`*_\[\]#|])", r"\\\1", message)
+    return "**Error:** " + md_escape(message)
 
 
 @dataclass

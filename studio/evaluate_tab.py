@@ -12,7 +12,7 @@ from eval.dashboard import (METRICS, EvalCancelled, EvalRequest, missing_weights
 from eval.protocol import ProtocolError, format_table
 from mmdiff.diffusion.samplers import SAMPLERS
 from studio.context import StudioContext, user_error
-from studio.generate_tab import checked_checkpoint, model_picker
+from studio.generate_tab import checked_checkpoint, model_picker, watch_model
 
 FROM_MODEL, FROM_FOLDER = "samples of a model", "a folder of clips"
 JOB = "evaluate"                  # cancel-event kind: this tab's Cancel stops only evaluations
@@ -42,7 +42,8 @@ def build(ctx: StudioContext, cache_dir: str):
     real = gr.Textbox(label="Real data: folder of video clips with sound", placeholder="data/real_clips")
     source = gr.Radio([FROM_MODEL, FROM_FOLDER], value=FROM_FOLDER, label="Evaluate")
     fake = gr.Textbox(label="Folder of generated clips", placeholder="samples/")
-    choice, upload = model_picker(ctx)
+    choice, upload, scope = model_picker(ctx, prefix="eval")
+    watch_model(ctx, choice, upload, scope)
     with gr.Row():
         metrics = gr.CheckboxGroup(list(METRICS), value=["fvd", "kvd", "fad", "av-align"], label="Metrics")
     with gr.Row():

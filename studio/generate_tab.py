@@ -2,31 +2,90 @@
 steps: video, then its audio) with live previews, players, downloads and spectrograms."""
 from __future__ import annotations
 
+import html
+import secrets
+import time
 from pathlib import Path
 
 import gradio as gr
 
 from mmdiff.checkpoint import CheckpointError, load_checkpoint
 from mmdiff.cliargs import MAX_SEED
+from mmdiff.data.synthetic import example_captions
 from mmdiff.diffusion.samplers import SAMPLERS
-from mmdiff.jobs import JobSpec, run_generation, run_upscale, write_clips
-from studio.context import StudioContext, user_error
+from mmdiff.jobs import JobSpec, run_generation, run_upscale, write_clips, zip_clips
+from mmdiff.modelcard import ModelCard, scope_line
+from studio.context import StudioContext, md_escape, md_text, ui_text, user_error
 from studio.runner import stream_job
 
 JOB = "generate"                  # cancel-event kind: this tab's Cancel stops only its own jobs
+VIEW_PX = 256                     # clips smaller than this are shown blown up (nearest neighbour) to about it
+PLAYER_PX = VIEW_PX + 2           # a player this size shows a VIEW_PX video pixel for pixel (no smoothing)
+GRID_COLUMNS = 4                  # result slots per row
+# (label, sampler, steps, seed, batch, eta): settings that gave clean clips with the shipped model (stochastic DDIM
+# is its clean sampler; seeds picked by looking at their 4-clip batches: balls and flashing squares), and the paper's
+# fast solver to compare
+SETTING_EXAMPLES = [
+    ("stochastic DDIM, 50 steps, seed 1, 4 clips (the shipped model's clean sampler)", "ddim", 50, 1, 4, 1.0),
+    ("stochastic DDIM, 50 steps, seed 3, 4 clips", "ddim", 50, 3, 4, 1.0),
+    ("stochastic DDIM, 50 steps, seed 5, 4 clips", "ddim", 50, 5, 4, 1.0),
+    ("the paper's DPM-Solver, 20 steps, seed 1, 4 clips (faster; residual noise with this small model)",
+     "mm-diffusion-dpm-solver", 20, 1, 4, 0.0),
+]
 
 
-def model_picker(ctx: StudioContext):
-    """Checkpoint dropdown + upload + refresh; returns (dropdown, upload)."""
+def model_picker(ctx: StudioContext, prefix: str = "gen"):
+    """Checkpoint dropdown + upload + refresh + the scope line of the chosen model (kept up to date);
+    returns (dropdown, upload, scope line)."""
     with gr.Row():
         choice = gr.Dropdown(ctx.checkpoint_choices(), value=ctx.default_choice(), label="Model checkpoint",
-                             info="the shipped default, --ckpt, or *.pt files found in the workspace", scale=4)
+                             info="the shipped default, --ckpt, or *.pt files found in the workspace", scale=4,
+                             elem_id=f"{prefix}-ckpt")
         refresh = gr.Button("Rescan", scale=0, size="sm")
     with gr.Accordion("Upload a checkpoint (.pt)", open=False):
         upload = gr.File(label="checkpoint: an mmdiff .pt, or a released MM-Diffusion AIST++.pt / Landscape.pt "
-                               "(converted on upload, mmdiff.convert)", file_types=[".pt"], type="filepath")
+                               "(converted on upload, mmdiff.convert)", file_types=[".pt"], type="filepath",
+                         elem_id=f"{prefix}-ckpt-upload")
     refresh.click(lambda: gr.Dropdown(choices=ctx.checkpoint_choices()), None, choice, api_visibility="private")
-    return choice, upload
+    scope = gr.Markdown(scope_markdown(model_card(ctx, ctx.default_choice(), None)), elem_id=f"{prefix}-scope")
+    return choice, upload, scope
+
+
+def watch_model(ctx: StudioContext, choice, upload, scope, extra=(), on_card=None) -> None:
+    """When another model is chosen or uploaded: its card is read once, the scope line rewritten, and
+    `on_card(card)` gives the updates of the `extra` outputs (e.g. the prompt box)."""
+    def changed(choice_, upload_):
+        card = model_card(ctx, choice_, upload_)
+        return (scope_markdown(card), *(on_card(card) if on_card else ()))
+
+    gr.on([choice.change, upload.change], changed, [choice, upload], [scope, *extra], api_visibility="private",
+          show_progress="hidden")
+
+
+def model_card(ctx: StudioContext, choice, upload) -> ModelCard | str:
+    """The chosen model's card (mmdiff.modelcard, weights not loaded), or why it cannot be read."""
+    try:
+        return ctx.store.card(checked_checkpoint(ctx, choice, upload))
+    except gr.Error as e:
+        return e.message
+    except (CheckpointError, FileNotFoundError) as e:
+        return html.escape(ui_text(str(e)), quote=False)
+
+
+def scope_markdown(card: ModelCard | str) -> str:
+    """The scope line: what the chosen model makes and knows, and what real media give with it."""
+    if isinstance(card, str):
+        return f"**Scope:** this checkpoint cannot be read: {md_escape(card)}"
+    return f"**Scope:** {md_text(scope_line(card))}"
+
+
+def takes_prompt(card: ModelCard | str) -> bool:
+    return isinstance(card, ModelCard) and card.takes_prompt
+
+
+def random_seed() -> int:
+    """A new seed from 0 to MAX_SEED, from the operating system's entropy (no global RNG is read or moved)."""
+    return secrets.randbelow(MAX_SEED + 1)
 
 
 def released_upload(path: Path) -> Path | None:
@@ -62,9 +121,12 @@ def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen"
         sampler = gr.Radio(sorted(SAMPLERS), value="ddim", label="Sampler",
                            info="DDPM always runs all 1,000 steps; the paper: mm-diffusion-dpm-solver, 20 steps")
         steps = gr.Slider(1, 200, value=50, step=1, label="Steps")
-    with gr.Row():
-        seed = gr.Number(0, precision=0, label="Seed", minimum=0, maximum=MAX_SEED, elem_id=f"{prefix}-seed")
-        num = gr.Slider(1, ctx.max_batch, value=1, step=1, label="Batch size", visible=batch)
+    with gr.Row(equal_height=True):
+        seed = gr.Number(0, precision=0, label="Seed", minimum=0, maximum=MAX_SEED, elem_id=f"{prefix}-seed",
+                         scale=3)
+        dice = gr.Button("Random seed", size="sm", scale=1, min_width=90, elem_id=f"{prefix}-random-seed")
+        num = gr.Slider(1, ctx.max_batch, value=1, step=1, label="Batch size", visible=batch, scale=4)
+    dice.click(random_seed, None, seed, api_visibility="private", queue=False)
     with gr.Accordion("Sampler settings", open=False):
         eta = gr.Slider(0, 1, value=1, step=0.05, label="DDIM eta", info="1: stochastic (DDPM-like), 0: deterministic")
         order = gr.Radio([2, 3], value=3, label="DPM-Solver++ order")
@@ -79,9 +141,11 @@ def spec_from(ctx, sampler, steps, seed, num, eta, order, prompt="", guidance_sc
                    guidance_scale=float(3.0 if guidance_scale is None else guidance_scale), two_step=bool(two_step))
 
 
-def text_controls():
-    """Prompt, guidance scale and the two-step switch (used by models trained with --text-cond)."""
-    with gr.Accordion("Text prompt (models trained with --text-cond)", open=True):
+def text_controls(visible: bool = True):
+    """Prompt, guidance scale and the two-step switch (used by models trained with --text-cond), with example
+    prompts worded as the synthetic clips' captions; returns (accordion, prompt, scale, two_step)."""
+    with gr.Accordion("Text prompt (models trained with --text-cond)", open=True, visible=visible,
+                      elem_id="gen-text") as box:
         prompt = gr.Textbox("", label="Prompt", lines=1, elem_id="gen-prompt",
                             placeholder="e.g. a red ball bounces twice; each bounce makes a high click",
                             info="empty: unconditional. Only models trained with captions can follow a prompt.")
@@ -91,7 +155,18 @@ def text_controls():
             two_step = gr.Checkbox(False, label="Two steps: video first, then its audio", elem_id="gen-two-step",
                                    info="Paredes et al.: generate the video from the prompt, then audio conditioned "
                                         "on that video and the prompt (twice the sampling time)")
-    return prompt, scale, two_step
+        captions = example_captions()
+        gr.Examples([[c, 3.0, False] for c in captions] + [[captions[0], 3.0, True]], [prompt, scale, two_step],
+                    label="Example prompts: the synthetic clips' captions (one per class; the last in two steps)")
+    return box, prompt, scale, two_step
+
+
+def prompt_box(card: ModelCard | str):
+    """The prompt accordion shown only for a model that takes prompts; hiding it clears the prompt and the
+    two-step switch, so nothing unseen changes the next clip."""
+    if takes_prompt(card):
+        return gr.Accordion(visible=True), gr.skip(), gr.skip()
+    return gr.Accordion(visible=False), "", False
 
 
 def check_prompt(model_config, ckpt, prompt) -> None:
@@ -103,6 +178,46 @@ def check_prompt(model_config, ckpt, prompt) -> None:
                        "`python -m mmdiff.train --text-cond`")
 
 
+def result_grid(ctx: StudioContext):
+    """ctx.max_batch result slots (column, player, spectrogram view), GRID_COLUMNS to a row."""
+    slots = []
+    for first in range(0, ctx.max_batch, GRID_COLUMNS):
+        with gr.Row(equal_height=False):
+            for k in range(first, min(first + GRID_COLUMNS, ctx.max_batch)):
+                with gr.Column(visible=k == 0, min_width=200) as col:
+                    video = gr.Video(label=f"clip {k}: shown {VIEW_PX} px, sharp pixels (files below: native size)",
+                                     interactive=False, buttons=[], elem_id=f"gen-video-{k}", height=PLAYER_PX,
+                                     width=PLAYER_PX)
+                    spec = gr.Image(label=f"clip {k}: frames, mel spectrogram, onsets", type="filepath",
+                                    interactive=False, elem_id=f"gen-spec-{k}")
+                slots.append((col, video, spec))
+    return slots
+
+
+def slot_updates(slots, clips) -> list:
+    """Show one slot per clip (its display copy and spectrogram view), hide the rest."""
+    updates = []
+    for k in range(len(slots)):
+        c = clips[k] if k < len(clips) else None
+        updates += [gr.Column(visible=c is not None), str(c.view) if c else None, str(c.png) if c else None]
+    return updates
+
+
+def summary(clips, cfg, size: int, spec_: JobSpec, upscaled: bool, seconds: float) -> str:
+    return (f"{len(clips)} clip(s), {cfg.duration:.1f} s each ({cfg.video_frames} frames of {size}x{size} at "
+            f"{cfg.fps} fps, {cfg.audio_rate} Hz audio), {spec_.sampler} {spec_.steps} steps, seed {spec_.seed}"
+            + (f', prompt "{md_text(spec_.prompt)}" at guidance {spec_.guidance_scale:g}' if spec_.prompt else "")
+            + (", in two steps (video, then its audio)" if spec_.two_step else "")
+            + (", upscaled by the SR stage" if upscaled else "") + f"; took {seconds:.1f} s.")
+
+
+def setting_examples(ctx: StudioContext, inputs) -> None:
+    rows = [(label, [sampler, steps, seed, min(num, ctx.max_batch), eta])
+            for label, sampler, steps, seed, num, eta in SETTING_EXAMPLES]
+    gr.Examples([r for _, r in rows], inputs, example_labels=[label for label, _ in rows],
+                label="Examples: settings that give clean clips with the shipped model (click one, then Generate)")
+
+
 def build(ctx: StudioContext):
     """Lay out the tab; returns (the generate event, its button) for the app to wire Cancel."""
     gr.Markdown("Sample new clips (video with sound) from a model. Each clip gets a player, a download and "
@@ -110,9 +225,11 @@ def build(ctx: StudioContext):
     note = ctx.default_model_note()
     if note:
         gr.Markdown(note, elem_id="default-model-missing")
-    choice, upload = model_picker(ctx)
-    prompt, guidance_scale, two_step = text_controls()
+    choice, upload, scope = model_picker(ctx)
+    box, prompt, guidance_scale, two_step = text_controls(takes_prompt(model_card(ctx, ctx.default_choice(), None)))
+    watch_model(ctx, choice, upload, scope, [box, prompt, two_step], prompt_box)
     sampler, steps, seed, num, eta, order = sampler_controls(ctx)
+    setting_examples(ctx, [sampler, steps, seed, num, eta])
     with gr.Row():
         upscale = gr.Checkbox(False, label="Upscale 4x with the super-resolution stage (DDIM, per frame)",
                               info=ctx.sr_note(), elem_id="gen-upscale")
@@ -124,20 +241,18 @@ def build(ctx: StudioContext):
         preview = gr.Image(label="Live preview (x0 estimate, frames 0/5/10/15)", type="numpy", height=160,
                            interactive=False, elem_id="generate-preview")
         status = gr.Markdown("", elem_id="generate-status")
-    slots = []
-    for k in range(ctx.max_batch):
-        with gr.Column(visible=k == 0) as col:
-            video = gr.Video(label=f"clip {k}", interactive=False, buttons=["download"], elem_id=f"gen-video-{k}",
-                             height=256)
-            spec = gr.Image(label=f"clip {k}: frames, mel spectrogram, onsets", type="filepath", interactive=False,
-                            elem_id=f"gen-spec-{k}")
-        slots.append((col, video, spec))
-    files = gr.File(label="Downloads (mp4, wav, png)", file_count="multiple", interactive=False)
+    slots = result_grid(ctx)
+    with gr.Row():
+        files = gr.File(label="Downloads (mp4, wav, png at native size)", file_count="multiple", interactive=False,
+                        scale=4)
+        zipped = gr.DownloadButton("Download all (zip)", value=None, visible=False, elem_id="gen-download-all",
+                                   scale=1)
 
     @ctx.handler(JOB)
     def generate(choice, upload, sampler, steps, seed, num, eta, order, upscale=False, sr_steps=25,
                  prompt="", guidance_scale=3.0, two_step=False, request: gr.Request = None,
                  progress=gr.Progress()):
+        started = time.monotonic()
         spec_ = spec_from(ctx, sampler, steps, seed, num, eta, order, prompt, guidance_scale, two_step)
         ckpt = checked_checkpoint(ctx, choice, upload)
         progress(0, desc="loading model")
@@ -146,12 +261,13 @@ def build(ctx: StudioContext):
         if upscale:
             ctx.store.get_sr(ctx.sr_ckpt)               # a missing SR model is reported before sampling
         out = ctx.job_dir(request, "generate")
-        skip = [gr.skip()] * (1 + 3 * ctx.max_batch)
+        skip = [gr.skip()] * (1 + 3 * ctx.max_batch) + [gr.DownloadButton(visible=False)]   # not the last zip
         result = None
         for kind, value in stream_job(ctx, request, lambda on_step, cancel: run_generation(
                 ctx.store, ckpt, spec_, on_step=on_step, cancel=cancel), progress, JOB):
-            if kind == "preview":
-                yield (value, "sampling ...", *skip)
+            if kind == "progress":
+                text, image = value
+                yield (gr.skip() if image is None else image, text, *skip)
             else:
                 result = value
         cfg, video, audio = result
@@ -160,25 +276,21 @@ def build(ctx: StudioContext):
                     ctx.store, ctx.sr_ckpt, video, seed=spec_.seed, steps=int(sr_steps), on_step=on_step,
                     cancel=cancel),
                     progress, JOB, label="upscaling"):
-                result = value
-            video = result
+                if kind == "progress":
+                    yield (gr.skip(), value[0], *skip)
+                else:
+                    video = value
         progress(1.0, desc="writing clips")
-        clips = write_clips(out, cfg, video, audio, prefix=f"seed{spec_.seed}",
+        clips = write_clips(out, cfg, video, audio, prefix=f"seed{spec_.seed}", view_px=VIEW_PX,
                             titles=[f"seed {spec_.seed}, clip {k}" for k in range(spec_.num)])
-        updates = []
-        for k, (_, _, _) in enumerate(slots):
-            c = clips[k] if k < len(clips) else None
-            updates += [gr.Column(visible=c is not None), str(c.mp4) if c else None, str(c.png) if c else None]
-        all_files = [str(p) for c in clips for p in (c.mp4, c.wav, c.png) if p is not None]
+        bundle = zip_clips(out / f"seed{spec_.seed}_all.zip", clips)
         size = video.shape[-1] if video is not None else cfg.video_size
-        msg = (f"{len(clips)} clip(s), {cfg.duration:.1f} s each ({cfg.video_frames} frames of {size}x{size} at "
-               f"{cfg.fps} fps, {cfg.audio_rate} Hz audio), {spec_.sampler} {spec_.steps} steps, seed {spec_.seed}"
-               + (f', prompt "{spec_.prompt}" at guidance {spec_.guidance_scale:g}' if spec_.prompt else "")
-               + (", in two steps (video, then its audio)" if spec_.two_step else "")
-               + (", upscaled by the SR stage." if upscale and video is not None else "."))
-        yield (gr.skip(), msg, all_files, *updates)
+        msg = summary(clips, cfg, size, spec_, upscale and video is not None, time.monotonic() - started)
+        yield (gr.skip(), msg, [str(p) for c in clips for p in c.downloads], *slot_updates(slots, clips),
+               gr.DownloadButton(value=str(bundle), visible=True))
 
-    outputs = [preview, status, files] + [x for slot in slots for x in slot]
+    # New outputs go at the end too, so older clients find the earlier ones where they were.
+    outputs = [preview, status, files] + [x for slot in slots for x in slot] + [zipped]
     # New inputs go at the end, with defaults, so positional API calls of older clients keep working.
     event = go.click(generate, [choice, upload, sampler, steps, seed, num, eta, order, upscale, sr_steps,
                                 prompt, guidance_scale, two_step],

@@ -35,7 +35,8 @@ def test_wheel_carries_code_models_and_templates(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for needed in ("app.py", "mmdiff/__init__.py", "mmdiff/nn/unet.py", "eval/run.py", "studio/app.py",
                    "mmdiff/assets/tiny-synthetic.pt", "mmdiff/assets/sr-tiny-synthetic.pt",
-                   "eval/study/templates/hit.html"):
+                   "eval/study/templates/hit.html", "studio/examples/examples.json",
+                   "studio/examples/red_ball_bounces_twice.mp4", "studio/examples/blue_ball_three_low_clicks.wav"):
         assert needed in names, needed
     assert not any(n.startswith("tests/") for n in names)
 

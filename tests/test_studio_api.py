@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
+from pathlib import Path
 
 import av
 import numpy as np
@@ -48,15 +49,30 @@ def generate(client, ckpt, sampler="ddim", steps=3, seed=0, num=1):
     return client.predict(str(ckpt), None, sampler, steps, seed, num, 0, 3, api_name="/generate")
 
 
+def shown_and_native(video, files):
+    """A 32-px clip's player copy (blown up 4x, nearest neighbour) and its native download, decoded."""
+    shown = decode(vpath(video))
+    native = decode(next(f for f in files if Path(f).name == Path(vpath(video)).name.replace("_view", "")))
+    return shown, native
+
+
 def test_generate_writes_playable_clips_and_views(studio):
+    from mmdiff.data.pixels import nearest_upscale
+
     out = generate(studio["client"], studio["ckpt"], num=2, seed=5)
-    preview, status, files, *slots = out
-    assert "2 clip(s)" in status and "1.6 s" in status
+    preview, status, files, *slots, zipped = out
+    assert "2 clip(s)" in status and "1.6 s" in status and "; took " in status
     assert sorted(p.rsplit(".", 1)[1] for p in files) == ["mp4", "mp4", "png", "png", "wav", "wav"]
     video0, spec0 = slots[0], slots[1]                                      # layout columns are not outputs
-    frames, audio, rate, dur = decode(vpath(video0))
-    assert frames.shape == (16, 32, 32, 3) and rate == 8000
+    (frames, audio, rate, dur), (native, _, _, _) = shown_and_native(video0, files)
+    assert native.shape == (16, 32, 32, 3) and rate == 8000                 # the download: native size
+    assert frames.shape == (16, 256, 256, 3)                                # the player: 8x, sharp pixels
+    # the same clip (noise from random weights: compare frame means; tests/test_studio_units checks the pixels)
+    assert np.abs(frames.mean((1, 2, 3)) - nearest_upscale(native, 8).mean((1, 2, 3))).max() < 8
     assert abs(dur - 1.6) < 0.1
+    with zipfile.ZipFile(vpath(zipped)) as z:                               # "Download all": the batch's files
+        assert sorted(z.namelist()) == sorted(Path(f).name for f in files)
+        assert all(z.read(Path(f).name) == Path(f).read_bytes() for f in files)
     from PIL import Image
 
     img = np.asarray(Image.open(spec0))
@@ -66,10 +82,11 @@ def test_generate_writes_playable_clips_and_views(studio):
 
 def test_generate_with_upscale_gives_128px_clips_with_their_sound(studio):
     out = studio["client"].predict(str(studio["ckpt"]), None, "ddim", 2, 1, 1, 0, 3, True, 2, api_name="/generate")
-    preview, status, files, *slots = out
+    preview, status, files, *slots, zipped = out
     assert "128x128" in status and "upscaled" in status
-    frames, audio, rate, dur = decode(vpath(slots[0]))
+    (shown, _, _, _), (frames, audio, rate, dur) = shown_and_native(slots[0], files)
     assert frames.shape == (16, 128, 128, 3) and rate == 8000 and abs(dur - 1.6) < 0.1
+    assert shown.shape == (16, 256, 256, 3)                                  # shown 2x, sharp pixels
     assert np.abs(audio).max() > 0
 
 
@@ -106,9 +123,9 @@ def test_generate_from_a_prompt_in_two_steps(studio):
     from mmdiff.data.av_io import read_wav
 
     client, ckpt = studio["client"], studio["text_ckpt"]
-    preview, status, files, *slots = generate_text(client, ckpt, "a red ball bounces twice", two_step=True)
+    preview, status, files, *slots, zipped = generate_text(client, ckpt, "a red ball bounces twice", two_step=True)
     assert '"a red ball bounces twice" at guidance 3' in status and "two steps" in status
-    frames, audio, rate, dur = decode(vpath(slots[0]))
+    (_, _, _, dur), (frames, audio, rate, _) = shown_and_native(slots[0], files)
     assert frames.shape == (16, 32, 32, 3) and rate == 8000 and abs(dur - 1.6) < 0.1
     wav = lambda out: read_wav([p for p in out[2] if p.endswith(".wav")][0])[0]       # noqa: E731
     other = generate_text(client, ckpt, "rain on a tin roof", two_step=True)
@@ -131,12 +148,22 @@ def condition(client, ckpt, direction, path, mode="gradient", scale=1.0):
 
 
 def test_video_to_audio_keeps_the_given_frames(studio):
+    from mmdiff.data.av_io import read_wav
+
     out = condition(studio["client"], studio["ckpt"], V2A, studio["media"]["av"])
-    cond_video, cond_audio, cond_spec, _, result, result_spec, status, files = out
+    cond_video, cond_audio, cond_spec, _, result, result_spec, status, files, generated, original = out
     assert "Audio generated" in status and "lambda 1" in status
     given, _, _, _ = decode(vpath(cond_video))
-    got, audio, rate, _ = decode(vpath(result))
-    assert got.shape == (16, 32, 32, 3) and rate == 8000 and audio.std() > 0
+    (got, audio, rate, _), (native, _, _, _) = shown_and_native(result, files)
+    assert got.shape == (16, 256, 256, 3) and native.shape == (16, 32, 32, 3) and rate == 8000 and audio.std() > 0
+    assert given.shape == (16, 256, 256, 3)
+    # the generated soundtrack beside the upload's own (its 440 Hz tone over the same 1.6 s, at the model's rate)
+    result_wav = next(f for f in files if f.endswith("result_0.wav"))
+    assert np.array_equal(read_wav(vpath(generated))[0], read_wav(result_wav)[0])
+    sound, sound_rate = read_wav(vpath(original))
+    assert sound_rate == 8000 and sound.shape == (12800,)
+    assert abs(np.argmax(np.abs(np.fft.rfft(sound[:8000]))) - 440) < 5
+    assert any(f.endswith("original.wav") for f in files)
     # the result's video is the condition (12.5 fps source frame k has grey 10k; 10 fps picks k = floor(1.25 j))
     expect = np.array([10 * int(np.floor(1.25 * j + 1e-4)) for j in range(16)])
     assert np.abs(given.reshape(16, -1).mean(1) - expect).max() < 4
@@ -150,8 +177,8 @@ def test_trained_conditioning_needs_a_model_trained_for_it(studio):
 
 def test_audio_to_video_from_a_wav_at_another_rate(studio):
     out = condition(studio["client"], studio["ckpt"], A2V, studio["media"]["wav_11k"], mode="replacement")
-    cond_video, cond_audio, *_ , result, result_spec, status, files = out
-    assert "Video generated" in status
+    cond_video, cond_audio, _, _, result, result_spec, status, files, generated, original = out
+    assert "Video generated" in status and vpath(original) is None and vpath(generated) is None
     frames, audio, rate, _ = decode(vpath(result))
     assert frames.shape[0] == 16 and rate == 8000
     spec = np.abs(np.fft.rfft(audio[:8000]))
@@ -368,3 +395,100 @@ def test_evaluate_a_model_with_ddim_eta_and_the_protocol_card(studio):
     res = json.loads(open([f for f in files if f.endswith(".json")][0]).read())
     assert res["card"]["sampler"]["eta"] == 0.5 and res["fake_source"]["sampler"] == "ddim"
     assert res["config"]["eta"] == 0.5 and res["card"]["protocol"] == "mmdiff"
+
+
+# ---------------------------------------------------------------------------- the studio explains itself (#20)
+def block(demo, elem_id):
+    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+
+
+def handlers_of(demo, component, event="change", output=None):
+    """The functions `component`'s `event` runs (those that write `output`, when given)."""
+    fns = [f for f in demo.fns.values() if (component._id, event) in [tuple(t) for t in f.targets]]
+    return [f.fn for f in fns if f.fn is not None and (output is None or output in f.outputs)]
+
+
+def test_prompt_box_only_for_a_model_that_takes_prompts(studio):
+    import gradio as gr
+
+    demo = studio["demo"]
+    box, prompt, scope = block(demo, "gen-text"), block(demo, "gen-prompt"), block(demo, "gen-scope")
+    assert box.visible is False                                   # the app's model (tiny.pt) takes no prompt
+    assert "tiny.pt: unconditional" in scope.value and "out of distribution" in scope.value
+    choice = block(demo, "gen-ckpt")
+    (changed,) = handlers_of(demo, choice, output=box)
+    line, shown, _, _ = changed(str(studio["text_ckpt"]), None)
+    assert shown.visible is True and "tiny-text.pt: text-conditioned" in line
+    line, hidden, cleared_prompt, cleared_two_step = changed(str(studio["ckpt"]), None)
+    assert hidden.visible is False and cleared_prompt == "" and cleared_two_step is False
+    assert "tiny.pt: unconditional" in line
+    assert handlers_of(demo, block(demo, "gen-ckpt-upload"), output=box), "an uploaded checkpoint updates it too"
+    line, unchanged, *_ = changed(str(studio["root"] / "media" / "notes.mp4"), None)     # not a checkpoint: said
+    assert "cannot be read" in line and unchanged.visible is False
+    examples = next(b for b in demo.blocks.values() if isinstance(b, gr.Dataset) and b.samples
+                    and "ball bounces" in str(b.samples[0][0]))
+    parent = examples.parent
+    while parent is not None and parent is not box:
+        parent = parent.parent
+    assert parent is box, "the example prompts live in the prompt box, hidden with it"
+    (cond_changed,) = handlers_of(demo, block(demo, "cond-ckpt"), output=block(demo, "cond-scope"))
+    assert "tiny-text.pt: text-conditioned" in cond_changed(str(studio["text_ckpt"]), None)[0]
+
+
+def test_random_seed_button_fills_the_seed(studio):
+    demo = studio["demo"]
+    from mmdiff.cliargs import MAX_SEED
+
+    for prefix in ("gen", "cond"):
+        (fn,) = handlers_of(demo, block(demo, f"{prefix}-random-seed"), "click", block(demo, f"{prefix}-seed"))
+        seeds = {fn() for _ in range(10)}
+        assert len(seeds) > 5 and all(0 <= s <= MAX_SEED for s in seeds)
+
+
+def test_examples_list_settings_and_the_shipped_synthetic_clips(studio):
+    import gradio as gr
+
+    from studio.condition_tab import EXAMPLES
+
+    datasets = [b for b in studio["demo"].blocks.values() if isinstance(b, gr.Dataset)]
+    labels = " | ".join(" | ".join(d.sample_labels or []) for d in datasets)
+    assert "stochastic DDIM, 50 steps, seed 1, 4 clips" in labels
+    assert "video → audio: a red ball bounces twice" in labels and "audio → video: a blue ball" in labels
+    captions = [row[0] for d in datasets for row in d.samples if isinstance(row[0], str) and "ball bounces" in row[0]]
+    assert captions, "example prompts from the synthetic captions"
+    for clip in (EXAMPLES / "red_ball_bounces_twice.mp4", EXAMPLES / "blue_ball_three_low_clicks.wav"):
+        assert clip.is_file()
+
+
+def test_an_example_clip_conditions_like_an_upload(studio):
+    from studio.condition_tab import EXAMPLES
+
+    out = condition(studio["client"], studio["ckpt"], V2A, EXAMPLES / "red_ball_bounces_twice.mp4")
+    assert "Audio generated for red_ball_bounces_twice.mp4" in out[6] and vpath(out[9]) is not None
+
+
+def test_video_without_sound_has_no_original_soundtrack(studio):
+    out = condition(studio["client"], studio["ckpt"], V2A, studio["media"]["silent_video"])
+    assert "Note: silent.mp4 has no soundtrack to compare with" in out[6]
+    assert vpath(out[9]) is None and vpath(out[8]) is not None
+
+
+@pytest.mark.parametrize("start, message", [
+    (-1, "less than minimum value 0"),                                          # the control refuses it
+    (7.5, r"silent\.mp4: starting at 7\.5 s leaves no video \(2\.00 s long\); choose a start from 0 to 0\.40 s"),
+])
+def test_start_offset_outside_the_upload_is_one_line_error(studio, start, message):
+    with pytest.raises(AppError, match=message):
+        studio["client"].predict(str(studio["ckpt"]), None, V2A, handle_file(str(studio["media"]["silent_video"])),
+                                 "replacement", 1.0, "ddim", 2, 0, 0, 3, start, api_name="/condition")
+
+
+def test_start_control_says_how_long_the_upload_is(studio):
+    demo = studio["demo"]
+    start = block(demo, "condition-start")
+    (hint,) = handlers_of(demo, block(demo, "condition-upload"), output=start)
+    told = hint(str(studio["media"]["av"]), str(studio["ckpt"]), None)
+    assert told.info == "av.mp4 is 2.00 s long: start from 0 to 0.40 s (the model uses 1.6 s from there)"
+    refused = hint(str(studio["media"]["long_video"]), str(studio["ckpt"]), None).info
+    assert refused == "this upload cannot be used: long.mp4: 7.0 s is longer than the 5 s limit; trim it first"
+    assert "a start past the end is refused" in hint(None, str(studio["ckpt"]), None).info

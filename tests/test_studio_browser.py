@@ -39,8 +39,17 @@ def test_generate_play_spectrogram_and_bad_upload(served):
     with sync_playwright() as p:
         browser = launch_chromium(p)
         try:
-            page = browser.new_page()
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url, wait_until="domcontentloaded")
+            # the studio explains itself: what the model knows, no prompt box for a model without text
+            scope = page.locator("#gen-scope")
+            scope.wait_for(state="visible", timeout=60_000)
+            assert "unconditional" in scope.inner_text() and "out of distribution" in scope.inner_text()
+            assert not page.locator("#gen-text").is_visible()
+            example = page.get_by_text("stochastic DDIM, 50 steps, seed 3, 4 clips").first          # the examples
+            example.wait_for(state="visible", timeout=30_000)
+            page.locator("#gen-random-seed").click()
+            page.wait_for_function("document.querySelector('#gen-seed input').value !== '0'", timeout=30_000)
             page.get_by_role("button", name="Generate", exact=True).click(timeout=60_000)
             video = page.locator("#gen-video-0 video")
             video.wait_for(state="attached", timeout=60_000)
@@ -52,11 +61,16 @@ def test_generate_play_spectrogram_and_bad_upload(served):
                           "return v.play(); }")
             page.wait_for_function("document.querySelector('#gen-video-0 video').currentTime > 0.2", timeout=15_000)
             assert page.evaluate("document.querySelector('#gen-video-0 video').error") is None
+            # the 32-px clip is shown as its 256-px nearest-neighbour copy, pixel for pixel (no smoothing)
+            size = page.evaluate("(() => { const v = document.querySelector('#gen-video-0 video'); "
+                                 "const r = v.getBoundingClientRect(); return [v.videoWidth, r.width, r.height]; })()")
+            assert size == [256, 256, 256], size
             # the spectrogram view rendered: an <img> that decoded to a real figure
             page.wait_for_function("(() => { const i = document.querySelector('#gen-spec-0 img'); "
                                    "return i && i.complete && i.naturalWidth > 400; })()", timeout=30_000)
             # a bad upload on the conditioning tab shows the specific error, and the page keeps working
             page.get_by_role("tab", name="Zero-shot conditioning").click()
+            page.get_by_text("a red ball bounces twice").first.wait_for(state="visible", timeout=30_000)   # examples
             page.locator("#condition-upload input[type=file]").set_input_files(str(media["not_media"]))
             page.wait_for_timeout(500)
             page.locator("#condition-btn").click()

@@ -42,8 +42,9 @@ def studio(tmp_path_factory):
 
 
 def condition(client, ckpt, direction, path, start=0.0, mode="replacement"):
+    """The zero-shot tab's first eight outputs (..., status, files); the soundtrack players come after them."""
     return client.predict(str(ckpt), None, direction, handle_file(str(path)), mode, 1.0, "ddim", 2, 0, 0, 3, start,
-                          api_name="/condition")
+                          api_name="/condition")[:8]
 
 
 def test_every_event_shows_its_errors_on_its_status_line_only(studio):

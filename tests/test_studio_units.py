@@ -153,3 +153,174 @@ def test_user_errors_are_escaped_once():
     with pytest.raises(Exception) as info:
         fails()
     assert info.value.message == "upload &lt;b&gt;x&lt;/b&gt;.wav is too short"
+
+
+# ---------------------------------------------------------------------------- the studio explains itself (#20)
+def test_scope_line_of_the_shipped_model_says_what_it_knows():
+    from mmdiff.modelcard import read_card, scope_line
+
+    card = read_card(None)                                       # mmdiff/assets/tiny-synthetic.pt
+    line = scope_line(card)
+    assert card.shipped and card.synthetic and not card.takes_prompt and card.config.text_dim == 0
+    assert "unconditional: it takes no text prompt" in line
+    assert "16 frames of 32x32 at 10 fps with 8000 Hz audio (1.6 s)" in line
+    assert f"{card.step:,} training steps" in line and card.step > 0
+    assert "only on the synthetic generator's clips (python -m mmdiff.data.synthetic)" in line
+    assert "red or blue ball" in line and "yellow or green square" in line      # from synthetic.CLASSES
+    assert "Real media" in line and "out of distribution" in line and "not meaningful" in line
+
+
+def test_card_of_a_text_model_is_read_without_loading_its_weights(tmp_path):
+    from mmdiff.modelcard import scope_line
+
+    text = tiny_checkpoint(tmp_path / "tiny-text.pt", text=True)
+    store = ModelStore("cpu")
+    card = store.card(text)
+    assert card.takes_prompt and card.config.text_dim == 384 and not card.synthetic and not card.shipped
+    line = scope_line(card)
+    assert line.startswith("tiny-text.pt: text-conditioned") and "synthetic" not in line
+    assert "Its training data is not recorded" in line and "out of distribution" in line
+    assert store._models == {} and store.card(text) is card                   # no model built; cached
+    data = tmp_path / "syn"
+    data.mkdir()
+    (data / "events.jsonl").write_text("{}\n")
+    from dataclasses import replace
+
+    assert "only on the synthetic generator's clips" in scope_line(replace(card, train_args={"data": str(data)}))
+    assert "Trained (no training steps recorded" not in scope_line(replace(card, step=5, train_args={"data": "x"}))
+
+
+def test_example_captions_are_the_synthetic_captions_one_per_class():
+    from mmdiff.data.synthetic import CLASSES, caption, example_captions, sample_clip_spec
+
+    got = example_captions(seed=0)
+    assert len(got) == len(CLASSES)
+    for cls, text in zip(CLASSES, got):
+        assert cls.colour in text and cls.pitch_word in text
+    dataset = {caption(sample_clip_spec(np.random.default_rng([0, i]), 1.6)) for i in range(50)}
+    assert set(got) <= dataset                                   # words the training captions use
+
+
+def test_random_seed_is_in_range_differs_and_leaves_global_rngs_alone():
+    import random
+
+    import torch
+
+    from mmdiff.cliargs import MAX_SEED
+    from studio.generate_tab import random_seed
+
+    torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    seeds = [random_seed() for _ in range(20)]
+    assert all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in seeds)
+    assert len(set(seeds)) > 15
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == py_state
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state()[1:2], np_state[1:2]))
+
+
+def test_progress_text_gives_elapsed_time_and_an_estimate():
+    from studio.context import StudioContext
+    from studio.runner import progress_text, stream_job
+
+    assert progress_text("sampling", 10, 50, 5.0) == "sampling: step 10/50, 5.0 s elapsed, about 20.0 s left"
+    assert progress_text("upscaling", 25, 25, 7.25) == "upscaling: step 25/25, 7.2 s elapsed"
+    ticks = iter(range(0, 100, 2))                               # a clock that advances 2 s per reading
+    ctx = StudioContext.create()
+    shown = threading.Semaphore(0)                              # the UI saw a step: the job goes on
+
+    def work(on_step, cancel):
+        for s in (1, 2, 3, 4):
+            on_step(s, 4, None)
+            assert shown.acquire(timeout=10)
+        return "result"
+
+    try:
+        texts = []
+        for kind, value in stream_job(ctx, None, work, clock=lambda: next(ticks)):
+            if kind == "progress":
+                texts.append(value[0])
+                shown.release()
+            else:
+                assert value == "result"
+    finally:
+        ctx.close()
+    assert texts == ["sampling: step 1/4, 2.0 s elapsed, about 6.0 s left",
+                     "sampling: step 2/4, 4.0 s elapsed, about 4.0 s left",
+                     "sampling: step 3/4, 6.0 s elapsed, about 2.0 s left", "sampling: step 4/4, 8.0 s elapsed"]
+
+
+def test_small_clips_get_a_sharp_display_copy_and_keep_the_native_download(tmp_path):
+    import torch
+
+    from mmdiff.config import PRESETS
+    from mmdiff.data.av_io import read_av
+    from mmdiff.data.pixels import nearest_upscale, view_factor
+    from mmdiff.jobs import write_clips, zip_clips
+
+    assert [view_factor(s, 128) for s in (32, 48, 64, 128, 256)] == [4, 2, 2, 1, 1]
+    block = nearest_upscale(np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3), 3)
+    assert block.shape == (1, 6, 6, 3) and (block[0, :3, :3] == block[0, 0, 0]).all()
+    cfg = PRESETS["tiny"]
+    g = torch.Generator().manual_seed(0)
+    tiles = torch.rand(2, 16, 3, 4, 4, generator=g) * 2 - 1               # 8x8-pixel tiles: codec-friendly
+    video = tiles.repeat_interleave(8, -1).repeat_interleave(8, -2)      # (2, 16, 3, 32, 32)
+    audio = torch.rand(2, 1, cfg.audio_samples, generator=g) - 0.5
+    clips = write_clips(tmp_path, cfg, video, audio, prefix="c", view_px=128)
+    shown = read_av(clips[0].view, None, None, None, streams=("video",)).video
+    native = read_av(clips[0].mp4, None, None, None, streams=("video",)).video
+    assert native.shape == (16, 32, 32, 3) and shown.shape == (16, 128, 128, 3)
+    assert clips[0].view not in clips[0].downloads and clips[0].mp4 in clips[0].downloads
+    assert np.abs(shown.astype(int) - nearest_upscale(native, 4).astype(int)).mean() < 6   # the same pixels, bigger
+    assert write_clips(tmp_path / "big", cfg, video, audio, view_px=16)[0].view.name == "clip_0.mp4"   # no copy
+    bundle = zip_clips(tmp_path / "all.zip", clips)
+    with zipfile.ZipFile(bundle) as z:
+        assert z.namelist() == [p.name for c in clips for p in c.downloads]
+        assert all(z.read(p.name) == p.read_bytes() for c in clips for p in c.downloads)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]          # written atomically
+
+
+def test_start_offset_is_validated_against_the_file(tmp_path):
+    from studio_fixtures import frames_ramp, sine, write_pcm_wav, write_video
+
+    from mmdiff.config import PRESETS
+    from mmdiff.uploads import UploadError, UploadLimits, condition_audio, condition_video, original_soundtrack
+
+    cfg, limits = PRESETS["tiny"], UploadLimits()
+    video = write_video(tmp_path / "v.mp4", frames_ramp(30, 32, 32), 10, sine(3.0, 8000, 500.0), 8000)
+    wav = write_pcm_wav(tmp_path / "a.wav", sine(3.0, 8000), 8000)
+    with pytest.raises(UploadError, match=r"^v\.mp4: the start time must be 0 s or later, got -1 s$"):
+        condition_video(video, cfg, limits, start=-1)
+    with pytest.raises(UploadError, match=r"^v\.mp4: starting at 3\.5 s leaves no video \(3\.0\d s long\); "
+                                          r"choose a start from 0 to 1\.4\d s$"):
+        condition_video(video, cfg, limits, start=3.5)
+    with pytest.raises(UploadError, match=r"^a\.wav: starting at 3 s leaves no audio \(3\.00 s long\)"):
+        condition_audio(wav, cfg, limits, start=3.0)
+    assert condition_video(video, cfg, limits, start=1.0)[0].mean() == pytest.approx(100, abs=4)   # frame 10
+    original = original_soundtrack(video, cfg, limits, start=1.0)
+    spectrum = np.abs(np.fft.rfft(original[:8000]))
+    assert original.shape == (cfg.audio_samples,) and abs(np.argmax(spectrum) - 500) < 5
+    silent = write_video(tmp_path / "s.mp4", frames_ramp(20, 32, 32), 10)
+    assert original_soundtrack(silent, cfg, limits) is None
+
+
+def test_example_clips_exist_decode_and_are_the_synthetic_generators():
+    import json
+
+    from mmdiff.data.av_io import read_av, read_wav
+    from mmdiff.data.synthetic import make_clip
+    from studio.condition_tab import A2V, EXAMPLES, V2A, example_rows
+
+    clips = json.loads((EXAMPLES / "examples.json").read_text())["clips"]
+    rows, labels = example_rows()
+    assert len(rows) == len(clips) == len(labels) >= 2 and {r[0] for r in rows} == {V2A, A2V}
+    for clip, row in zip(clips, rows):
+        path = EXAMPLES / clip["file"]
+        assert row[1] == str(path) and path.stat().st_size < 40_000                  # tiny
+        made = make_clip(clip["index"], clip["seed"], clip["frames"], clip["fps"], clip["size"], clip["audio_rate"])
+        assert made.record["caption"] == clip["caption"]
+        if path.suffix == ".wav":
+            audio, rate = read_wav(path)
+            assert rate == 8000 and np.abs(audio - made.audio).max() < 1e-3
+        else:
+            decoded = read_av(path, None, None, None)
+            assert decoded.video.shape == (16, 32, 32, 3) and decoded.audio is not None
+            assert np.abs(decoded.video.astype(int) - made.video.astype(int)).mean() < 4

@@ -3,10 +3,9 @@ analysis (worker IDs, answers) apart."""
 from __future__ import annotations
 
 import os
-import zipfile
 from pathlib import Path
 
-from mmdiff.atomic import atomic_path
+from mmdiff.atomic import write_zip
 from mmdiff.outdir import is_bookkeeping
 
 PRIVATE = "private"
@@ -24,14 +23,15 @@ def zip_study(study_dir: str | os.PathLike, out_zip: str | os.PathLike, include_
     if not (root / PRIVATE / "key.json").is_file():
         raise ValueError(f"{root} is not a built study (no {PRIVATE}/key.json)")
     out = Path(out_zip)
-    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+
+    def members():
         for p in sorted(root.rglob("*")):
             rel = p.relative_to(root)
             if not p.is_file() or is_bookkeeping(p) or (rel.parts[0] in (PRIVATE, ANALYSIS) and not include_private):
                 continue
-            if p.resolve() in (out.resolve(), tmp.resolve()):
-                continue
-            # media is already compressed: store it as is
-            kind = zipfile.ZIP_STORED if p.suffix.lower() in (".mp4", ".png", ".jpg") else zipfile.ZIP_DEFLATED
-            z.write(p, rel.as_posix(), compress_type=kind)
+            if p.resolve() == out.resolve() or (p.name.startswith(f".{out.name}.") and p.parent == out.parent):
+                continue                      # the zip itself, and its temporary file while it is written
+            yield p, rel.as_posix()
+
+    write_zip(out, members())
     return out

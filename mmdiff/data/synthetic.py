@@ -108,6 +108,18 @@ def caption(spec: ClipSpec) -> str:
     return f"a {c.colour} square flashes {times}, with a {c.pitch_word} beep at each flash"
 
 
+def example_captions(seed: int = 0, duration: float = 1.6, search: int = 200) -> list[str]:
+    """The caption of the first clip of each class in the dataset made with `seed` (make_clip's draws), in
+    class order: prompts worded as a text model trained on these clips knows them."""
+    found: dict[int, str] = {}
+    for index in range(search):
+        spec = sample_clip_spec(np.random.default_rng([seed, index]), duration)
+        found.setdefault(spec.cls, caption(spec))
+        if len(found) == len(CLASSES):
+            break
+    return [found[k] for k in sorted(found)]
+
+
 def _word(n: int) -> str:
     return {3: "three", 4: "four"}.get(n, str(n))
 
