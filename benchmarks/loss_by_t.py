@@ -3,8 +3,10 @@ clips, levels and noise for every checkpoint, so that models are compared where 
 
     python -m benchmarks.loss_by_t --data DATA_DIR --ckpt A/last.pt [B/last.pt ...] [--clips 64 --buckets 5]
 
-Prints one JSON line per checkpoint: {"ckpt", "video": [MSE per bucket], "audio": [...]} (streams the model
-has), buckets of equal width over [0, T), EMA weights, clips 0..N-1 of the folder in order.
+Prints one JSON line per checkpoint: {"ckpt", "video": [eps MSE per bucket], "audio": [...]} (streams the model
+has), "video_x0" / "audio_x0": the MSE of the data prediction x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) per
+bucket, and "video_var" / "audio_var": the clips' per-coordinate variance, the x0 MSE of the best constant guess
+(what an exact denoiser's x0 MSE tends to as t -> T), buckets of equal width over [0, T), EMA weights, clips 0..N-1 of the folder in order.
 """
 from __future__ import annotations
 
@@ -22,15 +24,20 @@ def loss_by_t(model, schedule, video: torch.Tensor, audio: torch.Tensor, buckets
     x0 = layout.pack(video if "video" in layout.slices else None, audio if "audio" in layout.slices else None)
     denoise = model_denoiser(model, layout)
     width = schedule.num_timesteps // buckets
-    out = {m: [] for m in layout.slices}
+    out = {k: [] for m in layout.slices for k in (m, f"{m}_x0")}
     g = torch.Generator(x0.device).manual_seed(seed)
     for k in range(buckets):
         t = torch.randint(k * width, (k + 1) * width, (x0.shape[0],), generator=g, device=x0.device)   # (N,)
         noise = torch.randn(x0.shape, generator=g, device=x0.device)                                   # (N, D)
         with torch.no_grad():
-            eps = denoise(schedule.q_sample(x0, t, noise), t)
+            xt = schedule.q_sample(x0, t, noise)
+            eps = denoise(xt, t)
+            x0_hat = schedule.predict_x0(xt, t, eps)                                                  # (N, D)
         for m, s in layout.slices.items():
             out[m].append(round(float(((eps[:, s] - noise[:, s]) ** 2).mean()), 5))
+            out[f"{m}_x0"].append(round(float(((x0_hat[:, s] - x0[:, s]) ** 2).mean()), 4))
+    for m, s in layout.slices.items():      # x0 MSE of the best constant guess (the clips' mean): the t -> T limit
+        out[f"{m}_var"] = round(float(x0[:, s].var(0, unbiased=False).mean()), 4)
     return out
 
 
