@@ -317,11 +317,22 @@ def test_training_monitor(studio):
             write_clip(run / "previews" / f"step{step:07d}_{k}.mp4", np.zeros((16, 32, 32, 3), np.uint8),
                        np.zeros(12800, np.float32), 10, 8000)
     md, curve, v0, v1 = studio["client"].predict("runs/r1", api_name="/monitor")
-    assert "step 100" in md and "loss 0.0100" in md and "previews from step 100" in md
+    smoothed = 1 / 10
+    for s in range(20, 110, 10):
+        smoothed = 0.9 * smoothed + 0.1 / s                 # the curve's EMA of the logged losses 1/step
+    assert "step 100" in md and f"loss {smoothed:.4f} (smoothed over about 100 steps; last logged 0.0100)" in md
+    assert "previews from step 100" in md and "no previews yet" not in md
     assert curve.endswith(".png")
     assert vpath(v0).endswith("step0000100_0.mp4") and vpath(v1).endswith("step0000100_1.mp4")
     with pytest.raises(AppError, match="not a training run folder"):
         studio["client"].predict("media", api_name="/monitor")
+
+
+def test_training_monitor_shows_the_shipped_two_stage_run(studio):
+    md, curve, v0, v1 = studio["client"].predict(api_name="/monitor_shipped_run")
+    assert "stage 2 of 2, step 6560" in md and "stage1-log.csv" in md and "drawn from step 3940" in md
+    assert "no previews yet" in md and "--preview-every" in md and v0 is None and v1 is None
+    assert curve.endswith(".png")
 
 
 def cancel_button_handler(demo, elem_id):

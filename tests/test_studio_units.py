@@ -100,8 +100,72 @@ def test_run_reader(tmp_path):
         (tmp_path / "previews" / name).write_bytes(b"x")
     run = read_run(tmp_path)
     assert run.preview_step == 20 and [p.name for p in run.previews] == ["step0000020_0.mp4", "step0000020_1.mp4"]
-    assert run.describe() == "step 20, loss 0.2500, video 0.1500, audio 0.1000, 3.0 clips/s, 2.0 min"
+    # smoothed as the curve (EMA 0.9 from the first row): loss 0.9*0.5 + 0.1*0.25, video 0.9*0.3 + 0.1*0.15, ...
+    assert run.describe() == ("step 20, loss 0.4750 (smoothed over about 100 steps; last logged 0.2500), "
+                              "video 0.2850, audio 0.1900, 3.0 clips/s, 2.0 min")
     assert run.checkpoint is None
+
+
+def write_log(path, losses, first_step=10, every=10):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "video", "audio", "lr", "clips_per_s", "elapsed_s"])
+        for k, loss in enumerate(losses):
+            w.writerow([first_step + k * every, loss, loss / 2, loss / 2, 1e-4, 2.0, k])
+
+
+def test_smoothed_headline_is_the_curves_ema_worked_by_hand(tmp_path):
+    write_log(tmp_path / "log.csv", [1.0, 0.0, 0.0, 1.0], every=25)
+    run = read_run(tmp_path)
+    # s0 = 1; s1 = 0.9; s2 = 0.81; s3 = 0.9 * 0.81 + 0.1 * 1 = 0.829
+    assert run.smoothed() == pytest.approx(0.829) and run.smoothed("video") == pytest.approx(0.4145)
+    assert run.smoothing_steps() == 250                     # 1 / (1 - 0.9) logged rows of 25 steps
+    assert "loss 0.8290 (smoothed over about 250 steps; last logged 1.0000)" in run.describe()
+
+
+def test_stages_share_one_step_axis(tmp_path):
+    from mmdiff.training.runview import loss_curve
+
+    write_log(tmp_path / "stage1-log.csv", [2.0, 1.0, 0.5])           # steps 10-30
+    write_log(tmp_path / "log.csv", [0.4, 0.3])                       # fine-tune: steps 10-20 again
+    run = read_run(tmp_path)
+    assert [(s.name, s.log.name, s.offset) for s in run.stages] == [("stage 1", "stage1-log.csv", 0),
+                                                                      ("stage 2", "log.csv", 30)]
+    assert [r["loss"] for r in run.rows] == ["0.4", "0.3"]            # the headline is the current stage's
+    assert run.describe().startswith("stage 2 of 2, step 20, loss 0.3900 ")
+    assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_the_shipped_run_has_both_stages(tmp_path):
+    from mmdiff.training.runview import SHIPPED_RUN, loss_curve
+
+    run = read_run(SHIPPED_RUN)
+    s1, s2 = run.stages
+    assert (s1.log.name, s2.log.name) == ("stage1-log.csv", "log.csv")
+    assert s1.last_step == 3940 and s2.offset == 3940 and s2.last_step == 6560     # README: 3,900 + 6,560 steps
+    assert float(s1.rows[0]["loss"]) > 1 > 0.1 > run.smoothed()                    # from scratch, then fine-tuned
+    assert run.describe().startswith("stage 2 of 2, step 6560, loss 0.0")
+    assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_monitor_says_when_there_are_no_previews(tmp_path):
+    pytest.importorskip("gradio")
+    import argparse
+
+    from mmdiff.training.cli import add_run_args
+    from studio.monitor_tab import NO_PREVIEWS, summary_markdown
+
+    write_log(tmp_path / "log.csv", [0.5, 0.4])
+    md = summary_markdown(read_run(tmp_path))
+    assert NO_PREVIEWS in md and "no previews yet" in md
+    train = argparse.ArgumentParser()
+    add_run_args(train)                                     # the train CLI's real flag and default
+    assert "--preview-every" in md and "--preview-every" in train.format_help()
+    assert train.get_default("preview_every") == 1000 and "default 1,000" in md
+    (tmp_path / "previews").mkdir()
+    (tmp_path / "previews" / "step0000020_0.mp4").write_bytes(b"x")
+    md = summary_markdown(read_run(tmp_path))
+    assert "previews from step 20" in md and "no previews yet" not in md
 
 
 def test_zip_study_leaves_the_key_and_the_analysis_out(tmp_path):
