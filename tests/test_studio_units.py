@@ -388,3 +388,89 @@ def test_example_clips_exist_decode_and_are_the_synthetic_generators():
             decoded = read_av(path, None, None, None)
             assert decoded.video.shape == (16, 32, 32, 3) and decoded.audio is not None
             assert np.abs(decoded.video.astype(int) - made.video.astype(int)).mean() < 4
+
+
+def ancestors(block):
+    while block is not None:
+        yield block
+        block = block.parent
+
+
+def test_evaluate_shows_only_the_inputs_of_its_source(tmp_path):
+    from studio.evaluate_tab import FROM_FOLDER, FROM_MODEL, source_inputs
+
+    demo, by_label = built_evaluate_tab(tmp_path)
+    hidden = lambda label: any(b.visible is False for b in ancestors(by_label[label]))     # noqa: E731
+    model_only = ("Model checkpoint", "Sampler", "Steps", "DDIM eta", "DPM-Solver++ order")
+    assert all(hidden(label) for label in model_only) and not hidden("Folder of generated clips")  # the default
+    change = next(f for f in demo.fns.values() if f.fn is source_inputs)
+    assert change.inputs == [by_label["Evaluate"]] and change.targets[0][1] == "change"
+    folder_field, model_inputs = change.outputs
+    assert folder_field is by_label["Folder of generated clips"]
+    assert all(model_inputs in ancestors(by_label[label]) for label in model_only)
+    assert model_inputs not in ancestors(folder_field)
+    shown_folder, shown_model = source_inputs(FROM_FOLDER)
+    assert shown_folder["visible"] is True and shown_model["visible"] is False
+    shown_folder, shown_model = source_inputs(FROM_MODEL)
+    assert shown_folder["visible"] is False and shown_model["visible"] is True
+
+
+def built_evaluate_tab(tmp_path):
+    """The Evaluate tab built alone: (demo, its blocks by label)."""
+    gr = pytest.importorskip("gradio")
+    from studio import evaluate_tab
+    from studio.context import StudioContext
+
+    ctx = StudioContext.create(work_root=tmp_path / "work")
+    with gr.Blocks() as demo:
+        evaluate_tab.build(ctx, str(tmp_path / "cache"))
+    return demo, {getattr(b, "label", None): b for b in demo.blocks.values()}
+
+
+def test_evaluate_unticks_metrics_whose_weights_are_missing_with_the_reason(tmp_path, monkeypatch):
+    from studio.context import md_escape
+    from studio.evaluate_tab import weight_ticks
+
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    monkeypatch.setenv("MMDIFF_WEIGHTS_DIR", str(empty))               # the default lookup finds nothing there
+    demo, by_label = built_evaluate_tab(tmp_path)
+    ticked = by_label["Metrics"].value
+    assert "fad" not in ticked and "av-align" in ticked                 # AudioCLIP is never shipped
+    note = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "evaluate-weights-note").value
+    assert "**fad**" in note and "AudioCLIP-Full-Training.pt not found; put it in" in note
+    assert md_escape(str(empty)) in note
+    # the weights-folder field re-checks: the mm-diffusion protocol's I3D state dict is not there either
+    ticked, note = weight_ticks(["fvd", "kvd", "fad", "av-align"], str(empty), "mm-diffusion")
+    assert ticked == ["av-align"] and md_escape("i3d_pretrained_400.pt not found") in note
+    (empty / "i3d_pretrained_400.pt").write_bytes(b"x")                 # found now: ticked again
+    ticked, note = weight_ticks(["av-align"], str(empty), "mm-diffusion")
+    assert ticked == ["fvd", "kvd", "av-align"] and "i3d" not in note
+
+
+def test_evaluate_offers_the_generate_tabs_sampler_controls(tmp_path):
+    demo, by_label = built_evaluate_tab(tmp_path)
+    with pytest.importorskip("gradio").Blocks():
+        from studio.context import StudioContext
+        from studio.generate_tab import sampler_controls
+
+        ctx = StudioContext.create(work_root=tmp_path / "work2")
+        sampler, steps, _, _, eta, order = sampler_controls(ctx)
+    for label, gen in (("Sampler", sampler), ("Steps", steps), ("DDIM eta", eta), ("DPM-Solver++ order", order)):
+        ev = by_label[label]
+        assert (ev.value, getattr(ev, "choices", None), getattr(ev, "minimum", None), getattr(ev, "maximum", None)) \
+            == (gen.value, getattr(gen, "choices", None), getattr(gen, "minimum", None), getattr(gen, "maximum", None))
+    assert not by_label["Seed"].visible and not by_label["Batch size"].visible      # not shown: no use here
+
+
+def test_small_n_warning_quotes_the_measured_spread():
+    from eval.spread import MEASURED, PROTOCOL_N, nearest_measured, small_n_warning
+
+    fvd, fvd_std = MEASURED[16]["fvd"]
+    text = small_n_warning(16, ["fvd", "av-align"])
+    assert "N = 16 is small for FVD" in text and f"FVD {fvd:.1f} ± {fvd_std:.1f} at N = 16" in text
+    assert "KVD" not in text and "bench_fvd_spread" in text
+    assert "KVD" in small_n_warning(16, ["kvd"])
+    assert nearest_measured(20) == 16 and "the measured N nearest to 20" in small_n_warning(20, ["fvd"])
+    assert small_n_warning(PROTOCOL_N, ["fvd", "kvd"]) == "" and small_n_warning(2047, ["fvd"]) != ""
+    assert small_n_warning(16, ["av-align", "fad"]) == ""                # only FVD/KVD were measured
