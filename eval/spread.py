@@ -39,5 +39,5 @@ def small_n_warning(n, metrics) -> str:
     at = f"N = {m}" if m == int(n) else f"N = {m}, the measured N nearest to {int(n)}"
     return (f"**N = {int(n)} is small for {'/'.join(k.upper() for k in chosen)}** (the paper uses {PROTOCOL_N:,}). "
             f"Two disjoint sets of the *same* synthetic data, whose true distance is 0, measured {values} at {at} "
-            f"(mean ± std over {row['pairs']} pairs; {SOURCE}). Differences smaller than that say nothing at "
-            "this N.")
+            f"(mean ± std over {row['pairs']} pairs; {SOURCE}): at this N, a value near that mean is no evidence "
+            "of a difference, and differences between models within a few std are noise.")

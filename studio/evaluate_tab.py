@@ -130,9 +130,8 @@ def build(ctx: StudioContext, cache_dir: str):
         out = ctx.job_dir(request, "evaluate")
         paths = save_results(results, out, str(name))
         header, rows = results_rows(results)
-        md = f"```\n{format_table(results, str(name))}\n```"
-        for extra in (small_n_warning(num, runnable), help_md):
-            md += "\n\n" + extra if extra else ""
+        table_md = f"```\n{format_table(results, str(name))}\n```"
+        md = "\n\n".join(part for part in (table_md, small_n_warning(num, runnable), help_md) if part)
         return (md, pd.DataFrame(rows, columns=header), str(paths["plot"]),
                 [str(paths[k]) for k in ("json", "csv", "table", "plot")])
 
