@@ -20,7 +20,7 @@ def summary_markdown(run: RunSummary) -> str:
     if len(run.stages) > 1:
         lines.append("stages on one step axis: " + "; ".join(
             f"{s.name} (`{html.escape(s.log.name)}`, steps {s.rows[0]['step'] if s.rows else 0}-{s.last_step}"
-            + (f", drawn from step {s.offset}" if s.offset else "") + ")" for s in run.stages))
+            + (f", shown after step {s.offset}" if s.offset else "") + ")" for s in run.stages))
     lines.append(f"checkpoint: `{html.escape(run.checkpoint.name)}`" if run.checkpoint else "no checkpoint yet")
     lines.append(f"previews from step {run.preview_step}" if run.preview_step is not None else NO_PREVIEWS)
     return "  \n".join(lines)

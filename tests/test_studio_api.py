@@ -348,7 +348,7 @@ def test_training_monitor(studio):
 
 def test_training_monitor_shows_the_shipped_two_stage_run(studio):
     md, curve, v0, v1 = studio["client"].predict(api_name="/monitor_shipped_run")
-    assert "stage 2 of 2, step 6560" in md and "stage1-log.csv" in md and "drawn from step 3940" in md
+    assert "stage 2 of 2, step 6560" in md and "stage1-log.csv" in md and "shown after step 3940" in md
     assert "no previews yet" in md and "--preview-every" in md and v0 is None and v1 is None
     assert curve.endswith(".png")
 
