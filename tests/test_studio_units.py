@@ -471,6 +471,7 @@ def test_small_n_warning_quotes_the_measured_spread():
     assert "N = 16 is small for FVD" in text and f"FVD {fvd:.1f} ± {fvd_std:.1f} at N = 16" in text
     assert "KVD" not in text and "bench_fvd_spread" in text
     assert "KVD" in small_n_warning(16, ["kvd"])
-    assert nearest_measured(20) == 16 and "the measured N nearest to 20" in small_n_warning(20, ["fvd"])
+    assert nearest_measured(20) == 16 and nearest_measured(100) == 64                 # log scale: 100/64 < 4
+    assert "at N = 64, the measured N nearest to 100" in small_n_warning(100, ["fvd"])
     assert small_n_warning(PROTOCOL_N, ["fvd", "kvd"]) == "" and small_n_warning(2047, ["fvd"]) != ""
     assert small_n_warning(16, ["av-align", "fad"]) == ""                # only FVD/KVD were measured
