@@ -18,8 +18,8 @@ SOURCE = "benchmarks/bench_fvd_spread.py, BENCHMARKS.md"
 # N -> {metric: (mean, std over independent pairs)} and the number of pairs; I3D (TF-Hub weights), synthetic
 # 16x32x32 clips at 10 fps evaluated at 64x64, eval.run --runs 1 (2026-12-06, 2-core CPU)
 MEASURED: dict[int, dict] = {
-    16: {"fvd": (286.1, 44.1), "kvd": (-1.3, 3.0), "pairs": 5},
-    64: {"fvd": (110.0, 8.4), "kvd": (-0.2, 0.5), "pairs": 5},
+    16: {"fvd": (286.14, 44.09), "kvd": (-1.30, 3.02), "pairs": 5},
+    64: {"fvd": (109.95, 8.39), "kvd": (-0.16, 0.45), "pairs": 5},
 }
 
 
@@ -36,7 +36,7 @@ def small_n_warning(n, metrics) -> str:
         return ""
     m = nearest_measured(int(n))
     row = MEASURED[m]
-    values = " and ".join(f"{k.upper()} {row[k][0]:.1f} ± {row[k][1]:.1f}" for k in chosen)
+    values = " and ".join(f"{k.upper()} {row[k][0]:.3g} ± {row[k][1]:.3g}" for k in chosen)
     at = f"N = {m}" if m == int(n) else f"N = {m}, the measured N nearest to {int(n)}"
     return (f"**N = {int(n)} is small for {'/'.join(k.upper() for k in chosen)}** (the paper uses {PROTOCOL_N:,}). "
             f"Two disjoint sets of the *same* synthetic data, whose true distance is 0, measured {values} at {at} "

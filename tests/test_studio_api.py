@@ -274,7 +274,7 @@ def test_evaluate_report_warns_that_n_is_small_for_kvd(studio):
                                              "", api_name="/evaluate")
     mean, std = MEASURED[16]["kvd"]
     assert "KVD" in md and "N = 4 is small for KVD" in md
-    assert f"KVD {mean:.1f} ± {std:.1f} at N = 16, the measured N nearest to 4" in md
+    assert f"KVD {mean:.3g} ± {std:.3g} at N = 16, the measured N nearest to 4" in md
 
 
 def test_study_build_zip_and_analysis(studio):

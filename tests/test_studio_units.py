@@ -468,7 +468,7 @@ def test_small_n_warning_quotes_the_measured_spread():
 
     fvd, fvd_std = MEASURED[16]["fvd"]
     text = small_n_warning(16, ["fvd", "av-align"])
-    assert "N = 16 is small for FVD" in text and f"FVD {fvd:.1f} ± {fvd_std:.1f} at N = 16" in text
+    assert "N = 16 is small for FVD" in text and f"FVD {fvd:.3g} ± {fvd_std:.3g} at N = 16" in text
     assert "KVD" not in text and "bench_fvd_spread" in text
     assert "KVD" in small_n_warning(16, ["kvd"])
     assert nearest_measured(20) == 16 and nearest_measured(100) == 64                 # log scale: 100/64 < 4
