@@ -25,10 +25,10 @@ WEIGHTED = weighted_metrics()
 
 
 def missing_weights(metrics, weights_dir: str | os.PathLike | None = None, checkpoints: dict | None = None,
-                    protocol: str = "mmdiff") -> dict[str, str]:
+                    protocol: str = "mmdiff", short: bool = False) -> dict[str, str]:
     """Metric -> the extractor's MissingWeightsError message (what the file is, where it is published,
     where to put it), for every chosen metric whose weights are not on disk (under `protocol`'s weight
-    formats: mm-diffusion uses the PyTorch I3D state dict)."""
+    formats: mm-diffusion uses the PyTorch I3D state dict). `short`: one line each (file and folder)."""
     from eval.features.base import MissingWeightsError, extractor_class
 
     checkpoints = checkpoints or {}
@@ -44,9 +44,9 @@ def missing_weights(metrics, weights_dir: str | os.PathLike | None = None, check
             ex = cls(checkpoint=checkpoints.get(name), weights_dir=weights_dir, **opts)
             ex.weight_path                      # noqa: B018 - resolves the file or raises
         except MissingWeightsError as e:
-            out[m] = str(e)
+            out[m] = e.short() if short else str(e)
         except ImportError as e:               # an optional package (e.g. laion-clap) is not installed
-            out[m] = f"{name} features need an optional package that is not installed: {e}"
+            out[m] = f"{name} features need an optional package that is not installed" + ("" if short else f": {e}")
     return out
 
 

@@ -7,14 +7,15 @@ import gradio as gr
 import pandas as pd
 
 from eval.config import PROTOCOL_DESCRIPTIONS, PROTOCOLS
-from eval.dashboard import (METRICS, EvalCancelled, EvalRequest, missing_weights, results_rows, run_evaluation,
-                            save_results)
+from eval.dashboard import (METRICS, WEIGHTED, EvalCancelled, EvalRequest, missing_weights, results_rows,
+                            run_evaluation, save_results)
 from eval.protocol import ProtocolError, format_table
-from mmdiff.diffusion.samplers import SAMPLERS
-from studio.context import StudioContext, user_error
-from studio.generate_tab import checked_checkpoint, model_picker, watch_model
+from eval.spread import small_n_warning
+from studio.context import StudioContext, md_escape, md_text, user_error
+from studio.generate_tab import checked_checkpoint, model_picker, sampler_controls, watch_model
 
 FROM_MODEL, FROM_FOLDER = "samples of a model", "a folder of clips"
+DEFAULT_METRICS = ("fvd", "kvd", "fad", "av-align")
 JOB = "evaluate"                  # cancel-event kind: this tab's Cancel stops only evaluations
 CANCELLING = ("**Evaluation cancelled.** It stops after the batch it is on; the batches already done stay "
               "cached, so pressing Evaluate again with the same settings resumes from them.")
@@ -36,27 +37,49 @@ def weights_help(problems: dict[str, str]) -> str:
     return "\n\n".join(parts)
 
 
+def source_inputs(source: str):
+    """Only the inputs that apply to the source: (folder of generated clips, model picker + sampler settings)."""
+    folder = source == FROM_FOLDER
+    return gr.update(visible=folder), gr.update(visible=not folder)
+
+
+def weights_note(problems: dict[str, str]) -> str:
+    """Beside the metrics: which ones are unticked because their weight file is missing, and where it goes."""
+    if not problems:
+        return ""
+    lines = [f"- **{html.escape(m)}**: {md_text(msg)}" for m, msg in problems.items()]
+    return "Unticked, weights missing (nothing is downloaded):\n" + "\n".join(lines)
+
+
+def weight_ticks(selected, weights_dir: str | None, protocol: str = "mmdiff") -> tuple[list[str], str]:
+    """(metrics to tick, note): the chosen metrics (and the default weighted ones, which come back once their
+    weights are found) less those whose weights are missing in `weights_dir` (None: the default lookup)."""
+    problems = missing_weights(sorted(WEIGHTED), weights_dir, protocol=protocol, short=True)
+    wanted = set(selected or ()) | (set(DEFAULT_METRICS) & WEIGHTED)
+    return [m for m in METRICS if m in wanted and m not in problems], weights_note(
+        {m: msg for m, msg in problems.items() if m in wanted})
+
+
 def build(ctx: StudioContext, cache_dir: str):
     gr.Markdown("Run the evaluation protocol (paper Sec. 4.2) on N clips per set. FVD/KVD use I3D, FAD uses "
                 "AudioCLIP (or CLAP), AV-Align needs no weights. Paths are folders in the studio's workspace.")
     real = gr.Textbox(label="Real data: folder of video clips with sound", placeholder="data/real_clips")
     source = gr.Radio([FROM_MODEL, FROM_FOLDER], value=FROM_FOLDER, label="Evaluate")
     fake = gr.Textbox(label="Folder of generated clips", placeholder="samples/")
-    choice, upload, scope = model_picker(ctx, prefix="eval")
-    watch_model(ctx, choice, upload, scope)
+    with gr.Column(visible=False) as model_inputs:          # shown for "samples of a model" (source_inputs)
+        choice, upload, scope = model_picker(ctx, prefix="eval")
+        watch_model(ctx, choice, upload, scope)
+        # the Generate tab's own controls: the same samplers, defaults (stochastic DDIM 50, eta 1) and ranges
+        sampler, steps, _, _, eta, order = sampler_controls(ctx, batch=False, prefix="eval", show_seed=False)
+    ticks, note = weight_ticks(DEFAULT_METRICS, None)
     with gr.Row():
-        metrics = gr.CheckboxGroup(list(METRICS), value=["fvd", "kvd", "fad", "av-align"], label="Metrics")
+        metrics = gr.CheckboxGroup(list(METRICS), value=ticks, label="Metrics", scale=2)
+        metrics_note = gr.Markdown(note, elem_id="evaluate-weights-note")
     with gr.Row():
         num = gr.Number(64, precision=0, minimum=2, label="N clips per set (paper: 2,048)")
         runs = gr.Number(1, precision=0, minimum=1, label="runs (paper: 6)")
-        steps = gr.Number(50, precision=0, minimum=1, label="sampler steps (model only)")
-    with gr.Accordion("Sampler settings (model only) and protocol", open=False):
-        with gr.Row():
-            # the Generate tab's defaults (stochastic DDIM 50, eta 1), so what is evaluated is what it makes
-            sampler = gr.Radio(sorted(SAMPLERS), value="ddim", label="Sampler",
-                               info="the paper used DPM-Solver++ with 20 steps")
-            eta = gr.Slider(0, 1, value=1, step=0.05, label="DDIM eta")
-            order = gr.Radio([1, 2, 3], value=3, label="DPM-Solver++ order")
+    n_note = gr.Markdown(small_n_warning(64, ticks), elem_id="evaluate-n-warning")
+    with gr.Accordion("Protocol", open=False):
         protocol = gr.Radio(list(PROTOCOLS), value="mmdiff", label="Protocol",
                             info="; ".join(f"{k}: {v}" for k, v in PROTOCOL_DESCRIPTIONS.items()))
     weights_dir = gr.Textbox(label="Weights folder (empty: $MMDIFF_WEIGHTS_DIR or ~/.cache/mmdiff/weights)")
@@ -107,9 +130,8 @@ def build(ctx: StudioContext, cache_dir: str):
         out = ctx.job_dir(request, "evaluate")
         paths = save_results(results, out, str(name))
         header, rows = results_rows(results)
-        md = f"```\n{format_table(results, str(name))}\n```"
-        if help_md:
-            md += "\n\n" + help_md
+        table_md = f"```\n{format_table(results, str(name))}\n```"
+        md = "\n\n".join(part for part in (table_md, small_n_warning(num, runnable), help_md) if part)
         return (md, pd.DataFrame(rows, columns=header), str(paths["plot"]),
                 [str(paths[k]) for k in ("json", "csv", "table", "plot")])
 
@@ -118,4 +140,17 @@ def build(ctx: StudioContext, cache_dir: str):
                      [report, table, plot, files], api_name="evaluate", concurrency_id="evaluate",
                      concurrency_limit=1, show_progress_on=[report])
     ctx.show_errors(event, report, JOB)
+    source.change(source_inputs, source, [fake, model_inputs], api_visibility="private", queue=False)
+    gr.on([num.change, metrics.change], small_n_warning, [num, metrics], n_note, api_visibility="private",
+          queue=False)
+
+    def recheck_weights(selected, folder, protocol):
+        try:
+            wdir = ctx.server_path(folder, "weights folder", must_be_dir=True) if folder else None
+        except gr.Error as e:                              # still being typed: say so, leave the ticks alone
+            return gr.skip(), md_escape(e.message)
+        return weight_ticks(selected, str(wdir) if wdir else None, protocol if protocol in PROTOCOLS else "mmdiff")
+
+    gr.on([weights_dir.change, protocol.change], recheck_weights, [metrics, weights_dir, protocol],
+          [metrics, metrics_note], api_visibility="private", trigger_mode="always_last")
     return event, stop, report

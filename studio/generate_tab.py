@@ -114,17 +114,20 @@ def checked_checkpoint(ctx: StudioContext, choice, upload):
     return path
 
 
-def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen"):
+def sampler_controls(ctx: StudioContext, batch: bool = True, prefix: str = "gen", show_seed: bool = True):
+    """The sampler, steps, seed, batch size, eta and order inputs (the Evaluate tab's too: one set of samplers,
+    defaults and ranges); `batch`, `show_seed`: whether the batch size and the seed are shown."""
     with gr.Row():
         # Default: stochastic DDIM, the cleanest for the (undertrained) shipped model; the deterministic
         # samplers leave its residual noise in (README, "Diffusion and sampling"). The paper: DPM-Solver 20.
         sampler = gr.Radio(sorted(SAMPLERS), value="ddim", label="Sampler",
                            info="DDPM always runs all 1,000 steps; the paper: mm-diffusion-dpm-solver, 20 steps")
         steps = gr.Slider(1, 200, value=50, step=1, label="Steps")
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True, visible=batch or show_seed):
         seed = gr.Number(0, precision=0, label="Seed", minimum=0, maximum=MAX_SEED, elem_id=f"{prefix}-seed",
-                         scale=3)
-        dice = gr.Button("Random seed", size="sm", scale=1, min_width=90, elem_id=f"{prefix}-random-seed")
+                         scale=3, visible=show_seed)
+        dice = gr.Button("Random seed", size="sm", scale=1, min_width=90, elem_id=f"{prefix}-random-seed",
+                         visible=show_seed)
         num = gr.Slider(1, ctx.max_batch, value=1, step=1, label="Batch size", visible=batch, scale=4)
     dice.click(random_seed, None, seed, api_visibility="private", queue=False)
     with gr.Accordion("Sampler settings", open=False):

@@ -6,10 +6,24 @@ import shutil
 
 import gradio as gr
 
-from mmdiff.training.runview import RunFolderError, loss_curve, read_run
+from mmdiff.training.runview import SHIPPED_RUN, RunFolderError, RunSummary, loss_curve, read_run
 from studio.context import StudioContext, user_error
 
 PREVIEWS = 2
+NO_PREVIEWS = ("no previews yet: `python -m mmdiff.train` samples 2 preview clips into previews/ every "
+               "`--preview-every` steps (default 1,000; 0 turns them off, as in the shipped model's run)")
+
+
+def summary_markdown(run: RunSummary) -> str:
+    """The run's headline (smoothed loss of its current stage), its stages, checkpoint and previews."""
+    lines = [f"**{html.escape(run.folder.name)}**: {html.escape(run.describe())}"]
+    if len(run.stages) > 1:
+        lines.append("stages on one step axis: " + "; ".join(
+            f"{s.name} (`{html.escape(s.log.name)}`, steps {s.rows[0]['step'] if s.rows else 0}-{s.last_step}"
+            + (f", shown after step {s.offset}" if s.offset else "") + ")" for s in run.stages))
+    lines.append(f"checkpoint: `{html.escape(run.checkpoint.name)}`" if run.checkpoint else "no checkpoint yet")
+    lines.append(f"previews from step {run.preview_step}" if run.preview_step is not None else NO_PREVIEWS)
+    return "  \n".join(lines)
 
 
 def build(ctx: StudioContext):
@@ -19,31 +33,41 @@ def build(ctx: StudioContext):
         folder = gr.Textbox(label="Run folder", placeholder="runs/tiny", scale=4)
         refresh = gr.Button("Refresh", variant="primary", scale=0)
         auto = gr.Checkbox(False, label="auto-refresh (10 s)", scale=0)
+    # in a clone of the repository: the shipped default model's run (stage 1 from scratch, stage 2 fine-tuned)
+    shipped = gr.Button("Show the shipped model's training run (both stages)", size="sm",
+                        visible=SHIPPED_RUN.is_dir(), elem_id="monitor-shipped")
     summary = gr.Markdown("", elem_id="monitor-summary")
-    curve = gr.Image(label="loss (joint, video, audio; raw and smoothed)", type="filepath", interactive=False)
+    curve = gr.Image(label="loss (joint, video, audio; raw and smoothed; a staged run's stages on one step axis)",
+                     type="filepath", interactive=False)
     with gr.Row():
         videos = [gr.Video(label=f"latest preview {k}", interactive=False, height=200) for k in range(PREVIEWS)]
     timer = gr.Timer(10, active=False)
 
-    @ctx.handler("monitor")
-    def show(folder, request: gr.Request):
-        run_dir = ctx.server_path(folder, "run folder", must_be_dir=True)
+    def outputs(run_dir, request: gr.Request):
         try:
             run = read_run(run_dir)
         except RunFolderError as e:
             raise user_error(str(e)) from None
         out = ctx.job_dir(request, "monitor")
         png = loss_curve(run, out / "loss.png")
-        lines = [f"**{html.escape(run.folder.name)}**: {html.escape(run.describe())}"]
-        lines.append(f"checkpoint: `{html.escape(run.checkpoint.name)}`" if run.checkpoint else "no checkpoint yet")
-        if run.preview_step is not None:
-            lines.append(f"previews from step {run.preview_step}")
         # copies in the app's own folder: the app serves only what it wrote
         vids = [str(shutil.copy2(run.previews[k], out / run.previews[k].name)) if k < len(run.previews) else None
                 for k in range(PREVIEWS)]
-        return ("  \n".join(lines), str(png) if png else None, *vids)
+        return (summary_markdown(run), str(png) if png else None, *vids)
 
-    event = refresh.click(show, folder, [summary, curve, *videos], api_name="monitor", show_progress_on=[summary])
+    @ctx.handler("monitor")
+    def show(folder, request: gr.Request):
+        return outputs(ctx.server_path(folder, "run folder", must_be_dir=True), request)
+
+    @ctx.handler("monitor")
+    def show_shipped(request: gr.Request):
+        return outputs(SHIPPED_RUN, request)          # a fixed folder of the app's own, never a typed path
+
+    views = [summary, curve, *videos]
+    event = refresh.click(show, folder, views, api_name="monitor", show_progress_on=[summary])
     ctx.show_errors(event, summary, "monitor")
-    timer.tick(show, folder, [summary, curve, *videos], api_visibility="private")
+    shipped_event = shipped.click(show_shipped, None, views, api_name="monitor_shipped_run",
+                                  show_progress_on=[summary])
+    ctx.show_errors(shipped_event, summary, "monitor")
+    timer.tick(show, folder, views, api_visibility="private")
     auto.change(lambda on: gr.Timer(active=on), auto, timer, api_visibility="private")

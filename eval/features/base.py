@@ -36,6 +36,16 @@ EXTRACTORS: dict[str, str] = {
 class MissingWeightsError(FileNotFoundError):
     """A weight file is not on disk; the message says what it is, where it is published and where to put it."""
 
+    def __init__(self, message: str, weight_file: str = "", put_at: Path | None = None):
+        super().__init__(message)
+        self.weight_file, self.put_at = weight_file, put_at
+
+    def short(self) -> str:
+        """One line for a UI beside the metric: which file is missing and the folder to put it in."""
+        if not self.put_at:
+            return str(self).splitlines()[0]
+        return f"{self.weight_file} not found; put it in {self.put_at.parent}"
+
 
 @dataclass(frozen=True)
 class WeightSpec:
@@ -70,13 +80,14 @@ def find_weight_file(spec: WeightSpec, checkpoint: str | os.PathLike | None,
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
-            raise MissingWeightsError(missing_weights_message(spec, [path], wdir))
+            raise MissingWeightsError(missing_weights_message(spec, [path], wdir), spec.filename, path)
         return path
     candidates = [wdir / spec.filename, *extra]
     for path in candidates:
         if path.is_file():
             return path
-    raise MissingWeightsError(missing_weights_message(spec, candidates, wdir))
+    raise MissingWeightsError(missing_weights_message(spec, candidates, wdir), spec.filename,
+                              wdir / spec.filename)
 
 
 def resolve_device(device: str | None) -> str:
