@@ -299,7 +299,7 @@ def test_progress_text_gives_elapsed_time_and_an_estimate():
 
     try:
         texts = []
-        for kind, value in stream_job(ctx, None, work, clock=lambda: next(ticks)):
+        for kind, value in stream_job(ctx, None, work, clock=lambda: next(ticks), min_interval=0):
             if kind == "progress":
                 texts.append(value[0])
                 shown.release()
@@ -310,6 +310,32 @@ def test_progress_text_gives_elapsed_time_and_an_estimate():
     assert texts == ["sampling: step 1/4, 2.0 s elapsed, about 6.0 s left",
                      "sampling: step 2/4, 4.0 s elapsed, about 4.0 s left",
                      "sampling: step 3/4, 6.0 s elapsed, about 2.0 s left", "sampling: step 4/4, 8.0 s elapsed"]
+
+
+def test_progress_updates_are_throttled_but_the_last_step_and_result_arrive():
+    import time
+
+    from studio.context import StudioContext
+    from studio.runner import stream_job
+
+    ctx = StudioContext.create()
+
+    def work(on_step, cancel):                                  # 40 steps of 10 ms: 0.4 s in all
+        for s in range(1, 41):
+            time.sleep(0.01)
+            on_step(s, 40, None)
+        return "result"
+
+    try:
+        events = list(stream_job(ctx, None, work, min_interval=0.15))
+    finally:
+        ctx.close()
+    texts = [v[0] for k, v in events if k == "progress"]
+    assert events[-1] == ("done", "result")
+    assert texts[0].startswith("sampling: step 1/40")          # the first update goes out at once
+    assert 2 <= len(texts) <= 6                                 # about every 0.15 s, not 40 updates
+    steps = [int(t.split("step ")[1].split("/")[0]) for t in texts]
+    assert steps == sorted(steps)
 
 
 def test_small_clips_get_a_sharp_display_copy_and_keep_the_native_download(tmp_path):
