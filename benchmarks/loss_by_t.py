@@ -22,7 +22,7 @@ def loss_by_t(model, schedule, video: torch.Tensor, audio: torch.Tensor, buckets
 
     layout = JointLayout.from_config(model.config)
     x0 = layout.pack(video if "video" in layout.slices else None, audio if "audio" in layout.slices else None)
-    denoise = model_denoiser(model, layout)
+    denoise = model_denoiser(model, layout, schedule=schedule)
     width = schedule.num_timesteps // buckets
     out = {k: [] for m in layout.slices for k in (m, f"{m}_x0")}
     g = torch.Generator(x0.device).manual_seed(seed)

@@ -18,6 +18,7 @@ DILATION_SCHEDULES = ("mirrored", "public")   # audio dilation order (ModelConfi
 SELF_ATTENTION_NORMS = ("layer", "group")     # per-token LayerNorm, or GroupNorm(32) over the sequence (public)
 VIDEO_HEADS = ("2d+1d", "3d")                 # final video conv: factorised 2D+1D, or a 3x3x3 Conv3d (public)
 CROSS_FUSIONS = ("rsmma", "easy")   # cross-modal layer: MM-Diffusion's RS-MMA, or CMMD's easy fusion
+PREDICTIONS = ("eps", "v")          # what the network outputs: the noise (the paper's), or v (Salimans & Ho 2022)
 TEXT_ENCODERS = {"all-MiniLM-L6-v2": 384}   # frozen caption encoders (mmdiff.text) -> embedding width
 SR_ATTENTIONS = ("token", "adm")    # SR U-Net attention: LayerNorm per token, or ADM's GroupNorm over channels
 
@@ -95,6 +96,10 @@ class ModelConfig(_ConfigIO):
     video_head: str = "2d+1d"        # final video conv: "2d+1d" (factorised) or "3d" (3x3x3 Conv3d, public)
     middle_cross: bool = True        # RS-MMA (window = all frames) in the middle block (the public code only
                                      # has it when cross_windows == (1, 4, 8))
+    # --- what the network predicts (mmdiff.diffusion.joint.model_denoiser turns it into eps for the samplers):
+    # "eps" (the paper's, older checkpoints) or "v" = sqrt(abar) eps - sqrt(1 - abar) x0, trained with the
+    # v MSE, which weights the data prediction's error by 1 / (1 - abar) instead of abar / (1 - abar)
+    prediction: str = "eps"
 
     def __post_init__(self) -> None:
         self._normalise()
@@ -132,7 +137,8 @@ class ModelConfig(_ConfigIO):
                 raise ValueError(f"self_attention_heads {self.self_attention_heads} must be >= 0 and divide the "
                                  f"attention width {width}")
         for name, allowed in (("audio_dilation_schedule", DILATION_SCHEDULES),
-                              ("self_attention_norm", SELF_ATTENTION_NORMS), ("video_head", VIDEO_HEADS)):
+                              ("self_attention_norm", SELF_ATTENTION_NORMS), ("video_head", VIDEO_HEADS),
+                              ("prediction", PREDICTIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if deepest % self.head_dim:
@@ -326,13 +332,14 @@ TABLE3_WINDOWS: dict[str, tuple[int, ...]] = {"w111": (1, 1, 1), "w444": (4, 4, 
 
 def ablation_config(base: ModelConfig, windows: tuple[int, ...] | None = None,
                     random_shift: bool | None = None, modalities: tuple[str, ...] | None = None,
-                    cross_fusion: str | None = None) -> ModelConfig:
+                    cross_fusion: str | None = None, prediction: str | None = None) -> ModelConfig:
     """`base` with the given ablation settings changed (None keeps the base's value), validated.
 
     :param windows: RS-MMA window S per attention scale (Table 3), one per `base.attention_scales`.
     :param random_shift: False trains RS-MMA without the random shift (Table 4).
     :param modalities: ("video",) or ("audio",) for the single-stream sub-networks "Ours-v" / "Ours-a".
     :param cross_fusion: "rsmma" or CMMD's "easy" fusion.
+    :param prediction: "eps" or "v" (what the network predicts, ModelConfig.prediction).
     """
     changes: dict[str, Any] = {}
     if windows is not None:
@@ -347,6 +354,8 @@ def ablation_config(base: ModelConfig, windows: tuple[int, ...] | None = None,
         changes["modalities"] = tuple(modalities)
     if cross_fusion is not None:
         changes["cross_fusion"] = cross_fusion
+    if prediction is not None:
+        changes["prediction"] = prediction
     return base.replace(**changes) if changes else base
 
 

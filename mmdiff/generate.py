@@ -109,13 +109,14 @@ def check_text(model: torch.nn.Module, text: torch.Tensor, num: int) -> torch.Te
 
 
 def text_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tensor | None,
-                  guidance_scale: float = 1.0, shift=None):
-    """The flat denoiser of `model`, guided towards the caption `text` (classifier-free, any sampler).
-    :param shift: RS-MMA's shift source (`shift_source`), passed to every model call."""
+                  guidance_scale: float = 1.0, shift=None, schedule: Schedule | None = None):
+    """The flat eps denoiser of `model`, guided towards the caption `text` (classifier-free, any sampler).
+    :param shift: RS-MMA's shift source (`shift_source`), passed to every model call.
+    :param schedule: turns a v-prediction model's output into eps (model_denoiser)."""
     if text is None:
-        return model_denoiser(model, layout, shift=shift)
-    return classifier_free_denoiser(model_denoiser(model, layout, text, shift=shift),
-                                    model_denoiser(model, layout, shift=shift), guidance_scale)
+        return model_denoiser(model, layout, shift=shift, schedule=schedule)
+    return classifier_free_denoiser(model_denoiser(model, layout, text, shift=shift, schedule=schedule),
+                                    model_denoiser(model, layout, shift=shift, schedule=schedule), guidance_scale)
 
 
 def shift_source(model: torch.nn.Module, mode: str | None, seed: int):
@@ -168,7 +169,7 @@ def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | Non
             x = torch.randn((num, layout.size), generator=gen, device=device)   # (N, D) x_T
             if text is not None:
                 text = check_text(model, text, num).to(device)
-            denoise = text_denoiser(model, layout, text, guidance_scale, shifts)
+            denoise = text_denoiser(model, layout, text, guidance_scale, shifts, schedule)
             if text is None or text.shape[0] == 1:                              # per-clip captions stay whole
                 denoise = fastpath.chunked(denoise, device, shifts)
             if opts.zero_mean_audio:

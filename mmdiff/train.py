@@ -17,7 +17,7 @@ import torch
 
 import mmdiff
 from mmdiff.cliargs import non_negative_float, positive_float, positive_int
-from mmdiff.config import CROSS_FUSIONS, DiffusionConfig, ModelConfig, ablation_config, resolve_config, text_config
+from mmdiff.config import CROSS_FUSIONS, PREDICTIONS, DiffusionConfig, ModelConfig, ablation_config, resolve_config, text_config
 from mmdiff.diffusion.joint import JointLayout, model_denoiser
 from mmdiff.diffusion.loss import diffusion_loss, drop_captions
 from mmdiff.diffusion.schedule import Schedule
@@ -26,7 +26,7 @@ from mmdiff.training.loop import Trainer
 
 
 def joint_loss_fn(layout: JointLayout, schedule: Schedule, cond_prob: float = 0.0, contrastive_weight: float = 0.0,
-                  contrastive_temperature: float = 0.1, caption_dropout: float = 0.0):
+                  contrastive_temperature: float = 0.1, caption_dropout: float = 0.0, prediction: str = "eps"):
     """Loss on a (video (B, F, 3, H, W), audio (B, 1, T)[, text (B, text_dim)]) batch: video MSE + audio MSE
     at one shared t (+ the CMMD terms when cond_prob / contrastive_weight > 0, see mmdiff.diffusion.loss).
     With text, each caption is replaced by the null caption with probability `caption_dropout` (CFG)."""
@@ -35,9 +35,9 @@ def joint_loss_fn(layout: JointLayout, schedule: Schedule, cond_prob: float = 0.
         video, audio, *rest = batch
         text = drop_captions(rest[0], caption_dropout, generator) if rest else None
         x0 = layout.pack(video if "video" in layout.slices else None, audio if "audio" in layout.slices else None)
-        return diffusion_loss(model_denoiser(model, layout, text), layout, schedule, x0, generator,
-                              cond_prob=cond_prob, contrastive_weight=contrastive_weight,
-                              contrastive_temperature=contrastive_temperature)
+        return diffusion_loss(model_denoiser(model, layout, text, schedule=schedule, prediction=prediction), layout,
+                              schedule, x0, generator, cond_prob=cond_prob, contrastive_weight=contrastive_weight,
+                              contrastive_temperature=contrastive_temperature, prediction=prediction)
 
     return loss
 
@@ -87,6 +87,10 @@ def add_variant_args(p: argparse.ArgumentParser) -> None:
                    help="streams to train: video,audio (joint), or video / audio alone (paper Ours-v / Ours-a)")
     g.add_argument("--cross-fusion", default=None, choices=CROSS_FUSIONS,
                    help="cross-modal layer: rsmma (MM-Diffusion) or easy (CMMD easy fusion); default: the preset's")
+    g.add_argument("--prediction", default=None, choices=PREDICTIONS,
+                   help="what the network predicts: eps (the paper's) or v (Salimans & Ho 2022: its data "
+                        "prediction stays accurate at high noise, which deterministic samplers need; "
+                        "BENCHMARKS.md, 'Why deterministic samplers fail'); default: the preset's (eps)")
     g.add_argument("--contrastive-weight", type=non_negative_float, default=0.0,
                    help="weight of the CMMD contrastive term, 0 = off (default: 0); doubles the model batch")
     g.add_argument("--contrastive-temperature", type=positive_float, default=0.1,
@@ -122,7 +126,7 @@ def check_text_args(args: argparse.Namespace) -> None:
 
 def variant_config(args: argparse.Namespace, cfg: ModelConfig) -> ModelConfig:
     """The preset's config with the ablation and text flags applied; ValueError on settings that do not fit."""
-    cfg = ablation_config(cfg, windows=args.cross_windows, cross_fusion=args.cross_fusion,
+    cfg = ablation_config(cfg, windows=args.cross_windows, cross_fusion=args.cross_fusion, prediction=args.prediction,
                           modalities=tuple(args.modalities.split(",")) if args.modalities else None)
     check_text_args(args)
     if getattr(args, "text_cond", False):
@@ -194,7 +198,8 @@ def main(argv=None) -> int:
             dataset = captioned(dataset, args, info.device)
             text_args = {"text_cond": True, "captions": str(args.captions) if args.captions else None}
         trainer = Trainer(args.out, mmdiff.build_model(cfg), cfg, dcfg, dataset,
-                          joint_loss_fn(JointLayout.from_config(cfg), Schedule(dcfg), **variant_loss_args(args)),
+                          joint_loss_fn(JointLayout.from_config(cfg), Schedule(dcfg), prediction=cfg.prediction,
+                                        **variant_loss_args(args)),
                           train_config(args), info, resume=args.resume,
                           preview_fn=write_previews if args.preview_every else None,
                           train_args={"data": str(args.data), "preset": args.preset, **variant_loss_args(args),

@@ -73,3 +73,17 @@ def test_cmmd_run_logs_the_contrastive_term(tmp_path, cache):
     assert ckpt["model_config"]["cross_fusion"] == "easy" and ckpt["model_config"]["cross_windows"] == [4, 4]
     assert ckpt["train_args"]["contrastive_weight"] == 0.5 and ckpt["train_args"]["cond_prob"] == 0.5
     assert torch.isfinite(torch.tensor(list(r.values()))).all()
+
+
+def test_v_prediction_run_trains_saves_and_samples(tmp_path, cache):
+    from mmdiff.checkpoint import load_model
+    from mmdiff.generate import SamplerOptions, generate
+
+    assert variant_config(parse("--prediction", "v"), TINY).prediction == "v"
+    rows, ckpt = run(tmp_path, cache, "v", "--prediction", "v")
+    assert ckpt["model_config"]["prediction"] == "v"
+    assert all(torch.isfinite(torch.tensor(float(rows[0][k]))) for k in ("loss", "video", "audio"))
+    model, schedule = load_model(tmp_path / "v" / "last.pt")
+    assert model.config.prediction == "v"
+    video, audio = generate(model, num=1, options=SamplerOptions("ddim", steps=3), seed=0, schedule=schedule)
+    assert torch.isfinite(video).all() and torch.isfinite(audio).all()

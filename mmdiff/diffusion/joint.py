@@ -87,25 +87,43 @@ def match_batch(cond: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def model_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tensor | None = None,
-                   shift=None) -> Denoiser:
-    """Adapt `model(video, audio, t[, text]) -> (eps_v, eps_a)` to the flat (x, t) -> eps contract.
+                   shift=None, schedule=None, prediction: str | None = None) -> Denoiser:
+    """Adapt `model(video, audio, t[, text]) -> (out_v, out_a)` to the flat (x, t) -> eps contract.
 
     :param text: (1 or B, text_dim) caption embeddings bound to every call (a text-conditioned model);
         None calls the model without text (the null caption for a text model).
     :param shift: RS-MMA's shift for every call (an int R, or a CPU torch.Generator owned by the caller
         to draw R from, see CoupledUNet.forward); None leaves the model's default.
+    :param schedule: the diffusion schedule; needed when the model predicts v (its output becomes eps).
+    :param prediction: what the model outputs, "eps" or "v"; None: `model.config.prediction` (pass it for a
+        wrapped model, e.g. DistributedDataParallel).
     """
     extra = {} if shift is None else {"shift": shift}
+    prediction = prediction or getattr(getattr(model, "config", None), "prediction", "eps")
+    if prediction == "v" and schedule is None:
+        raise ValueError("a model that predicts v needs the diffusion schedule to give eps")
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         video, audio = layout.unpack(x)
         if text is None:
-            eps_v, eps_a = model(video, audio, t, **extra)
+            out_v, out_a = model(video, audio, t, **extra)
         else:
-            eps_v, eps_a = model(video, audio, t, text=match_batch(text, x.shape[0]).to(x.device), **extra)
-        return layout.pack(eps_v, eps_a).to(x.dtype)
+            out_v, out_a = model(video, audio, t, text=match_batch(text, x.shape[0]).to(x.device), **extra)
+        out = layout.pack(out_v, out_a).to(x.dtype)
+        return v_to_eps(out, x, t, layout, schedule) if prediction == "v" else out
 
     return denoise
+
+
+def v_to_eps(v: torch.Tensor, x: torch.Tensor, t: torch.Tensor, layout: JointLayout, schedule) -> torch.Tensor:
+    """eps (B, D) of a v prediction (B, D) at state x_t (B, D): eps = sqrt(1 - abar) x_t + sqrt(abar) v, each
+    modality at its own level (t (B,) shared or (B, M) in layout order). Exact for the true v =
+    sqrt(abar) eps - sqrt(1 - abar) x0, since x_t = sqrt(abar) x0 + sqrt(1 - abar) eps."""
+    eps = torch.empty_like(v)
+    for k, s in enumerate(layout.slices.values()):
+        ab = schedule.alpha_bar(t if t.ndim == 1 else t[:, k]).to(device=x.device, dtype=x.dtype)[:, None]  # (B, 1)
+        eps[:, s] = (1 - ab).sqrt() * x[:, s] + ab.sqrt() * v[:, s]
+    return eps
 
 
 def zero_mean_audio(denoise: Denoiser, layout: JointLayout, schedule) -> Denoiser:

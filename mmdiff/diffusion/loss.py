@@ -2,7 +2,7 @@
 
 - `diffusion_loss`: epsilon prediction with one timestep shared by both modalities (paper Eq. 7);
   loss = MSE(video eps) + MSE(audio eps) [+ contrastive_weight * contrastive]; every term is also returned
-  separately for logging. The contrastive term (CMMD) is described in contrastive.py.
+  separately for logging. A model that predicts v (ModelConfig.prediction) is trained on the v MSE instead. The contrastive term (CMMD) is described in contrastive.py.
 - `hybrid_loss`: epsilon MSE plus the variational bound term that trains learned variances
   (Improved DDPM's L_hybrid; the super-resolution stage, Table A.1 "learn sigma").
 
@@ -91,24 +91,43 @@ def drop_captions(text: torch.Tensor, p: float, generator: torch.Generator | Non
     return torch.where(drop[:, None], torch.zeros_like(text), text)
 
 
-def denoising_terms(eps: torch.Tensor, batch: NoisyBatch, layout: JointLayout) -> dict[str, torch.Tensor]:
-    """Per-modality eps MSE over the clips where that stream is generated (given streams are masked)."""
+def denoising_terms(eps: torch.Tensor, batch: NoisyBatch, layout: JointLayout,
+                    weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Per-modality eps MSE over the clips where that stream is generated (given streams are masked).
+    :param weight: (B,) per-clip weights of the squared error (None: 1); `target_weight` gives them."""
     terms = {}
     for k, (m, s) in enumerate(layout.slices.items()):
         err = ((eps[:, s] - batch.noise[:, s]) ** 2).mean(dim=1)              # (B,)
+        if weight is not None:
+            err = err * weight
         keep = (~batch.given[:, k]).to(err.dtype)
         terms[m] = (err * keep).sum() / keep.sum().clamp(min=1)
     return terms
 
 
+def target_weight(schedule: Schedule, t: torch.Tensor, prediction: str) -> torch.Tensor | None:
+    """(B,) weights that turn the eps MSE at levels t into the MSE of the model's own target: None for eps;
+    1 / abar_t for v, since eps = sqrt(1 - abar) x_t + sqrt(abar) v makes the eps error sqrt(abar) times the
+    v error (mmdiff.diffusion.joint.v_to_eps)."""
+    if prediction == "eps":
+        return None
+    if prediction != "v":
+        raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+    return schedule.alpha_bar(t).reciprocal().to(torch.float32).to(t.device)
+
+
 def diffusion_loss(denoise: Denoiser, layout: JointLayout, schedule: Schedule, x0: torch.Tensor,
                    generator: torch.Generator | None = None, cond_prob: float = 0.0,
-                   contrastive_weight: float = 0.0, contrastive_temperature: float = 0.1) -> dict[str, torch.Tensor]:
+                   contrastive_weight: float = 0.0, contrastive_temperature: float = 0.1,
+                   prediction: str = "eps") -> dict[str, torch.Tensor]:
     """:param x0: (B, D) clean joint state. Returns {"loss", "video", "audio"} scalars (present modalities),
-    plus the unweighted "contrastive" term when contrastive_weight > 0."""
+    plus the unweighted "contrastive" term when contrastive_weight > 0.
+    :param prediction: the model's target, "eps" or "v" (`denoise` returns eps either way, model_denoiser);
+        each stream's term is the MSE of that target."""
     batch = draw_noisy_batch(layout, schedule, x0, generator, cond_prob)
+    weight = target_weight(schedule, batch.t, prediction)
     if contrastive_weight <= 0:
-        terms = denoising_terms(denoise(batch.x_t, batch.model_t()), batch, layout)
+        terms = denoising_terms(denoise(batch.x_t, batch.model_t()), batch, layout, weight)
         terms["loss"] = sum(terms.values())
         return terms
     if len(layout.slices) != 2:
@@ -117,7 +136,7 @@ def diffusion_loss(denoise: Denoiser, layout: JointLayout, schedule: Schedule, x
     x_neg = noise_state(layout, schedule, mismatched_x0(layout, x0, scored), batch.t, batch.noise, batch.given)
     t = batch.model_t()
     eps, eps_neg = denoise(torch.cat([batch.x_t, x_neg]), torch.cat([t, t])).chunk(2)   # one pass: DDP-safe
-    terms = denoising_terms(eps, batch, layout)
+    terms = denoising_terms(eps, batch, layout, weight)
     terms["contrastive"] = contrastive_term(eps, eps_neg, batch.noise, scored, layout, contrastive_temperature)
     terms["loss"] = sum(v for k, v in terms.items() if k != "contrastive") + contrastive_weight * terms["contrastive"]
     return terms
