@@ -6,7 +6,8 @@ clips, levels and noise for every checkpoint, so that models are compared where 
 Prints one JSON line per checkpoint: {"ckpt", "video": [eps MSE per bucket], "audio": [...]} (streams the model
 has), "video_x0" / "audio_x0": the MSE of the data prediction x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) per
 bucket, and "video_var" / "audio_var": the clips' per-coordinate variance, the x0 MSE of the best constant guess
-(what an exact denoiser's x0 MSE tends to as t -> T), buckets of equal width over [0, T), EMA weights, clips 0..N-1 of the folder in order.
+(what an exact denoiser's x0 MSE tends to as t -> T); buckets of equal width over [0, T), EMA weights,
+clips 0..N-1 of the folder in order.
 """
 from __future__ import annotations
 

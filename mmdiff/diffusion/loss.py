@@ -2,7 +2,8 @@
 
 - `diffusion_loss`: epsilon prediction with one timestep shared by both modalities (paper Eq. 7);
   loss = MSE(video eps) + MSE(audio eps) [+ contrastive_weight * contrastive]; every term is also returned
-  separately for logging. A model that predicts v (ModelConfig.prediction) is trained on the v MSE instead. The contrastive term (CMMD) is described in contrastive.py.
+  separately for logging. A model that predicts v (ModelConfig.prediction) is trained on the v MSE instead.
+  The contrastive term (CMMD) is described in contrastive.py.
 - `hybrid_loss`: epsilon MSE plus the variational bound term that trains learned variances
   (Improved DDPM's L_hybrid; the super-resolution stage, Table A.1 "learn sigma").
 
