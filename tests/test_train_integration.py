@@ -116,6 +116,34 @@ def test_init_from_starts_a_new_run_from_another_runs_ema(tmp_path, cache):
                 init_from=str(tmp_path / "src" / "last.pt"))
 
 
+def test_init_from_an_unconditional_run_starts_a_text_v_run_as_the_same_model(tmp_path, cache):
+    """--init-from UNCOND --text-cond --prediction v: the shared weights are the source's EMA, the new caption
+    branch keeps its zero last layer, so every caption gives the source's output at step 0."""
+    from mmdiff.config import text_config
+    trainer(tmp_path / "src", cache, steps=3).run()
+    src = load_checkpoint(tmp_path / "src" / "last.pt")
+    cfg = text_config(SMALL).replace(prediction="v", inference_shift="zero")   # no random RS-MMA draws
+    t = trainer(tmp_path / "ft", cache, steps=2, cfg=cfg, init_from=str(tmp_path / "src" / "last.pt"))
+    shared = {k: v for k, v in t.model.state_dict().items() if not k.startswith("text_mlp.")}
+    assert set(shared) == set(src["ema"])
+    for name, tensor in shared.items():
+        torch.testing.assert_close(tensor, src["ema"][name], rtol=0, atol=0, msg=name)
+    plain = mmdiff.build_model(SMALL.replace(inference_shift="zero"))
+    plain.load_state_dict(src["ema"])
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(2, SMALL.video_frames, 3, SMALL.video_size, SMALL.video_size, generator=g)
+    audio = torch.randn(2, 1, SMALL.audio_samples, generator=g)
+    steps = torch.tensor([10, 900])
+    caption = torch.nn.functional.normalize(torch.randn(2, cfg.text_dim, generator=g), dim=-1)
+    t.model.eval(), plain.eval()
+    with torch.no_grad():
+        for got, want in zip(t.model(video, audio, steps, text=caption), plain(video, audio, steps)):
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with pytest.raises(CheckpointError, match="do not fit"):      # other weights are still refused
+        trainer(tmp_path / "bad", cache, steps=2, cfg=text_config(SMALL.replace(base_channels=16, head_dim=16)),
+                init_from=str(tmp_path / "src" / "last.pt"))
+
+
 def test_a_kill_during_a_save_leaves_the_last_checkpoint_intact(tmp_path, cache, monkeypatch):
     t = trainer(tmp_path / "run", cache, steps=3)
     t.run()

@@ -88,6 +88,19 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2 ** 63)
 
 
+def _with_new_text_branch(ckpt: dict, source, target, model: torch.nn.Module) -> dict:
+    """`ckpt` with the fresh caption branch (text_mlp.*) of `model` added to its weights when `target` adds text
+    conditioning to a `source` config without it; unchanged otherwise."""
+    if not (getattr(target, "text_dim", 0) and not getattr(source, "text_dim", 0)):
+        return ckpt
+    fresh = {k: v for k, v in model.state_dict().items() if k.startswith("text_mlp.")}
+    out = dict(ckpt)
+    for key in ("ema", "model"):
+        if out.get(key) is not None:
+            out[key] = {**out[key], **fresh}
+    return out
+
+
 def _rng_state(device: torch.device) -> dict:
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -147,9 +160,12 @@ class Trainer:
 
     def _init_from(self, path: str | Path) -> None:
         """Start from another checkpoint's weights (its EMA when it has one): same architecture, any flags
-        that leave the parameters alone (e.g. --no-random-shift); optimizer and step start afresh."""
+        that leave the parameters alone (e.g. --no-random-shift, --prediction); optimizer and step start afresh.
+        An unconditional checkpoint may start a --text-cond run: the caption branch keeps its fresh init, whose
+        zero last layer makes the new model equal to the one it extends."""
         ckpt = load_checkpoint(path, map_location=self.dist.device)
-        checkpoint_config(ckpt, path, self.model_config.KIND)
+        source = checkpoint_config(ckpt, path, self.model_config.KIND)
+        ckpt = _with_new_text_branch(ckpt, source, self.model_config, self.model)
         try:
             load_weights(self.model, ckpt, path, use_ema=True, device=self.dist.device)
         except CheckpointError as e:                           # missing keys or shapes of another size
