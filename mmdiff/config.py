@@ -85,6 +85,10 @@ class ModelConfig(_ConfigIO):
     # step embedding, so it reaches every block's scale-shift. 0 / "" = unconditional (older checkpoints).
     text_dim: int = 0                # width of the caption embedding (384 for all-MiniLM-L6-v2)
     text_encoder: str = ""           # the frozen encoder that makes it (a TEXT_ENCODERS key), "" without text
+    text_scale: float = 1.0          # the caption embedding is multiplied by this before the MLP. The encoder's
+                                     # embeddings have unit length (entries ~ 1/sqrt(text_dim)), so at 1.0 (older
+                                     # text checkpoints) the MLP's first layer sees a signal ~20x below what its init
+                                     # assumes; text_config sets sqrt(text_dim): entries of unit scale (docs/text.md)
     # --- switches for the released MM-Diffusion architecture (README "The model"); the defaults
     # rebuild checkpoints saved before they existed unchanged --------------------------------------------
     audio_dilation_schedule: str = "mirrored"  # "mirrored": 2**(k mod cycle) from k = 0, mirrored in the decoder;
@@ -363,7 +367,8 @@ def text_config(base: ModelConfig, encoder: str = "all-MiniLM-L6-v2") -> ModelCo
     """`base` conditioned on captions embedded by the frozen `encoder` (mmdiff.train --text-cond)."""
     if encoder not in TEXT_ENCODERS:
         raise ValueError(f"unknown text encoder {encoder!r}; choose one of {sorted(TEXT_ENCODERS)}")
-    return base.replace(text_dim=TEXT_ENCODERS[encoder], text_encoder=encoder)
+    dim = TEXT_ENCODERS[encoder]
+    return base.replace(text_dim=dim, text_encoder=encoder, text_scale=float(dim) ** 0.5)
 
 
 # Named ablation configs of the paper model: "paper-w111" ... (Table 3), "paper-no-rs" (Table 4),

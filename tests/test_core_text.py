@@ -54,6 +54,21 @@ def test_config_fields_default_to_no_text_and_old_dicts_load():
         SMALL.replace(text_dim=384)
 
 
+def test_caption_enters_at_unit_scale_and_older_text_checkpoints_keep_theirs(model):
+    """text_config scales the unit-length caption by sqrt(384) before the MLP; a config saved before
+    text_scale existed rebuilds with 1.0, its old behaviour."""
+    assert TEXT.text_scale == pytest.approx(384 ** 0.5)
+    old = {k: v for k, v in TEXT.to_dict().items() if k != "text_scale"}
+    assert ModelConfig.from_dict(old).text_scale == 1.0
+    text = captions(2)
+    with torch.no_grad():
+        got = model._text_embedding(text, 2)
+        want = model.text_mlp[2](torch.nn.functional.silu(text @ model.text_mlp[0].weight.T * 384 ** 0.5
+                                                           + model.text_mlp[0].bias))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert float(model.text_mlp[0](text * 384 ** 0.5).std()) > 0.3     # unit-scale activations, not ~0.03
+
+
 def test_caption_changes_the_output_and_gets_gradient(model):
     video, audio, t = inputs()
     text = captions(2)

@@ -160,7 +160,7 @@ class CoupledUNet(nn.Module):
         if not isinstance(text, torch.Tensor) or not text.is_floating_point() or tuple(text.shape) != (b, dim):
             raise ValueError(f"text must be a float tensor of shape ({b}, {dim}) (one {self.config.text_encoder} "
                              f"embedding per sample), got {tuple(getattr(text, 'shape', ()))}")
-        return self.text_mlp(text.to(weight.dtype))
+        return self.text_mlp(text.to(weight.dtype) * self.config.text_scale)
 
     def _embed(self, t: torch.Tensor, text: torch.Tensor | None = None):
         """(B,) -> (B, E) shared step embedding; (B, 2) -> (video's (B, E), audio's (B, E)); plus the caption's."""
