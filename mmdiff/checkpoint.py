@@ -157,6 +157,27 @@ def load_sr_model(path: str | os.PathLike, device: str | torch.device = "cpu", u
     return model, Schedule(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
 
 
+def without_text(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write `src` (a text-conditioned joint checkpoint) as the unconditional model it is with the null caption:
+    the caption branch's output for the null (all-zero) caption is a constant, added to the step embedding,
+    so it folds into the bias of the step MLP's last layer; config text_dim 0, EMA weights only. Its output
+    equals `src`'s with text=None (up to float rounding). For a text run whose prompts are not followed."""
+    ckpt = load_checkpoint(src)
+    cfg = checkpoint_config(ckpt, src, "joint")
+    if not cfg.text_dim:
+        raise CheckpointError(f"{src} has no text branch (text_dim 0)")
+    weights = dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
+    w1, b1 = weights.pop("text_mlp.0.weight"), weights.pop("text_mlp.0.bias")
+    w2, b2 = weights.pop("text_mlp.2.weight"), weights.pop("text_mlp.2.bias")
+    null = torch.nn.functional.linear(torch.nn.functional.silu(b1), w2, b2)      # text_mlp(0): W1 @ 0 = 0
+    weights["time_mlp.2.bias"] = weights["time_mlp.2.bias"] + null
+    plain = cfg.replace(text_dim=0, text_encoder="", text_scale=1.0)
+    train_args = dict(ckpt.get("train_args") or {}, folded_null_caption=True)
+    return save_checkpoint(dst, model_config=plain, diffusion_config=DiffusionConfig.from_dict(ckpt["diffusion_config"]),
+                           model=None, ema=weights, step=ckpt["step"], train_args=train_args,
+                           metrics=ckpt.get("metrics"))
+
+
 def export_inference(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
     """Write a small inference checkpoint: config + EMA weights only (no optimizer, no raw weights)."""
     ckpt = load_checkpoint(src)

@@ -207,3 +207,24 @@ def test_text_model_trains_through_the_joint_loss(model):
     assert model.text_mlp[0].weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
     model.eval()
+
+
+def test_without_text_folds_the_null_caption_exactly(tmp_path, model):
+    """mmdiff.checkpoint.without_text: an unconditional checkpoint whose output is the text model's with the
+    null caption (both timestep layouts), with no text weights left."""
+    from mmdiff.checkpoint import CheckpointError, load_model, save_checkpoint, without_text
+    from mmdiff.config import DiffusionConfig
+
+    src = save_checkpoint(tmp_path / "text.pt", model_config=model.config, diffusion_config=DiffusionConfig(),
+                          model=None, ema=model.state_dict(), step=7)
+    plain, _ = load_model(without_text(src, tmp_path / "plain.pt"))
+    assert plain.config.text_dim == 0 and not any("text" in k for k in plain.state_dict())
+    video, audio, t = inputs()
+    with torch.no_grad():
+        for steps in (t, torch.stack([t, t.flip(0)], dim=1)):
+            for got, want in zip(plain(video, audio, steps), model(video, audio, steps)):
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        differs = model(video, audio, t, text=captions(2))[0]
+    assert not torch.allclose(differs, plain(video, audio, t)[0], atol=1e-4)     # a caption did matter
+    with pytest.raises(CheckpointError, match="no text branch"):
+        without_text(tmp_path / "plain.pt", tmp_path / "again.pt")
