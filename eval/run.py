@@ -38,9 +38,17 @@ def fake_source(args, cfg: ProtocolConfig):
         return FolderSource(args.fake, cfg.frames, cfg.video_size, cfg.needs_audio, "fake", cfg.video_resize)
     options = check_generation(cfg)
     check_checkpoint(args.ckpt)                 # a bad file fails now, not after minutes of real features
+    print(generation_plan(cfg), file=sys.stderr)
     return GeneratedSource(args.ckpt, cfg.num_samples * cfg.runs, cfg.seed, cfg.batch_size, cfg.device,
                            cfg.sampler, cfg.steps, cfg.video_size, upscale=args.upscale, frames=cfg.frames,
                            options=options, resize=cfg.video_resize)
+
+
+def generation_plan(cfg: ProtocolConfig) -> str:
+    """What --ckpt will generate, said before it starts: N per run times the protocol's runs."""
+    total = cfg.num_samples * cfg.runs
+    hint = " (--runs 1 for one set)" if cfg.runs > 1 else ""
+    return f"generating {total:,} clips: {cfg.runs} run(s) of N = {cfg.num_samples:,}{hint}"
 
 
 def check_generation(cfg: ProtocolConfig):

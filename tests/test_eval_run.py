@@ -710,3 +710,16 @@ def test_csv_neutralises_formulas_but_keeps_negative_numbers(tmp_path):
     rows = list(csv.DictReader(path.open()))
     assert rows[0]["kvd"] == "-0.12" and rows[1]["kvd"] == "-0.12"
     assert rows[0]["card.fake"] == "'=HYPERLINK(\"http://x\")" and rows[0]["card.extractors.i3d.a"] == "'@x"
+
+
+def test_generation_plan_counts_every_run():
+    """--num-samples is per run: without --runs, --ckpt generates N times the protocol's runs, said up front."""
+    from eval.run import config_from_args, generation_plan, parse_args
+
+    base = ["--real", "r", "--ckpt", "m.pt", "--metric", "fvd", "--num-samples", "128"]
+    cfg = config_from_args(parse_args(base))
+    assert generation_plan(cfg) == f"generating {128 * cfg.runs:,} clips: {cfg.runs} run(s) of N = 128" + \
+        (" (--runs 1 for one set)" if cfg.runs > 1 else "")
+    assert cfg.runs == 6                                   # the default protocol's runs, as the paper's
+    one = config_from_args(parse_args(base + ["--runs", "1"]))
+    assert generation_plan(one) == "generating 128 clips: 1 run(s) of N = 128"
