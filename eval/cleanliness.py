@@ -31,13 +31,19 @@ def pixel_hf(video: np.ndarray) -> np.ndarray:
     return 0.5 * (dx.mean(axis=(1, 2, 3, 4)) + dy.mean(axis=(1, 2, 3, 4)))
 
 
+def window_rms(audio: np.ndarray, rate: int, window_s: float) -> np.ndarray:
+    """(N, T) waveforms -> (N, n) float64 RMS of the n whole consecutive windows of `window_s` seconds."""
+    a = audio.astype(np.float64)
+    win = max(1, round(window_s * rate))
+    n = a.shape[1] // win
+    return np.sqrt((a[:, :n * win].reshape(a.shape[0], n, win) ** 2).mean(axis=2))
+
+
 def audio_levels(audio: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, T) waveforms in [-1, 1] -> ((N,) overall RMS, (N,) RMS of the quietest windows)."""
-    a = audio.astype(np.float64)
-    rms = np.sqrt((a ** 2).mean(axis=1))
-    win = max(1, round(FLOOR_WINDOW_S * rate))
-    n = a.shape[1] // win
-    per_window = np.sqrt((a[:, :n * win].reshape(a.shape[0], n, win) ** 2).mean(axis=2))   # (N, n)
+    rms = np.sqrt((audio.astype(np.float64) ** 2).mean(axis=1))
+    per_window = window_rms(audio, rate, FLOOR_WINDOW_S)                                    # (N, n)
+    n = per_window.shape[1]
     quiet = np.sort(per_window, axis=1)[:, :max(1, int(n * FLOOR_QUANTILE))]
     return rms, np.sqrt((quiet ** 2).mean(axis=1))
 

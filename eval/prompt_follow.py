@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from eval.cleanliness import window_rms
 from mmdiff.data.synthetic import CLASSES
 
 MIN_CHANGE = 30             # a pixel whose value ranges over more than this (0-255) in time is the object's
@@ -54,7 +55,7 @@ def video_class(video: np.ndarray) -> np.ndarray:
     vivid = np.take_along_axis(v, saturation.argmax(axis=1)[:, None, ..., None], axis=1)[:, 0]   # (N, H, W, 3)
     colours = np.array([c.rgb for c in CLASSES], dtype=np.float32)                  # (K, 3)
     nearest = (vivid @ (colours / np.linalg.norm(colours, axis=1, keepdims=True)).T).argmax(axis=-1)  # (N, H, W)
-    votes = (change > MIN_CHANGE) & (vivid.max(axis=-1) - vivid.min(axis=-1) > MIN_SATURATION)
+    votes = (change > MIN_CHANGE) & (saturation.max(axis=1) > MIN_SATURATION)     # vivid's own saturation
     counts = np.stack([(votes & (nearest == k)).sum(axis=(1, 2)) for k in range(len(CLASSES))], axis=-1)
     return counts.argmax(axis=1)                                                     # (N, K) -> (N,)
 
@@ -66,18 +67,11 @@ def audio_class(audio: np.ndarray, rate: int) -> np.ndarray:
     return bands.argmax(axis=1)
 
 
-def envelope(audio: np.ndarray, rate: int) -> np.ndarray:
-    """(T,) waveform -> (W,) RMS of consecutive ENVELOPE_WINDOW_S windows."""
-    win = max(1, round(ENVELOPE_WINDOW_S * rate))
-    n = audio.shape[0] // win
-    return np.sqrt((audio[:n * win].astype(np.float64).reshape(n, win) ** 2).mean(axis=1))
-
-
 def event_count(audio: np.ndarray, rate: int) -> np.ndarray:
-    """(N, T) waveforms -> (N,) number of audio events (envelope peaks)."""
+    """(N, T) waveforms -> (N,) number of audio events (peaks of the ENVELOPE_WINDOW_S RMS envelope)."""
     out = []
-    for clip in audio:
-        env = np.pad(envelope(clip, rate), 1)           # a peak in the first or last window still counts
+    for env in window_rms(audio, rate, ENVELOPE_WINDOW_S):
+        env = np.pad(env, 1)                            # a peak in the first or last window still counts
         height = max(PEAK_FLOOR, PEAK_FRACTION * float(env.max()))
         peaks, _ = signal.find_peaks(env, height=height, distance=max(1, round(PEAK_GAP_S / ENVELOPE_WINDOW_S)))
         out.append(len(peaks))

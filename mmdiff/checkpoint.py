@@ -157,6 +157,11 @@ def load_sr_model(path: str | os.PathLike, device: str | torch.device = "cpu", u
     return model, Schedule(DiffusionConfig.from_dict(ckpt["diffusion_config"]))
 
 
+def inference_weights(ckpt: dict) -> dict:
+    """The weights a checkpoint samples with: its EMA when it has one, else its raw weights."""
+    return ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
+
+
 def without_text(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Write `src` (a text-conditioned joint checkpoint) as the unconditional model it is with the null caption:
     the caption branch's output for the null (all-zero) caption is a constant, added to the step embedding,
@@ -166,7 +171,7 @@ def without_text(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     cfg = checkpoint_config(ckpt, src, "joint")
     if not cfg.text_dim:
         raise CheckpointError(f"{src} has no text branch (text_dim 0)")
-    weights = dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
+    weights = dict(inference_weights(ckpt))
     w1, b1 = weights.pop("text_mlp.0.weight"), weights.pop("text_mlp.0.bias")
     w2, b2 = weights.pop("text_mlp.2.weight"), weights.pop("text_mlp.2.bias")
     null = torch.nn.functional.linear(torch.nn.functional.silu(b1), w2, b2)      # text_mlp(0): W1 @ 0 = 0
@@ -181,8 +186,7 @@ def without_text(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 def export_inference(src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
     """Write a small inference checkpoint: config + EMA weights only (no optimizer, no raw weights)."""
     ckpt = load_checkpoint(src)
-    weights = ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"]
-    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
+    weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in inference_weights(ckpt).items()}
     return save_checkpoint(dst, model_config=checkpoint_config(ckpt, src),
                            diffusion_config=DiffusionConfig.from_dict(ckpt["diffusion_config"]),
                            model=None, ema=weights, step=ckpt["step"], train_args=ckpt.get("train_args"),
