@@ -103,6 +103,11 @@ def checkpoint_kind(ckpt: dict) -> str:
     return ckpt.get("kind", "joint")
 
 
+def lineage_steps(ckpt: dict) -> int:
+    """Training steps behind a checkpoint: its own run's, plus those of the runs it was --init-from."""
+    return int(ckpt.get("step") or 0) + int((ckpt.get("train_args") or {}).get("init_steps") or 0)
+
+
 def checkpoint_config(ckpt: dict, path: str | os.PathLike = "checkpoint", kind: str | None = None):
     """The ModelConfig or SRConfig a loaded checkpoint describes; with `kind`, insist on that kind."""
     found = checkpoint_kind(ckpt)

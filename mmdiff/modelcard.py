@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmdiff.checkpoint import checkpoint_config, load_checkpoint
+from mmdiff.checkpoint import checkpoint_config, lineage_steps, load_checkpoint
 from mmdiff.config import ModelConfig
 from mmdiff.defaults import DEFAULT_CHECKPOINT
 
@@ -23,7 +23,8 @@ SYNTHETIC_CLI = "python -m mmdiff.data.synthetic"
 class ModelCard:
     name: str                        # file name
     config: ModelConfig
-    step: int = 0                    # training steps done
+    step: int = 0                    # training steps done, with those of the runs it was --init-from
+    run_step: int = 0                # of them, in its own run
     train_args: dict = field(default_factory=dict)
     shipped: bool = False            # the shipped default (mmdiff/assets/tiny-synthetic.pt)
 
@@ -41,7 +42,8 @@ def read_card(path: str | os.PathLike | None = None) -> ModelCard:
     """The card of a joint checkpoint (None: the shipped default); CheckpointError as load_model would raise."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     ckpt = load_checkpoint(path, mmap=True)           # the weights stay on disk
-    return ModelCard(name=path.name, config=checkpoint_config(ckpt, path, "joint"), step=int(ckpt.get("step") or 0),
+    return ModelCard(name=path.name, config=checkpoint_config(ckpt, path, "joint"), step=lineage_steps(ckpt),
+                     run_step=int(ckpt.get("step") or 0),
                      train_args=dict(ckpt.get("train_args") or {}),
                      shipped=path.resolve() == DEFAULT_CHECKPOINT.resolve())
 
@@ -80,6 +82,8 @@ def output_words(cfg: ModelConfig) -> str:
 
 def training_words(card: ModelCard) -> str:
     steps = f"{card.step:,} training steps" if card.step else "training steps not recorded"
+    if card.step and card.run_step < card.step:
+        steps += f", the last {card.run_step:,} fine-tuning an earlier run"
     if card.synthetic:
         return (f"Trained ({steps}) only on the synthetic generator's clips ({SYNTHETIC_CLI}): "
                 f"{synthetic_scene()}.")

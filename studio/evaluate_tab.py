@@ -69,7 +69,7 @@ def build(ctx: StudioContext, cache_dir: str):
     with gr.Column(visible=False) as model_inputs:          # shown for "samples of a model" (source_inputs)
         choice, upload, scope = model_picker(ctx, prefix="eval")
         watch_model(ctx, choice, upload, scope)
-        # the Generate tab's own controls: the same samplers, defaults (stochastic DDIM 50, eta 1) and ranges
+        # the Generate tab's own controls: the same samplers, defaults (DPM-Solver++ 20) and ranges
         sampler, steps, _, _, eta, order = sampler_controls(ctx, batch=False, prefix="eval", show_seed=False)
     ticks, note = weight_ticks(DEFAULT_METRICS, None)
     with gr.Row():
@@ -93,7 +93,7 @@ def build(ctx: StudioContext, cache_dir: str):
 
     @ctx.handler(JOB)
     def evaluate(real, source, fake, choice, upload, metrics, num, runs, steps, weights_dir,
-                 sampler="ddim", eta=1.0, order=3, protocol="mmdiff",
+                 sampler="dpm-solver++", eta=0.0, order=3, protocol="mmdiff",
                  request: gr.Request = None, progress=gr.Progress(track_tqdm=True)):
         if not metrics:
             raise user_error("choose at least one metric")

@@ -346,9 +346,9 @@ def test_training_monitor(studio):
         studio["client"].predict("media", api_name="/monitor")
 
 
-def test_training_monitor_shows_the_shipped_two_stage_run(studio):
+def test_training_monitor_shows_the_shipped_four_stage_run(studio):
     md, curve, v0, v1 = studio["client"].predict(api_name="/monitor_shipped_run")
-    assert "stage 2 of 2, step 6560" in md and "stage1-log.csv" in md and "shown after step 3940" in md
+    assert "stage 4 of 4, step 1800" in md and "stage3-log.csv" in md and "shown after step 12400" in md
     assert "no previews yet" in md and "--preview-every" in md and v0 is None and v1 is None
     assert curve.endswith(".png")
 
@@ -481,7 +481,7 @@ def test_examples_list_settings_and_the_shipped_synthetic_clips(studio):
 
     datasets = [b for b in studio["demo"].blocks.values() if isinstance(b, gr.Dataset)]
     labels = " | ".join(" | ".join(d.sample_labels or []) for d in datasets)
-    assert "stochastic DDIM, 50 steps, seed 1, 4 clips" in labels
+    assert "DPM-Solver++, 20 steps, seed 1, 4 clips (the default" in labels
     assert "video → audio: a red ball bounces twice" in labels and "audio → video: a blue ball" in labels
     captions = [row[0] for d in datasets for row in d.samples if isinstance(row[0], str) and "ball bounces" in row[0]]
     assert captions, "example prompts from the synthetic captions"

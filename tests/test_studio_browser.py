@@ -46,7 +46,7 @@ def test_generate_play_spectrogram_and_bad_upload(served):
             scope.wait_for(state="visible", timeout=60_000)
             assert "unconditional" in scope.inner_text() and "out of distribution" in scope.inner_text()
             assert not page.locator("#gen-text").is_visible()
-            example = page.get_by_text("stochastic DDIM, 50 steps, seed 3, 4 clips").first          # the examples
+            example = page.get_by_text("deterministic DDIM, 20 steps, seed 3, 4 clips").first          # the examples
             example.wait_for(state="visible", timeout=30_000)
             page.locator("#gen-random-seed").click()
             page.wait_for_function("document.querySelector('#gen-seed input').value !== '0'", timeout=30_000)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from studio_fixtures import tiny_checkpoint
 
-from mmdiff.checkpoint import CheckpointError
+from mmdiff.checkpoint import CheckpointError, load_checkpoint
 from mmdiff.jobs import JobCancelled, JobSpec, ModelStore, find_checkpoints, run_generation
 from mmdiff.training.runview import RunFolderError, read_run
 
@@ -136,15 +136,18 @@ def test_stages_share_one_step_axis(tmp_path):
     assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
 
 
-def test_the_shipped_run_has_both_stages(tmp_path):
+def test_the_shipped_run_has_its_four_stages(tmp_path):
     from mmdiff.training.runview import SHIPPED_RUN, loss_curve
 
     run = read_run(SHIPPED_RUN)
-    s1, s2 = run.stages
-    assert (s1.log.name, s2.log.name) == ("stage1-log.csv", "log.csv")
-    assert s1.last_step == 3940 and s2.offset == 3940 and s2.last_step == 6560     # README: 3,900 + 6,560 steps
-    assert float(s1.rows[0]["loss"]) > 1 > 0.1 > run.smoothed()                    # from scratch, then fine-tuned
-    assert run.describe().startswith("stage 2 of 2, step 6560, loss 0.0")
+    assert [s.log.name for s in run.stages] == ["stage1-log.csv", "stage2-log.csv", "stage3-log.csv", "log.csv"]
+    # README: 3,900 from scratch + 6,560 fine-tuned (eps), then 1,900 + 1,800 with v-prediction (logged steps)
+    assert [s.last_step for s in run.stages] == [3940, 6560, 1900, 1800]
+    assert [s.offset for s in run.stages] == [0, 3940, 10500, 12400]
+    assert float(run.stages[0].rows[0]["loss"]) > 1 > 0.1 > run.smoothed()          # from scratch, then fine-tuned
+    assert run.describe().startswith("stage 4 of 4, step 1800, loss 0.0")
+    ckpt = load_checkpoint(run.checkpoint)                                           # it resumes as the README says
+    assert ckpt["step"] == 1800 and ckpt["model_config"]["prediction"] == "v" and ckpt["optimizer"] is not None
     assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
 
 

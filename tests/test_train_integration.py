@@ -116,6 +116,20 @@ def test_init_from_starts_a_new_run_from_another_runs_ema(tmp_path, cache):
                 init_from=str(tmp_path / "src" / "last.pt"))
 
 
+def test_a_fine_tune_counts_the_steps_of_the_runs_it_started_from(tmp_path, cache):
+    """src 3 steps -> ft 2 steps (--init-from src) -> ft2 2 steps (--init-from ft), ft2 stopped at 1 and resumed:
+    the card of each says how many steps are behind its weights, and a resume keeps the count."""
+    from mmdiff.modelcard import read_card, scope_line
+    trainer(tmp_path / "src", cache, steps=3).run()
+    trainer(tmp_path / "ft", cache, steps=2, init_from=str(tmp_path / "src" / "last.pt")).run()
+    trainer(tmp_path / "ft2", cache, steps=1, save_every=1, init_from=str(tmp_path / "ft" / "last.pt")).run()
+    trainer(tmp_path / "ft2", cache, steps=2, resume=True).run()
+    assert [read_card(tmp_path / r / "last.pt").step for r in ("src", "ft", "ft2")] == [3, 5, 7]
+    card = read_card(tmp_path / "ft2" / "last.pt")
+    assert card.run_step == 2 and "7 training steps, the last 2 fine-tuning an earlier run" in scope_line(card)
+    assert "fine-tuning" not in scope_line(read_card(tmp_path / "src" / "last.pt"))
+
+
 def test_init_from_an_unconditional_run_starts_a_text_v_run_as_the_same_model(tmp_path, cache):
     """--init-from UNCOND --text-cond --prediction v: the shared weights are the source's EMA, the new caption
     branch keeps its zero last layer, so every caption gives the source's output at step 0."""

@@ -17,7 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from mmdiff.checkpoint import CheckpointError, checkpoint_config, load_checkpoint, load_weights, save_checkpoint
+from mmdiff.checkpoint import (CheckpointError, checkpoint_config, lineage_steps, load_checkpoint, load_weights,
+                               save_checkpoint)
 from mmdiff.config import DiffusionConfig, ModelConfig, SRConfig
 from mmdiff.outdir import FolderLock
 from mmdiff.training.distributed import DistInfo, all_reduce_mean, batch_indices
@@ -157,6 +158,8 @@ class Trainer:
                 group["lr"] = self.cfg.lr
         self.ema.load_state_dict(ckpt["ema"], ckpt["step"])
         self.step = int(ckpt["step"])
+        if (ckpt.get("train_args") or {}).get("init_steps"):            # the steps of the run it started from
+            self.train_args["init_steps"] = int(ckpt["train_args"]["init_steps"])
 
     def _init_from(self, path: str | Path) -> None:
         """Start from another checkpoint's weights (its EMA when it has one): same architecture, any flags
@@ -165,6 +168,7 @@ class Trainer:
         zero last layer makes the new model equal to the one it extends."""
         ckpt = load_checkpoint(path, map_location=self.dist.device)
         source = checkpoint_config(ckpt, path, self.model_config.KIND)
+        self.train_args["init_steps"] = lineage_steps(ckpt)
         ckpt = _with_new_text_branch(ckpt, source, self.model_config, self.model)
         try:
             load_weights(self.model, ckpt, path, use_ema=True, device=self.dist.device)
