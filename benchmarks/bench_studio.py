@@ -4,10 +4,10 @@
     python -m benchmarks.bench_studio --ckpt runs/tiny/last.pt --repeat 5
 
 Starts `python app.py` in a fresh process, measures (1) the time until the page answers HTTP 200 and
-until chromium shows the Generate button, (2) for the tab's default settings (stochastic DDIM, 50 steps,
-eta 1, batch 1) the time from the click to the first clip's <video> reaching readyState >= 3 (can play),
-and (3) in-process, the sampler alone (DPM-Solver++ 20, the paper's; the tab's DDIM 50 costs 2.5x the model
-calls) and writing the clip (mp4 + wav, the display copy, the spectrogram figure).
+until chromium shows the Generate button, (2) for the tab's default settings (DPM-Solver++, 20 steps,
+batch 1) the time from the click to the first clip's <video> reaching readyState >= 3 (can play),
+and (3) in-process, the sampler alone (the same DPM-Solver++ 20) and writing the clip (mp4 + wav, the display
+copy, the spectrogram figure).
 Timings depend only on the architecture, so a random-weight tiny checkpoint times like the trained one.
 """
 from __future__ import annotations

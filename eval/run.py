@@ -143,7 +143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g = p.add_argument_group("sampler settings of --ckpt (mmdiff.generate.SamplerOptions; in the card and the cache key)")
     g.add_argument("--sampler", default="dpm-solver++", help="ddpm, ddim or dpm-solver++ (default)")
     g.add_argument("--steps", type=int, default=20, help="sampling steps (DDPM always uses all of them)")
-    g.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0; the studio recommends DDIM 50 with eta 1)")
+    g.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0: deterministic; 1: stochastic, DDPM-like)")
     g.add_argument("--order", type=int, default=3, help="DPM-Solver++ order, 1-3 (default 3)")
     g.add_argument("--no-clip-denoised", action="store_true", help="do not clamp x0 estimates to [-1, 1]")
     g.add_argument("--keep-audio-dc", action="store_true", help="do not project audio x0 estimates onto zero mean")
