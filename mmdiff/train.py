@@ -26,10 +26,12 @@ from mmdiff.training.loop import Trainer
 
 
 def joint_loss_fn(layout: JointLayout, schedule: Schedule, cond_prob: float = 0.0, contrastive_weight: float = 0.0,
-                  contrastive_temperature: float = 0.1, caption_dropout: float = 0.0, prediction: str = "eps"):
+                  contrastive_temperature: float = 0.1, caption_dropout: float = 0.0, prediction: str = "eps",
+                  min_t: int = 0):
     """Loss on a (video (B, F, 3, H, W), audio (B, 1, T)[, text (B, text_dim)]) batch: video MSE + audio MSE
-    at one shared t (+ the CMMD terms when cond_prob / contrastive_weight > 0, see mmdiff.diffusion.loss).
-    With text, each caption is replaced by the null caption with probability `caption_dropout` (CFG)."""
+    at one shared t in [min_t, T) (+ the CMMD terms when cond_prob / contrastive_weight > 0, see
+    mmdiff.diffusion.loss). With text, each caption is replaced by the null caption with probability
+    `caption_dropout` (CFG)."""
 
     def loss(model, batch, generator):
         video, audio, *rest = batch
@@ -37,7 +39,7 @@ def joint_loss_fn(layout: JointLayout, schedule: Schedule, cond_prob: float = 0.
         x0 = layout.pack(video if "video" in layout.slices else None, audio if "audio" in layout.slices else None)
         return diffusion_loss(model_denoiser(model, layout, text, schedule=schedule, prediction=prediction), layout,
                               schedule, x0, generator, cond_prob=cond_prob, contrastive_weight=contrastive_weight,
-                              contrastive_temperature=contrastive_temperature, prediction=prediction)
+                              contrastive_temperature=contrastive_temperature, prediction=prediction, min_t=min_t)
 
     return loss
 
@@ -113,6 +115,13 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
                         "same keys; matched by cache item id or source path (overrides the items' meta)")
     g.add_argument("--allow-missing-captions", action="store_true",
                    help="train items without a caption with the null caption instead of stopping with an error")
+    g.add_argument("--caption-branch-only", action="store_true",
+                   help="train only the caption branch (the text MLP); every other weight stays as --init-from "
+                        "gave it, so the model's output with no caption changes only through the null caption's "
+                        "embedding: teaches prompts to a trained model (README, 'The shipped default model')")
+    g.add_argument("--min-t", type=int, default=0,
+                   help="train on noise levels t in [N, 1000) only (default 0: all); a caption tells most at high "
+                        "noise, where x_t no longer shows the colour or the sound")
 
 
 def check_text_args(args: argparse.Namespace) -> None:
@@ -120,8 +129,11 @@ def check_text_args(args: argparse.Namespace) -> None:
     if not 0.0 <= dropout <= 1.0:
         raise ValueError(f"--caption-dropout must be in [0, 1], got {dropout}")
     if not getattr(args, "text_cond", False) and (getattr(args, "captions", None)
-                                                  or getattr(args, "allow_missing_captions", False)):
-        raise ValueError("--captions and --allow-missing-captions need --text-cond")
+                                                  or getattr(args, "allow_missing_captions", False)
+                                                  or getattr(args, "caption_branch_only", False)):
+        raise ValueError("--captions, --allow-missing-captions and --caption-branch-only need --text-cond")
+    if not 0 <= getattr(args, "min_t", 0) < DiffusionConfig().num_timesteps:
+        raise ValueError(f"--min-t must be in [0, {DiffusionConfig().num_timesteps}), got {args.min_t}")
 
 
 def variant_config(args: argparse.Namespace, cfg: ModelConfig) -> ModelConfig:
@@ -144,6 +156,8 @@ def variant_config(args: argparse.Namespace, cfg: ModelConfig) -> ModelConfig:
 
 def variant_loss_args(args: argparse.Namespace) -> dict:
     extra = {"caption_dropout": args.caption_dropout} if getattr(args, "text_cond", False) else {}  # text runs only
+    if getattr(args, "min_t", 0):
+        extra["min_t"] = args.min_t
     return {"cond_prob": args.cond_prob, "contrastive_weight": args.contrastive_weight,
             "contrastive_temperature": args.contrastive_temperature, **extra}
 # --- end of ablation and CMMD flags ----------------------------------------------------------------------

@@ -116,3 +116,12 @@ def test_generate_with_a_trained_condition(modality):
     given = video if modality == "video" else audio
     assert torch.equal(given, value.expand(2, *shape))
     assert video.shape == (2, *SMALL.video_shape) and audio.shape == (2, *SMALL.audio_shape)
+
+
+def test_min_t_draws_levels_only_from_there_up_and_refuses_a_level_outside_the_schedule():
+    batch = draw_noisy_batch(LAYOUT, Schedule(), x0_batch(4000), torch.Generator().manual_seed(1), min_t=300)
+    assert int(batch.t.min()) >= 300 and int(batch.t.max()) == 999
+    assert abs(float(batch.t.float().mean()) - 649.5) < 10                    # uniform on [300, 999]
+    for bad in (-1, 1000):
+        with pytest.raises(ValueError, match="min_t must be in"):
+            draw_noisy_batch(LAYOUT, Schedule(), x0_batch(), torch.Generator().manual_seed(1), min_t=bad)

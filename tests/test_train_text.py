@@ -6,6 +6,7 @@ import json
 
 import av
 import pytest
+import torch
 
 from mmdiff import sample
 from mmdiff.checkpoint import load_checkpoint, save_checkpoint
@@ -57,6 +58,28 @@ def test_prompt_and_two_step_sampling_write_mp4s(text_run, tmp_path):
         assert (out / f"{name}.wav").is_file()
 
 
+def test_caption_branch_only_trains_the_text_mlp_and_nothing_else(text_run, cache, tmp_path):
+    """--init-from a text run --caption-branch-only --min-t 300: every weight outside the caption branch stays the
+    source's EMA bit for bit (in the weights and the EMA), the caption branch moves, and the run records how."""
+    out = tmp_path / "captions"
+    assert train_main(["--data", str(cache), "--out", str(out), "--preset", "tiny", "--steps", "2", "--batch-size", "2",
+                       "--preview-every", "0", "--log-every", "1", "--workers", "0", "--clips-per-item", "1",
+                       "--text-cond", "--caption-dropout", "0.2", "--caption-branch-only", "--min-t", "300",
+                       "--lr", "1e-2", "--ema", "0.5", "--init-from", str(text_run / "last.pt")]) == 0
+    src, ft = load_checkpoint(text_run / "last.pt")["ema"], load_checkpoint(out / "last.pt")
+    for part in ("model", "ema"):
+        for name, tensor in ft[part].items():
+            if not name.startswith("text_mlp."):
+                assert torch.equal(tensor, src[name]), f"{part} {name}"
+    assert not torch.equal(ft["model"]["text_mlp.2.weight"], src["text_mlp.2.weight"])
+    assert ft["train_args"]["train.trainable"] == "text" and ft["train_args"]["min_t"] == 300
+    assert ft["train_args"]["init_steps"] == 2
+    import mmdiff
+    from mmdiff.training.loop import trainable_parameters
+    with pytest.raises(ValueError, match="no caption branch"):                # the API refuses a model without one
+        trainable_parameters(mmdiff.build_model(TINY), "text")
+
+
 def test_prompt_needs_a_text_model(tmp_path, capsys):
     import mmdiff
 
@@ -70,6 +93,9 @@ def test_prompt_needs_a_text_model(tmp_path, capsys):
 @pytest.mark.parametrize("flags, match", [
     (["--captions", "caps.csv"], "need --text-cond"),
     (["--text-cond", "--caption-dropout", "1.5"], "--caption-dropout must be in"),
+    (["--caption-branch-only"], "need --text-cond"),
+    (["--text-cond", "--min-t", "1000"], "--min-t must be in [0, 1000)"),
+    (["--text-cond", "--min-t", "-5"], "--min-t must be in [0, 1000)"),
 ])
 def test_bad_text_flags_are_refused(flags, match, capsys):
     with pytest.raises(SystemExit):

@@ -26,9 +26,11 @@ from mmdiff.diffusion.schedule import Schedule
 from mmdiff.diffusion.vlb import vlb_term
 
 
-def draw_levels(schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None):
-    """(t (B,) int64 uniform in [0, T), noise like x0): one level per sample and its Gaussian noise."""
-    t = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
+def draw_levels(schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None, min_t: int = 0):
+    """(t (B,) int64 uniform in [min_t, T), noise like x0): one level per sample and its Gaussian noise."""
+    if not 0 <= min_t < schedule.num_timesteps:
+        raise ValueError(f"min_t must be in [0, {schedule.num_timesteps}), got {min_t}")
+    t = torch.randint(min_t, schedule.num_timesteps, (x0.shape[0],), generator=generator, device=x0.device)
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     return t, noise
 
@@ -64,12 +66,13 @@ def noise_state(layout: JointLayout, schedule: Schedule, x0: torch.Tensor, t: to
 
 
 def draw_noisy_batch(layout: JointLayout, schedule: Schedule, x0: torch.Tensor,
-                     generator: torch.Generator | None = None, cond_prob: float = 0.0) -> NoisyBatch:
-    """Draw timesteps, noise and (with cond_prob > 0) which clips get a clean stream as a condition."""
+                     generator: torch.Generator | None = None, cond_prob: float = 0.0, min_t: int = 0) -> NoisyBatch:
+    """Draw timesteps (in [min_t, T)), noise and (with cond_prob > 0) which clips get a clean stream as a
+    condition."""
     if not 0.0 <= cond_prob <= 1.0:
         raise ValueError(f"cond_prob must be in [0, 1], got {cond_prob}")
     b, m = x0.shape[0], len(layout.slices)
-    t, noise = draw_levels(schedule, x0, generator)                         # (B,), (B, D)
+    t, noise = draw_levels(schedule, x0, generator, min_t)                  # (B,), (B, D)
     given = torch.zeros((b, m), dtype=torch.bool, device=x0.device)
     if cond_prob > 0:
         if m != 2:
@@ -120,12 +123,13 @@ def target_weight(schedule: Schedule, t: torch.Tensor, prediction: str) -> torch
 def diffusion_loss(denoise: Denoiser, layout: JointLayout, schedule: Schedule, x0: torch.Tensor,
                    generator: torch.Generator | None = None, cond_prob: float = 0.0,
                    contrastive_weight: float = 0.0, contrastive_temperature: float = 0.1,
-                   prediction: str = "eps") -> dict[str, torch.Tensor]:
+                   prediction: str = "eps", min_t: int = 0) -> dict[str, torch.Tensor]:
     """:param x0: (B, D) clean joint state. Returns {"loss", "video", "audio"} scalars (present modalities),
     plus the unweighted "contrastive" term when contrastive_weight > 0.
     :param prediction: the model's target, "eps" or "v" (`denoise` returns eps either way, model_denoiser);
-        each stream's term is the MSE of that target."""
-    batch = draw_noisy_batch(layout, schedule, x0, generator, cond_prob)
+        each stream's term is the MSE of that target.
+    :param min_t: train only on levels t >= min_t (e.g. a caption branch, whose information counts at high noise)."""
+    batch = draw_noisy_batch(layout, schedule, x0, generator, cond_prob, min_t)
     weight = target_weight(schedule, batch.t, prediction)
     if contrastive_weight <= 0:
         terms = denoising_terms(denoise(batch.x_t, batch.model_t()), batch, layout, weight)

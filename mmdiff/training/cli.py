@@ -52,7 +52,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
                        ema=args.ema, grad_clip=args.grad_clip, precision=args.precision,
                        save_every=args.save_every, preview_every=args.preview_every or 10 ** 12,
                        log_every=args.log_every, seed=args.seed, workers=args.workers,
-                       init_from=args.init_from)
+                       init_from=args.init_from,
+                       trainable="text" if getattr(args, "caption_branch_only", False) else "all")
 
 
 # Errors a user can cause while a run is set up (bad data folder, checkpoint, flags that do not fit the model):
@@ -115,7 +116,9 @@ def run(args: argparse.Namespace, make_trainer: Callable[[distributed.DistInfo],
             return fail(e)
         if info.is_main:
             n = sum(p.numel() for p in trainer.model.parameters())
-            print(f"training {what} ({n / 1e6:.2f}M params) on {len(trainer.dataset)} samples/epoch, "
+            learn = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+            what += f" ({n / 1e6:.2f}M params" + (f", of which {learn:,} learn)" if learn < n else ")")
+            print(f"training {what} on {len(trainer.dataset)} samples/epoch, "
                   f"{info.world} process(es) on {info.device}, from step {trainer.step} to {args.steps}",
                   file=sys.stderr)
         try:

@@ -28,6 +28,7 @@ from mmdiff.training.logs import CSVLog, plot_losses
 LossFn = Callable[[torch.nn.Module, tuple, torch.Generator], dict]
 DEFAULT_LR = 1e-4                                   # paper (Table A.1)
 PRECISIONS = ("fp32", "bf16")
+TRAINABLE = ("all", "text")
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,15 @@ class TrainConfig:
     seed: int = 0
     workers: int = 1
     init_from: str | None = None                   # a new run starts from this checkpoint's (EMA) weights
+    trainable: str = "all"                         # "all", or "text": only the caption branch (text_mlp) learns
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("--steps and --batch-size must be positive")
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
 
 
 class _EpochIndexed(Dataset):
@@ -83,6 +87,17 @@ class _StepBatches(Sampler):
         for step in range(self.start, self.stop):
             epoch, idx = batch_indices(n, batch, seed, step, self.rank, self.world)
             yield [(epoch, i) for i in idx]
+
+
+def trainable_parameters(model: torch.nn.Module, trainable: str) -> list[torch.nn.Parameter]:
+    """The parameters the optimiser updates: all, or ("text") only the caption branch's, the others frozen."""
+    if trainable == "all":
+        return list(model.parameters())
+    if not hasattr(model, "text_mlp"):
+        raise ValueError("--caption-branch-only: this model has no caption branch (train it with --text-cond)")
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("text_mlp."))
+    return list(model.text_mlp.parameters())
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:
@@ -121,8 +136,8 @@ class Trainer:
         self.train_args = dict(train_args or {}, **{f"train.{k}": v for k, v in asdict(cfg).items()})
         self.dataset = dataset
         self.model = model.to(dist.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=DEFAULT_LR if cfg.lr is None else cfg.lr,
-                                     weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(trainable_parameters(self.model, cfg.trainable),
+                                     lr=DEFAULT_LR if cfg.lr is None else cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema)
         self.step = 0
         self.ckpt_path = self.run_dir / "last.pt"
