@@ -7,7 +7,8 @@ The prompts are the captions of the first `--prompts` clips of the held-out data
 class (colour/shape, which also fixes the pitch) and an event count. Every prompt is sampled `--per-prompt`
 times at each guidance scale (0 = unconditional, the chance level of this check; 1 = conditional), and
 `eval.prompt_follow` reads the class and count back from the samples. One JSON line per scale: the fractions
-of samples whose colour/shape, pitch, event count and all three match their prompt.
+of samples whose colour/shape, pitch, event count and all three match their prompt, and how many samples fail
+the clean-sample check (eval.cleanliness, thresholds from 256 real clips: strong guidance can over-saturate).
 """
 from __future__ import annotations
 
@@ -29,24 +30,29 @@ def prompts(num: int, seed: int, cfg) -> tuple[list[str], np.ndarray, np.ndarray
 
 
 def follow(model, captions: list[str], per_prompt: int, guidance: float, opts, seed: int):
-    """Sample every caption `per_prompt` times; returns eval.prompt_follow.Recognised over all samples."""
-    from eval.cleanliness import from_generated
+    """Sample every caption `per_prompt` times; returns (eval.prompt_follow.Recognised, eval.cleanliness.Scores)
+    over all samples."""
+    from eval.cleanliness import Scores, from_generated, score_clips
     from eval.prompt_follow import Recognised, recognise
     from mmdiff.generate import generate
     from mmdiff.text.encoder import TextEncoder
 
     text = TextEncoder().encode(captions)                                            # (P, text_dim)
-    found = []
+    found, scores = [], []
     for i in range(len(captions)):
         video, audio = generate(model, num=per_prompt, options=opts, seed=seed + i, text=text[i:i + 1],
                                 guidance_scale=guidance)
-        found.append(recognise(*from_generated(video, audio), model.config.audio_rate))
-    return Recognised(*(np.concatenate([getattr(f, k) for f in found]) for k in ("video_class", "audio_class",
-                                                                                  "events")))
+        clips = from_generated(video, audio)
+        found.append(recognise(*clips, model.config.audio_rate))
+        scores.append(score_clips(*clips, model.config.audio_rate))
+    return (Recognised(*(np.concatenate([getattr(f, k) for f in found]) for k in ("video_class", "audio_class",
+                                                                                   "events"))),
+            Scores(*(np.concatenate([getattr(s, k) for s in scores]) for k in Scores.__dataclass_fields__)))
 
 
 def main(argv=None) -> int:
-    from benchmarks.clean_samples import parse_setting
+    from benchmarks.clean_samples import parse_setting, real_scores
+    from eval.cleanliness import Criterion
     from eval.prompt_follow import agreement
     from mmdiff.checkpoint import load_model
 
@@ -65,12 +71,13 @@ def main(argv=None) -> int:
     captions, classes, events = prompts(args.prompts, args.data_seed, model.config)
     print(f"# {machine()}")
     opts = parse_setting(args.setting, zero_mean=True, clip=True)
+    criterion = Criterion.from_real(real_scores(256, args.data_seed, model.config))
     for scale in args.guidance:
-        found = follow(model, captions, args.per_prompt, scale, opts, args.seed)
+        found, scores = follow(model, captions, args.per_prompt, scale, opts, args.seed)
         got = agreement(found, np.repeat(classes, args.per_prompt), np.repeat(events, args.per_prompt))
         print(json.dumps({"ckpt": args.ckpt, "setting": args.setting, "guidance": scale,
-                          "samples": len(captions) * args.per_prompt} | {k: round(v, 3) for k, v in got.items()}),
-              flush=True)
+                          "samples": len(captions) * args.per_prompt} | {k: round(v, 3) for k, v in got.items()}
+                         | {"dirty": int((~criterion.clean(scores)).sum())}), flush=True)
     return 0
 
 
