@@ -42,3 +42,41 @@ def test_the_earlier_eps_model_fails_the_same_check(criterion_and_model):
     got = dirty_count(earlier, parse_setting("ddim:20:0", zero_mean=True, clip=True), num=6, seed=0,
                       criterion=criterion)
     assert got["dirty"] >= 4, got
+
+
+# --- the prompt candidate: the shipped model's run with its caption branch trained alone (README) ----------------
+TEXT_CANDIDATE = Path(__file__).resolve().parents[1] / "assets" / "tiny-synthetic-text.pt"
+
+
+@pytest.fixture(scope="module")
+def text_candidate():
+    from mmdiff.checkpoint import load_model
+
+    model, _ = load_model(TEXT_CANDIDATE)
+    return model
+
+
+def test_the_text_candidate_is_clean_without_a_prompt(criterion_and_model, text_candidate):
+    from benchmarks.clean_samples import dirty_count, parse_setting
+
+    criterion, _ = criterion_and_model
+    got = dirty_count(text_candidate, parse_setting("dpm-solver++:20", zero_mean=True, clip=True), num=6, seed=0,
+                      criterion=criterion)
+    assert got["dirty"] == 0, got
+
+
+def test_the_text_candidate_follows_colour_and_pitch_of_held_out_prompts(text_candidate):
+    """Guidance 6 on 8 held-out captions x 2: colour/shape and pitch far above chance (1/4, 1/2; guidance 0 gives
+    0.25 / 0.25 on 32 samples). Not asserted: cleanliness, since guidance raises the audio floor between events
+    (BENCHMARKS.md), which is why this model is not the default."""
+    import numpy as np
+
+    from benchmarks.clean_samples import parse_setting
+    from benchmarks.prompt_follow import follow, prompts
+    from eval.prompt_follow import agreement
+
+    captions, classes, events = prompts(8, 99, text_candidate.config)
+    found, _ = follow(text_candidate, captions, 2, 6.0, parse_setting("dpm-solver++:20", zero_mean=True, clip=True),
+                      seed=0)
+    got = agreement(found, np.repeat(classes, 2), np.repeat(events, 2))
+    assert got["colour_shape"] >= 0.5 and got["pitch"] >= 0.5, got
