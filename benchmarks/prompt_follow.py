@@ -1,7 +1,7 @@
 """Does a text model follow its prompts? Issue 20's prompt check on captions of held-out synthetic clips.
 
     python -m benchmarks.prompt_follow --ckpt RUN/last.pt [--prompts 16] [--per-prompt 2] \
-        [--guidance 0 1 3] [--setting dpm-solver++:20] [--seed 0]
+        [--guidance 0 1 3] [--audio-guidance 1] [--setting dpm-solver++:20] [--seed 0]
 
 The prompts are the captions of the first `--prompts` clips of the held-out dataset seed (99): each names a
 class (colour/shape, which also fixes the pitch) and an event count. Every prompt is sampled `--per-prompt`
@@ -29,7 +29,8 @@ def prompts(num: int, seed: int, cfg) -> tuple[list[str], np.ndarray, np.ndarray
             np.array([len(c.spec.events) for c in clips]))
 
 
-def follow(model, captions: list[str], per_prompt: int, guidance: float, opts, seed: int):
+def follow(model, captions: list[str], per_prompt: int, guidance: float, opts, seed: int,
+           audio_guidance: float | None = None):
     """Sample every caption `per_prompt` times; returns (eval.prompt_follow.Recognised, eval.cleanliness.Scores)
     over all samples."""
     from eval.cleanliness import Scores, from_generated, score_clips
@@ -41,7 +42,7 @@ def follow(model, captions: list[str], per_prompt: int, guidance: float, opts, s
     found, scores = [], []
     for i in range(len(captions)):
         video, audio = generate(model, num=per_prompt, options=opts, seed=seed + i, text=text[i:i + 1],
-                                guidance_scale=guidance)
+                                guidance_scale=guidance, audio_guidance_scale=audio_guidance)
         clips = from_generated(video, audio)
         found.append(recognise(*clips, model.config.audio_rate))
         scores.append(score_clips(*clips, model.config.audio_rate))
@@ -61,6 +62,8 @@ def main(argv=None) -> int:
     p.add_argument("--prompts", type=int, default=16)
     p.add_argument("--per-prompt", type=int, default=2)
     p.add_argument("--guidance", type=float, nargs="+", default=[0.0, 1.0, 3.0])
+    p.add_argument("--audio-guidance", type=float, default=None,
+                   help="the audio stream's own guidance scale (default: each --guidance scale)")
     p.add_argument("--setting", default="dpm-solver++:20", help="SAMPLER:STEPS[:ETA]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-seed", type=int, default=99, help="synthetic dataset seed of the prompts (held out)")
@@ -73,9 +76,10 @@ def main(argv=None) -> int:
     opts = parse_setting(args.setting, zero_mean=True, clip=True)
     criterion = Criterion.from_real(real_scores(256, args.data_seed, model.config))
     for scale in args.guidance:
-        found, scores = follow(model, captions, args.per_prompt, scale, opts, args.seed)
+        found, scores = follow(model, captions, args.per_prompt, scale, opts, args.seed, args.audio_guidance)
         got = agreement(found, np.repeat(classes, args.per_prompt), np.repeat(events, args.per_prompt))
         print(json.dumps({"ckpt": args.ckpt, "setting": args.setting, "guidance": scale,
+                          "audio_guidance": scale if args.audio_guidance is None else args.audio_guidance,
                           "samples": len(captions) * args.per_prompt} | {k: round(v, 3) for k, v in got.items()}
                          | {"dirty": int((~criterion.clean(scores)).sum())}), flush=True)
     return 0

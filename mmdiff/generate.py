@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mmdiff.diffusion.guidance import (DEFAULT_GRADIENT_SCALE, Condition, classifier_free_denoiser,
+from mmdiff.diffusion.guidance import (DEFAULT_GRADIENT_SCALE, Condition, classifier_free_denoiser, stream_scales,
                                       conditioned_denoiser)
 from mmdiff.diffusion.joint import JointLayout, model_denoiser, zero_mean_audio
 from mmdiff.diffusion.samplers import SAMPLERS, Callback
@@ -109,14 +109,17 @@ def check_text(model: torch.nn.Module, text: torch.Tensor, num: int) -> torch.Te
 
 
 def text_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tensor | None,
-                  guidance_scale: float = 1.0, shift=None, schedule: Schedule | None = None):
-    """The flat eps denoiser of `model`, guided towards the caption `text` (classifier-free, any sampler).
+                  guidance_scale: float = 1.0, shift=None, schedule: Schedule | None = None,
+                  audio_guidance_scale: float | None = None):
+    """The flat eps denoiser of `model`, guided towards the caption `text` (classifier-free, any sampler);
+    the audio stream at `audio_guidance_scale` when given (guidance.stream_scales).
     :param shift: RS-MMA's shift source (`shift_source`), passed to every model call.
     :param schedule: turns a v-prediction model's output into eps (model_denoiser)."""
     if text is None:
         return model_denoiser(model, layout, shift=shift, schedule=schedule)
     return classifier_free_denoiser(model_denoiser(model, layout, text, shift=shift, schedule=schedule),
-                                    model_denoiser(model, layout, shift=shift, schedule=schedule), guidance_scale)
+                                    model_denoiser(model, layout, shift=shift, schedule=schedule),
+                                    stream_scales(layout, guidance_scale, audio_guidance_scale))
 
 
 def shift_source(model: torch.nn.Module, mode: str | None, seed: int):
@@ -139,7 +142,7 @@ def shift_source(model: torch.nn.Module, mode: str | None, seed: int):
 def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | None = None, seed: int = 0,
              condition: Condition | None = None, schedule: Schedule | None = None,
              callback: Callback | None = None, text: torch.Tensor | None = None, guidance_scale: float = 1.0,
-             shift: str | None = None):
+             shift: str | None = None, audio_guidance_scale: float | None = None):
     """Sample `num` clips. Returns (video (N, F, 3, H, W), audio (N, 1, T)) in [-1, 1] (None for absent streams).
 
     Deterministic given `seed`: the initial noise, DDPM/DDIM noise, replacement noise and RS-MMA shifts
@@ -149,6 +152,9 @@ def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | Non
         captions; None is unconditional (the null caption).
     :param guidance_scale: classifier-free guidance scale s with `text`: eps_u + s * (eps_c - eps_u);
         0 is exactly unconditional, 1 exactly conditional (no guidance).
+    :param audio_guidance_scale: the audio stream's own scale (None: `guidance_scale`); 1 with a larger
+        `guidance_scale` guides the video only, which keeps guidance from raising the audio's background noise
+        (BENCHMARKS.md, the prompt candidate).
     :param shift: RS-MMA's shift at inference (SHIFT_MODES: "seeded", "public", "zero"); None: the model's
         `inference_shift` ("random" -> "seeded").
     """
@@ -169,7 +175,7 @@ def generate(model: torch.nn.Module, num: int = 1, options: SamplerOptions | Non
             x = torch.randn((num, layout.size), generator=gen, device=device)   # (N, D) x_T
             if text is not None:
                 text = check_text(model, text, num).to(device)
-            denoise = text_denoiser(model, layout, text, guidance_scale, shifts, schedule)
+            denoise = text_denoiser(model, layout, text, guidance_scale, shifts, schedule, audio_guidance_scale)
             if text is None or text.shape[0] == 1:                              # per-clip captions stay whole
                 denoise = fastpath.chunked(denoise, device, shifts)
             if opts.zero_mean_audio:

@@ -150,6 +150,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--guidance-scale", type=non_negative_float, default=3.0,
                    help="classifier-free guidance scale for --prompt: 0 unconditional, 1 conditional without "
                         "guidance, >1 stronger (default: 3)")
+    p.add_argument("--audio-guidance-scale", type=non_negative_float, default=None,
+                   help="the audio stream's own guidance scale (default: --guidance-scale); 1 guides only the video, "
+                        "which keeps the audio's background as clean as without a prompt (README)")
     p.add_argument("--two-step", action="store_true",
                    help="Paredes et al.'s pipeline: generate the video (from --prompt), then its audio conditioned "
                         "on that video and the prompt")
@@ -190,7 +193,7 @@ def sample_batch(model, args: argparse.Namespace, count: int, seed: int, opts: S
         return generate_two_step(model, count, opts, seed=seed, text=text, guidance_scale=args.guidance_scale,
                                  mode=mode, schedule=schedule, condition_scale=args.scale)
     return generate(model, count, opts, seed=seed, condition=condition, schedule=schedule, text=text,
-                    guidance_scale=args.guidance_scale, shift=args.shift)
+                    guidance_scale=args.guidance_scale, shift=args.shift, audio_guidance_scale=args.audio_guidance_scale)
 
 
 def main(argv=None) -> int:
@@ -268,6 +271,7 @@ def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
             "modality": condition.modality, "file": args.condition_video or args.condition_audio,
             "guidance": guidance, "scale": args.scale, "start": args.condition_start},
         "prompt": args.prompt, "guidance_scale": args.guidance_scale if text is not None else None,
+        "audio_guidance_scale": args.audio_guidance_scale if text is not None else None,
         "two_step": None if not args.two_step else {"guidance": guidance, "scale": args.scale},
         "upscale": None if up_opts is None else {**asdict(up_opts), "sha256": file_sha256(up_opts.ckpt)},
         "samples": written,

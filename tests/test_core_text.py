@@ -147,6 +147,32 @@ def test_classifier_free_formula():
     torch.testing.assert_close(classifier_free_denoiser(cond, uncond, 3.0)(x, t), 2 * x + 3.0 * (x + 1 - 2 * x))
 
 
+def test_the_audio_stream_can_have_its_own_guidance_scale(model):
+    """stream_scales: video coordinates at the guidance scale, audio at its own; equal scales are one number.
+    generate(audio_guidance_scale=1, guidance_scale=s) equals a hand-made per-block combination."""
+    from mmdiff.diffusion.guidance import stream_scales
+    layout = JointLayout.from_config(model.config)
+    assert stream_scales(layout, 4.0) == 4.0 and stream_scales(layout, 4.0, 4.0) == 4.0
+    scales = stream_scales(layout, 4.0, 1.0)
+    assert scales.shape == (layout.size,) and bool((scales[layout.slices["video"]] == 4).all())
+    assert bool((scales[layout.slices["audio"]] == 1).all())
+    text = captions(1)
+    x = torch.randn(2, layout.size, generator=torch.Generator().manual_seed(3))
+    t = torch.full((2,), 500)
+    cond, uncond = model_denoiser(model, layout, text), model_denoiser(model, layout)
+    with torch.no_grad():
+        got = classifier_free_denoiser(cond, uncond, scales)(x, t)
+        c, u = cond(x, t), uncond(x, t)
+    video, audio = layout.slices["video"], layout.slices["audio"]
+    torch.testing.assert_close(got[:, video], u[:, video] + 4 * (c[:, video] - u[:, video]))
+    torch.testing.assert_close(got[:, audio], c[:, audio])
+    same = generate(model, 2, OPTS, seed=3, text=text, guidance_scale=4.0)
+    assert all(torch.equal(a, b) for a, b in zip(generate(model, 2, OPTS, seed=3, text=text, guidance_scale=4.0,
+                                                          audio_guidance_scale=4.0), same))
+    split = generate(model, 2, OPTS, seed=3, text=text, guidance_scale=4.0, audio_guidance_scale=1.0)
+    assert not torch.equal(split[1], same[1])
+
+
 def test_guidance_scale_0_is_unconditional_and_1_is_conditional_exactly(model):
     text = captions(1)
     uncond = generate(model, 2, OPTS, seed=3)

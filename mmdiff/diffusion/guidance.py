@@ -107,13 +107,20 @@ def conditioned_denoiser(denoise: Denoiser, layout: JointLayout, schedule: Sched
     return guided
 
 
-def classifier_free_denoiser(cond: Denoiser, uncond: Denoiser, scale: float) -> Denoiser:
+def classifier_free_denoiser(cond: Denoiser, uncond: Denoiser, scale: float | torch.Tensor) -> Denoiser:
     """eps = eps_uncond + scale * (eps_cond - eps_uncond) (Ho & Salimans 2022, Eq. 6 with w = scale - 1).
 
     :param cond: the denoiser given the caption; :param uncond: the same model given the null caption.
+    :param scale: one scale, or (D,) per coordinate of the flat joint state (`stream_scales`: one per stream).
     scale 0 is exactly `uncond` and scale 1 exactly `cond` (only that one is evaluated); other scales
     evaluate both, each once per step.
     """
+    if isinstance(scale, torch.Tensor):
+        def per_coordinate(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            eps_u = uncond(x, t)
+            return eps_u + scale.to(x.device, x.dtype) * (cond(x, t) - eps_u)
+
+        return per_coordinate
     scale = float(scale)
     if scale == 0:
         return uncond
@@ -125,6 +132,16 @@ def classifier_free_denoiser(cond: Denoiser, uncond: Denoiser, scale: float) -> 
         return eps_u + scale * (cond(x, t) - eps_u)
 
     return guided
+
+
+def stream_scales(layout: JointLayout, scale: float, audio_scale: float | None = None) -> float | torch.Tensor:
+    """The guidance scale of every coordinate of the joint state: `scale`, or (D,) whose audio block has its own
+    `audio_scale` (e.g. 1: the audio stays conditional without being amplified, while the video is guided)."""
+    if audio_scale is None or float(audio_scale) == float(scale) or "audio" not in layout.slices:
+        return float(scale)
+    scales = torch.full((layout.size,), float(scale))                       # (D,)
+    scales[layout.slices["audio"]] = float(audio_scale)
+    return scales
 
 
 def guidance_loss(denoise: Denoiser, layout: JointLayout, schedule: Schedule, cond: Condition,
