@@ -37,4 +37,7 @@ def exit_on_signals(signals=EXIT_SIGNALS) -> list[int]:
 
     for s in signals:
         signal.signal(s, handler)
+    # Ctrl-C (SIGINT) raises KeyboardInterrupt even when the app was started with SIGINT ignored, which a child
+    # inherits: a script's background job, or a test runner that ignores it at the time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     return received
