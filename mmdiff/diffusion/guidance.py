@@ -115,21 +115,17 @@ def classifier_free_denoiser(cond: Denoiser, uncond: Denoiser, scale: float | to
     scale 0 is exactly `uncond` and scale 1 exactly `cond` (only that one is evaluated); other scales
     evaluate both, each once per step.
     """
-    if isinstance(scale, torch.Tensor):
-        def per_coordinate(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            eps_u = uncond(x, t)
-            return eps_u + scale.to(x.device, x.dtype) * (cond(x, t) - eps_u)
-
-        return per_coordinate
-    scale = float(scale)
-    if scale == 0:
-        return uncond
-    if scale == 1:
-        return cond
+    if not isinstance(scale, torch.Tensor):
+        scale = float(scale)
+        if scale == 0:
+            return uncond
+        if scale == 1:
+            return cond
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         eps_u = uncond(x, t)
-        return eps_u + scale * (cond(x, t) - eps_u)
+        s = scale.to(x.device, x.dtype) if isinstance(scale, torch.Tensor) else scale
+        return eps_u + s * (cond(x, t) - eps_u)
 
     return guided
 
