@@ -241,12 +241,13 @@ def _staged(callback: Callback | None, stage: int, layout: JointLayout, video: t
 def generate_two_step(model: torch.nn.Module, num: int = 1, options: SamplerOptions | None = None, seed: int = 0,
                       text: torch.Tensor | None = None, guidance_scale: float = 1.0, mode: str | None = None,
                       schedule: Schedule | None = None, callback: Callback | None = None,
-                      condition_scale: float = DEFAULT_GRADIENT_SCALE):
+                      condition_scale: float = DEFAULT_GRADIENT_SCALE, audio_guidance_scale: float | None = None):
     """Text -> video, then audio for that video and the same text (Paredes et al.'s sequential pipeline).
 
     Step 1 samples joint clips and keeps their video; step 2 samples again with that video given as a
     `Condition(modality="video", mode=mode)` and keeps the audio. Both steps use the caption `text` with
-    classifier-free guidance `guidance_scale`, and the same `seed`. Returns (video, audio) like `generate`.
+    classifier-free guidance `guidance_scale` (the audio stream `audio_guidance_scale` when given), and the same
+    `seed`. Returns (video, audio) like `generate`.
     :param mode: "trained", "replacement" or "gradient"; None picks `two_step_mode(model)`.
     :param condition_scale: the gradient-guidance weight lambda (mode "gradient" only).
     """
@@ -254,10 +255,10 @@ def generate_two_step(model: torch.nn.Module, num: int = 1, options: SamplerOpti
         raise ValueError("the two-step pipeline needs a joint audio-video model")
     mode = mode or two_step_mode(model)
     layout = JointLayout.from_config(model.config)
-    video, _ = generate(model, num, options, seed=seed, schedule=schedule, text=text, guidance_scale=guidance_scale,
-                        callback=_staged(callback, 1, layout))
+    guided = dict(text=text, guidance_scale=guidance_scale, audio_guidance_scale=audio_guidance_scale)
+    video, _ = generate(model, num, options, seed=seed, schedule=schedule, callback=_staged(callback, 1, layout),
+                        **guided)
     given = Condition("video", video, mode, condition_scale)
-    video_out, audio = generate(model, num, options, seed=seed, schedule=schedule, text=text,
-                                guidance_scale=guidance_scale, condition=given,
-                                callback=_staged(callback, 2, layout, video))
+    video_out, audio = generate(model, num, options, seed=seed, schedule=schedule, condition=given,
+                                callback=_staged(callback, 2, layout, video), **guided)
     return video_out, audio

@@ -118,13 +118,16 @@ class JobSpec:
     max_num: int = 8
     prompt: str = ""                # caption for a text-conditioned model; "" = unconditional
     guidance_scale: float = 3.0     # classifier-free guidance scale with a prompt (0 uncond, 1 cond)
+    audio_guidance_scale: float | None = None   # the audio stream's own scale; None: guidance_scale
     two_step: bool = False          # text -> video, then audio for that video (mmdiff.generate.generate_two_step)
 
     def options(self) -> SamplerOptions:
         if not 1 <= self.num <= self.max_num:
             raise ValueError(f"batch size must be between 1 and {self.max_num}, got {self.num}")
-        if not 0 <= self.guidance_scale <= 50:
-            raise ValueError(f"guidance scale must be between 0 and 50, got {self.guidance_scale}")
+        for name, scale in (("guidance scale", self.guidance_scale), ("audio guidance scale",
+                                                                        self.audio_guidance_scale)):
+            if scale is not None and not 0 <= scale <= 50:
+                raise ValueError(f"{name} must be between 0 and 50, got {scale}")
         return SamplerOptions(self.sampler, steps=self.steps, eta=float(self.eta), order=self.order)
 
 
@@ -177,7 +180,8 @@ def run_generation(store: ModelStore, ckpt, spec: JobSpec, condition: Condition 
                    on_step: StepFn | None = None, cancel: threading.Event | None = None):
     """Sample under the model's lock. Returns (model config, video (N, F, 3, H, W) | None, audio (N, 1, T) | None).
 
-    With `spec.prompt` the caption guides a text model (classifier-free, `spec.guidance_scale`); with
+    With `spec.prompt` the caption guides a text model (classifier-free, `spec.guidance_scale`, the audio
+    stream at `spec.audio_guidance_scale` when given); with
     `spec.two_step` the video is generated first and its audio second (mmdiff.generate.generate_two_step).
     """
     model, schedule = store.get(ckpt)
@@ -186,7 +190,7 @@ def run_generation(store: ModelStore, ckpt, spec: JobSpec, condition: Condition 
         raise ValueError("the two-step pipeline makes its own video condition; do not pass another condition")
     text = prompt_text(store, model, spec.prompt)
     common = dict(seed=int(spec.seed), schedule=schedule, callback=step_callback(model, on_step, cancel), text=text,
-                  guidance_scale=float(spec.guidance_scale))
+                  guidance_scale=float(spec.guidance_scale), audio_guidance_scale=spec.audio_guidance_scale)
     with store.lock(ckpt):
         if cancel is not None and cancel.is_set():
             raise JobCancelled("cancelled")

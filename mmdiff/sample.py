@@ -191,7 +191,8 @@ def sample_batch(model, args: argparse.Namespace, count: int, seed: int, opts: S
     """(video, audio) of one batch: two-step, or one pass (unconditional, conditioned on a stream and/or text)."""
     if args.two_step:
         return generate_two_step(model, count, opts, seed=seed, text=text, guidance_scale=args.guidance_scale,
-                                 mode=mode, schedule=schedule, condition_scale=args.scale)
+                                 mode=mode, schedule=schedule, condition_scale=args.scale,
+                                 audio_guidance_scale=args.audio_guidance_scale)
     return generate(model, count, opts, seed=seed, condition=condition, schedule=schedule, text=text,
                     guidance_scale=args.guidance_scale, shift=args.shift, audio_guidance_scale=args.audio_guidance_scale)
 

@@ -113,10 +113,11 @@ def test_generate_rejects_bad_settings_and_checkpoints(studio, tmp_path):
         client.predict("/etc/passwd", None, "ddim", 3, 0, 1, 0, 3, api_name="/generate")
 
 
-def generate_text(client, ckpt, prompt, scale=3.0, two_step=False, seed=0):
-    """The Generate tab with the inputs added for text models (after upscale and its steps)."""
+def generate_text(client, ckpt, prompt, scale=3.0, two_step=False, seed=0, audio_scale=None):
+    """The Generate tab with the inputs added for text models (after upscale and its steps); the audio is
+    guided at `scale` too unless `audio_scale` is given."""
     return client.predict(str(ckpt), None, "ddim", 2, seed, 1, 0, 3, False, 25, prompt, scale, two_step,
-                          api_name="/generate")
+                          scale if audio_scale is None else audio_scale, api_name="/generate")
 
 
 def test_generate_from_a_prompt_in_two_steps(studio):
@@ -133,6 +134,21 @@ def test_generate_from_a_prompt_in_two_steps(studio):
     # an empty prompt is unconditional: the same clip as guidance scale 0 with a prompt
     empty, zero = generate_text(client, ckpt, "", seed=2), generate_text(client, ckpt, "a dog barks", 0.0, seed=2)
     assert np.array_equal(wav(empty), wav(zero)) and "prompt" not in empty[1]
+
+
+def test_the_audio_has_its_own_guidance_scale(studio):
+    """The audio slider guides the audio stream alone; an API call that leaves it out gets the slider's default
+    (1: the audio conditional, not amplified)."""
+    from mmdiff.data.av_io import read_wav
+
+    client, ckpt = studio["client"], studio["text_ckpt"]
+    wav = lambda out: read_wav([p for p in out[2] if p.endswith(".wav")][0])[0]       # noqa: E731
+    both = generate_text(client, ckpt, "a red ball bounces twice", 3.0)
+    own = generate_text(client, ckpt, "a red ball bounces twice", 3.0, audio_scale=1.0)
+    left_out = client.predict(str(ckpt), None, "ddim", 2, 0, 1, 0, 3, False, 25, "a red ball bounces twice", 3.0,
+                              False, api_name="/generate")
+    assert not np.array_equal(wav(both), wav(own)) and np.array_equal(wav(own), wav(left_out))
+    assert "at guidance 3 (audio 1)" in own[1] and "(audio" not in both[1]
 
 
 def test_prompt_for_a_model_without_text_is_refused(studio):
@@ -346,9 +362,9 @@ def test_training_monitor(studio):
         studio["client"].predict("media", api_name="/monitor")
 
 
-def test_training_monitor_shows_the_shipped_four_stage_run(studio):
+def test_training_monitor_shows_the_shipped_five_stage_run(studio):
     md, curve, v0, v1 = studio["client"].predict(api_name="/monitor_shipped_run")
-    assert "stage 4 of 4, step 1800" in md and "stage3-log.csv" in md and "shown after step 12400" in md
+    assert "stage 5 of 5, step 1000" in md and "stage4-log.csv" in md and "shown after step 14200" in md
     assert "no previews yet" in md and "--preview-every" in md and v0 is None and v1 is None
     assert curve.endswith(".png")
 

@@ -58,6 +58,8 @@ def test_job_spec_limits():
         JobSpec(num=5, max_num=4).options()
     with pytest.raises(ValueError, match="unknown sampler"):
         JobSpec(sampler="euler").options()
+    with pytest.raises(ValueError, match="audio guidance scale must be between 0 and 50, got 60"):
+        JobSpec(audio_guidance_scale=60).options()
 
 
 def test_find_checkpoints_skips_hidden_and_venvs(tmp_path):
@@ -136,18 +138,21 @@ def test_stages_share_one_step_axis(tmp_path):
     assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
 
 
-def test_the_shipped_run_has_its_four_stages(tmp_path):
+def test_the_shipped_run_has_its_five_stages(tmp_path):
     from mmdiff.training.runview import SHIPPED_RUN, loss_curve
 
     run = read_run(SHIPPED_RUN)
-    assert [s.log.name for s in run.stages] == ["stage1-log.csv", "stage2-log.csv", "stage3-log.csv", "log.csv"]
-    # README: 3,900 from scratch + 6,560 fine-tuned (eps), then 1,900 + 1,800 with v-prediction (logged steps)
-    assert [s.last_step for s in run.stages] == [3940, 6560, 1900, 1800]
-    assert [s.offset for s in run.stages] == [0, 3940, 10500, 12400]
+    assert [s.log.name for s in run.stages] == ["stage1-log.csv", "stage2-log.csv", "stage3-log.csv",
+                                                "stage4-log.csv", "log.csv"]
+    # README: 3,900 from scratch + 6,560 fine-tuned (eps), then 1,900 + 1,800 with v-prediction, then 1,000 of the
+    # caption branch alone (logged steps)
+    assert [s.last_step for s in run.stages] == [3940, 6560, 1900, 1800, 1000]
+    assert [s.offset for s in run.stages] == [0, 3940, 10500, 12400, 14200]
     assert float(run.stages[0].rows[0]["loss"]) > 1 > 0.1 > run.smoothed()          # from scratch, then fine-tuned
-    assert run.describe().startswith("stage 4 of 4, step 1800, loss 0.0")
+    assert run.describe().startswith("stage 5 of 5, step 1000, loss 0.0")
     ckpt = load_checkpoint(run.checkpoint)                                           # it resumes as the README says
-    assert ckpt["step"] == 1800 and ckpt["model_config"]["prediction"] == "v" and ckpt["optimizer"] is not None
+    assert ckpt["step"] == 1000 and ckpt["model_config"]["prediction"] == "v" and ckpt["optimizer"] is not None
+    assert ckpt["model_config"]["text_dim"] == 384 and ckpt["train_args"]["train.trainable"] == "text"
     assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
 
 
@@ -228,8 +233,8 @@ def test_scope_line_of_the_shipped_model_says_what_it_knows():
 
     card = read_card(None)                                       # mmdiff/assets/tiny-synthetic.pt
     line = scope_line(card)
-    assert card.shipped and card.synthetic and not card.takes_prompt and card.config.text_dim == 0
-    assert "unconditional: it takes no text prompt" in line
+    assert card.shipped and card.synthetic and card.takes_prompt and card.config.text_dim == 384
+    assert "text-conditioned: it follows a prompt worded like its training captions" in line
     assert "16 frames of 32x32 at 10 fps with 8000 Hz audio (1.6 s)" in line
     assert f"{card.step:,} training steps" in line and card.step > 0
     assert "only on the synthetic generator's clips (python -m mmdiff.data.synthetic)" in line
