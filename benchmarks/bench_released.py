@@ -7,7 +7,10 @@ Both networks are built in this process at the released configuration (`mm-diffu
 mmdiff.convert), then timed in alternation (public, ours, public, ours, ...) so that load changes hit both
 alike. The public code is imported from --public-repo (it needs einops; blobfile and mpi4py, unused by the
 model, are stubbed when absent). RS-MMA uses R = 0 in both, and the outputs are compared.
-Prints one JSON object: per-run seconds, medians, their ratio, the load average before and after.
+Prints one JSON object: per-run seconds, medians, their ratio, the load average before and after, and what
+the arithmetic allows: FLOPs of one forward (torch.utils.flop_counter, plus the attention products it does
+not see inside CPU flash attention), the fp32 matmul peak measured in the same process, each implementation's
+share of it, and the floor (FLOPs / peak: no fp32 implementation of the same computation runs faster).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from pathlib import Path
 import torch
 
 from benchmarks._util import machine
+from benchmarks.bench_speed import forward_flops, matmul_peak
 
 RELEASED_ARGS = dict(   # ssh_scripts/multimodal_sample_sr.sh MODEL_FLAGS (fp32 here)
     video_size=[16, 3, 64, 64], audio_size=[1, 25600], num_channels=128, num_res_blocks=2, channel_mult="",
@@ -91,10 +95,16 @@ def main(argv=None) -> None:
     load_after = os.getloadavg()
     diff = max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(outs["ours"], outs["public"]))
     med = {k: statistics.median(v) for k, v in times.items()}
+    flops = forward_flops(ours)                         # the same computation in both (outputs agree)
+    gflop = (flops["counted"] + flops["attention"]) / 1e9
+    peak, _ = matmul_peak()                             # GFLOP/s by wall clock, this process's threads
     print(json.dumps({
         "machine": machine(), "config": "mm-diffusion (released), fp32, batch 1",
         "seconds": times, "median_s": med, "ratio_ours_over_public": med["ours"] / med["public"],
         "max_rel_output_difference": diff, "load_average_before": load_before, "load_average_after": load_after,
+        "gflop_per_forward": {k: v / 1e9 for k, v in flops.items()}, "matmul_peak_gflop_s": peak,
+        "share_of_peak": {k: gflop / v / peak for k, v in med.items()}, "floor_s": gflop / peak,
+        "half_of_public_s": med["public"] / 2,
     }, indent=1))
 
 
