@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from mmdiff.atomic import file_sha256, write_text
 from mmdiff.cliargs import fail, non_negative_float, positive_int, seed_int
 from mmdiff.checkpoint import default_checkpoint, load_model
-from mmdiff.defaults import DEFAULT_SR_CHECKPOINT
+from mmdiff.defaults import AUDIO_GUIDANCE_SCALE, DEFAULT_SR_CHECKPOINT, GUIDANCE_SCALE
 from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
@@ -147,12 +147,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"gradient-guidance weight lambda (default: {DEFAULT_GRADIENT_SCALE:g})")
     p.add_argument("--prompt", default=None,
                    help="caption for a model trained with --text-cond (empty: unconditional); recorded in the manifest")
-    p.add_argument("--guidance-scale", type=non_negative_float, default=3.0,
+    p.add_argument("--guidance-scale", type=non_negative_float, default=GUIDANCE_SCALE,
                    help="classifier-free guidance scale for --prompt: 0 unconditional, 1 conditional without "
-                        "guidance, >1 stronger (default: 3)")
-    p.add_argument("--audio-guidance-scale", type=non_negative_float, default=None,
-                   help="the audio stream's own guidance scale (default: --guidance-scale); 1 guides only the video, "
-                        "which keeps the audio's background as clean as without a prompt (README)")
+                        f"guidance, >1 stronger (default: {GUIDANCE_SCALE:g}, the video's; measured, README)")
+    p.add_argument("--audio-guidance-scale", type=non_negative_float, default=AUDIO_GUIDANCE_SCALE,
+                   help=f"the audio stream's own guidance scale (default: {AUDIO_GUIDANCE_SCALE:g}: conditional, which "
+                        "keeps the audio's background as clean as without a prompt; guiding it too adds noise, README)")
     p.add_argument("--two-step", action="store_true",
                    help="Paredes et al.'s pipeline: generate the video (from --prompt), then its audio conditioned "
                         "on that video and the prompt")

@@ -12,6 +12,7 @@ import gradio as gr
 from mmdiff.checkpoint import CheckpointError, load_checkpoint
 from mmdiff.cliargs import MAX_SEED
 from mmdiff.data.synthetic import example_captions
+from mmdiff.defaults import AUDIO_GUIDANCE_SCALE, GUIDANCE_SCALE
 from mmdiff.diffusion.samplers import SAMPLERS
 from mmdiff.jobs import JobSpec, run_generation, run_upscale, write_clips, zip_clips
 from mmdiff.modelcard import ModelCard, scope_line
@@ -22,10 +23,7 @@ JOB = "generate"                  # cancel-event kind: this tab's Cancel stops o
 VIEW_PX = 256                     # clips smaller than this are shown blown up (nearest neighbour) to about it
 PLAYER_PX = VIEW_PX + 2           # a player this size shows a VIEW_PX video pixel for pixel (no smoothing)
 GRID_COLUMNS = 4                  # result slots per row
-# Prompt guidance of the video / the audio stream: the shipped model follows held-out captions' colour/shape and
-# pitch best at video 6 with every sample clean when the audio is only conditioned (1); guiding the audio too
-# raises its background between events (README, "The shipped default model")
-GUIDANCE, AUDIO_GUIDANCE = 6.0, 1.0
+GUIDANCE, AUDIO_GUIDANCE = GUIDANCE_SCALE, AUDIO_GUIDANCE_SCALE      # measured on the shipped model (defaults.py)
 # (label, sampler, steps, seed, batch, eta): the shipped model's probability-flow ODE is clean (v-prediction,
 # tests/test_model_clean.py), so the paper's fast solver is the default; the others to compare
 SETTING_EXAMPLES = [
