@@ -20,14 +20,19 @@ def test_config_dicts_saved_before_cross_fusion_load_unchanged():
 def test_checkpoint_written_before_the_new_fields_still_loads(tmp_path):
     import torch
 
-    ckpt = load_checkpoint(default_checkpoint())
-    for field in ("cross_fusion", "text_dim", "text_encoder"):  # fields added after the first checkpoints
+    ckpt = load_checkpoint(default_checkpoint())               # the shipped model takes text; the first ones did not
+    for field in ("cross_fusion", "text_dim", "text_encoder", "text_scale"):  # fields added after the first checkpoints
         ckpt["model_config"].pop(field, None)
+    for part in ("model", "ema"):
+        if ckpt.get(part):
+            ckpt[part] = {k: v for k, v in ckpt[part].items() if not k.startswith("text_mlp.")}
     old = tmp_path / "old.pt"
     torch.save(ckpt, old)
     model, _ = load_model(old)
     assert model.config.cross_fusion == "rsmma" and any(isinstance(m, RSMMA) for m in model.modules())
-    assert model.config == load_model()[0].config
+    fresh = ModelConfig()
+    assert model.config == load_model()[0].config.replace(text_dim=fresh.text_dim, text_encoder=fresh.text_encoder,
+                                                          text_scale=fresh.text_scale)
 
 
 def test_cross_fusion_is_validated():
