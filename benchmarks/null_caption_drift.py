@@ -52,17 +52,6 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(f"{float((a - b).norm() / b.norm()):.3g}")
 
 
-def held_out_clips(num: int, seed: int, cfg) -> tuple[torch.Tensor, torch.Tensor]:
-    """(video (N, F, 3, H, W), audio (N, 1, T)) model tensors of `num` synthetic clips of `seed`."""
-    from mmdiff.data.pixels import frames_to_model
-    from mmdiff.data.synthetic import make_clip
-
-    clips = [make_clip(i, seed, cfg.video_frames, cfg.fps, cfg.video_size, cfg.audio_rate) for i in range(num)]
-    video = torch.stack([frames_to_model(c.video) for c in clips])
-    audio = torch.stack([torch.as_tensor(c.audio, dtype=torch.float32).reshape(1, -1) for c in clips])
-    return video, audio
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", required=True, help="the model (e.g. a --caption-branch-only run's export)")
@@ -71,12 +60,13 @@ def main(argv=None) -> None:
     ap.add_argument("--levels", type=int, nargs="+", default=[10, 100, 300, 600, 900], help="noise levels t")
     ap.add_argument("--seed", type=int, default=99, help="seed of the clips and the noise (default: 99)")
     args = ap.parse_args(argv)
+    from benchmarks.bench_frame_errors import clips
     from mmdiff.checkpoint import load_model
 
     models = load_model(args.ckpt), load_model(args.base)
     for m, _ in models:
         m.eval()
-    video, audio = held_out_clips(args.clips, args.seed, models[0][0].config)
+    video, audio = clips(models[0][0].config, args.clips, args.seed)              # held-out synthetic clips
     for row in drift(models, video, audio, args.levels, args.seed):
         print(json.dumps(row), flush=True)
 

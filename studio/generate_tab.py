@@ -23,7 +23,6 @@ JOB = "generate"                  # cancel-event kind: this tab's Cancel stops o
 VIEW_PX = 256                     # clips smaller than this are shown blown up (nearest neighbour) to about it
 PLAYER_PX = VIEW_PX + 2           # a player this size shows a VIEW_PX video pixel for pixel (no smoothing)
 GRID_COLUMNS = 4                  # result slots per row
-GUIDANCE, AUDIO_GUIDANCE = GUIDANCE_SCALE, AUDIO_GUIDANCE_SCALE      # measured on the shipped model (defaults.py)
 # (label, sampler, steps, seed, batch, eta): the shipped model's probability-flow ODE is clean (v-prediction,
 # tests/test_model_clean.py), so the paper's fast solver is the default; the others to compare
 SETTING_EXAMPLES = [
@@ -156,10 +155,10 @@ def text_controls(visible: bool = True):
                             placeholder="e.g. a red ball bounces twice; each bounce makes a high click",
                             info="empty: unconditional. Only models trained with captions can follow a prompt.")
         with gr.Row():
-            scale = gr.Slider(0, 10, value=GUIDANCE, step=0.5, label="Guidance scale (video)",
+            scale = gr.Slider(0, 10, value=GUIDANCE_SCALE, step=0.5, label="Guidance scale (video)",
                               elem_id="gen-guidance-scale",
                               info="classifier-free guidance: 0 ignores the prompt, 1 conditional, >1 stronger")
-            audio_scale = gr.Slider(0, 10, value=AUDIO_GUIDANCE, step=0.5, label="Guidance scale (audio)",
+            audio_scale = gr.Slider(0, 10, value=AUDIO_GUIDANCE_SCALE, step=0.5, label="Guidance scale (audio)",
                                     elem_id="gen-audio-guidance-scale",
                                     info="1 (conditional) keeps the audio clean between events; >1 adds background "
                                          "noise")
@@ -167,7 +166,8 @@ def text_controls(visible: bool = True):
                                    info="Paredes et al.: generate the video from the prompt, then audio conditioned "
                                         "on that video and the prompt (twice the sampling time)")
         captions = example_captions()
-        rows = [[c, GUIDANCE, AUDIO_GUIDANCE, k == len(captions)] for k, c in enumerate(captions + captions[:1])]
+        rows = [[c, GUIDANCE_SCALE, AUDIO_GUIDANCE_SCALE, k == len(captions)]
+                for k, c in enumerate(captions + captions[:1])]
         gr.Examples(rows, [prompt, scale, audio_scale, two_step],
                     label="Example prompts: the synthetic clips' captions (one per class; the last in two steps)")
     return box, prompt, scale, audio_scale, two_step

@@ -75,11 +75,12 @@ def test_caption_branch_only_trains_the_text_mlp_and_nothing_else(text_run, cach
     assert ft["train_args"]["train.trainable"] == "text" and ft["train_args"]["min_t"] == 300
     assert ft["train_args"]["init_steps"] == 2
     # the null caption's output still moves with the branch (benchmarks.null_caption_drift measures how far)
-    from benchmarks.null_caption_drift import drift, held_out_clips
+    from benchmarks.bench_frame_errors import clips
+    from benchmarks.null_caption_drift import drift
     from mmdiff.checkpoint import load_model
 
     run, source = load_model(out / "last.pt"), load_model(text_run / "last.pt")
-    video, audio = held_out_clips(2, 99, run[0].config)
+    video, audio = clips(run[0].config, 2, 99)
     assert all(r["video"] == r["audio"] == r["video_x0"] == 0 for r in drift((source, source), video, audio, [10, 900]))
     assert all(r["video"] > 0 and r["audio"] > 0 for r in drift((run, source), video, audio, [10, 900]))
     import mmdiff
