@@ -4,7 +4,9 @@
     python -m benchmarks.bench_speed --threads 1 --steps 5 --repeats 2    # BENCHMARKS.md (loaded machine)
     python -m benchmarks.bench_speed --paper-forward      # also one forward of the paper architecture (smaller clip)
 
-The plain and the fast path (mmdiff/nn/fastpath.py; the plain one is `MMDIFF_FAST=0`) run alternately,
+Three paths run alternately: plain (`MMDIFF_FAST=0`), "serial" (the fast path of mmdiff/nn/fastpath.py with its
+batch chunks run one at a time, `fastpath.use_parallel(False)`: the fast path before chunks ran on worker threads)
+and fast (the default: chunks on one worker thread per torch thread). They run alternately,
 `--repeats` times each, on the same model, seed and batch; medians are reported, in wall-clock seconds and
 in this process's CPU seconds (the second is what a busy machine disturbs least). FLOPs per forward are
 counted with torch.utils.flop_counter (convolutions and matrix products, as issue 21 counts them, plus
@@ -67,14 +69,20 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+# path name -> (fast path on, chunks in parallel)
+PATHS = {"plain": (False, False), "serial": (True, False), "fast": (True, True)}
+
+
 def side_by_side(fn_of_path, repeats: int) -> dict:
-    """Run fn_of_path(False) and fn_of_path(True) alternately; {path: {"wall": [...], "cpu": [...]}}."""
+    """Run `fn_of_path()` on each of PATHS in turn, rotating the order every round; {path: {"wall": [...], "cpu": [...]}}."""
     from mmdiff.nn import fastpath
 
-    out = {name: {"wall": [], "cpu": []} for name in ("plain", "fast")}
-    for i in range(repeats + 1):                    # the first round warms both paths up and is dropped
-        for name in (("plain", "fast") if i % 2 == 0 else ("fast", "plain")):
-            with fastpath.use(name == "fast"):
+    names = list(PATHS)
+    out = {name: {"wall": [], "cpu": []} for name in names}
+    for i in range(repeats + 1):                    # the first round warms every path up and is dropped
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            fast, parallel = PATHS[name]
+            with fastpath.use(fast), fastpath.use_parallel(parallel):
                 wall, cpu = _timed(fn_of_path)
             if i:
                 out[name]["wall"].append(wall)
@@ -99,8 +107,9 @@ def bench_sampling(model, batches, steps: int, repeats: int, flops: dict, peak: 
             row[f"{name}_clips_per_s"] = round(1 / wall, 3)
             work = (flops["counted"] + flops["attention"]) * steps / 1e9      # GFLOP per clip
             row[f"{name}_share_of_peak"] = round(work / cpu / peak[1], 3)
-        row["speedup_wall"] = round(row["plain_s_per_clip"] / row["fast_s_per_clip"], 2)
-        row["speedup_cpu"] = round(row["plain_cpu_s_per_clip"] / row["fast_cpu_s_per_clip"], 2)
+        for name in ("serial", "fast"):
+            row[f"{name}_speedup_wall"] = round(row["plain_s_per_clip"] / row[f"{name}_s_per_clip"], 2)
+            row[f"{name}_speedup_cpu"] = round(row["plain_cpu_s_per_clip"] / row[f"{name}_cpu_s_per_clip"], 2)
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -150,15 +159,16 @@ def table(rows: list[dict], flops: dict, peak: tuple[float, float]) -> str:
              f"+ {flops['attention'] / 1e9:.2f} G attention products; fp32 2048^3 matmul peak "
              f"{peak[0]:.1f} GFLOP/s wall, {peak[1]:.1f} GFLOP/s per CPU-second",
              "",
-             "| batch | plain s/clip (wall) | fast s/clip (wall) | plain CPU s/clip | fast CPU s/clip | "
-             "speed-up (CPU) | share of peak plain / fast | load avg |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| batch | s/clip (wall): plain / serial / fast | clips/s: plain / serial / fast | speed-up over plain "
+             "(wall): serial / fast | CPU s/clip: plain / serial / fast | share of peak: plain / serial / fast | load avg |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["bench"] != "sampling":
             continue
-        lines.append(f"| {r['batch']} | {r['plain_s_per_clip']} | {r['fast_s_per_clip']} | "
-                     f"{r['plain_cpu_s_per_clip']} | {r['fast_cpu_s_per_clip']} | {r['speedup_cpu']}x | "
-                     f"{r['plain_share_of_peak']:.0%} / {r['fast_share_of_peak']:.0%} | {r['load_avg']:.1f} |")
+        per = lambda key, fmt="{}": " / ".join(fmt.format(r[f"{n}_{key}"]) for n in PATHS)  # noqa: E731
+        lines.append(f"| {r['batch']} | {per('s_per_clip')} | {per('clips_per_s')} | "
+                     f"{r['serial_speedup_wall']}x / **{r['fast_speedup_wall']}x** | {per('cpu_s_per_clip')} | "
+                     f"{per('share_of_peak', '{:.0%}')} | {r['load_avg']:.1f} |")
     for r in rows:
         if r["bench"] == "paper_forward":
             lines.append(f"\nPaper architecture, one forward ({r['video_size']}x{r['video_size']} video, "

@@ -122,14 +122,24 @@ def text_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tenso
                                     stream_scales(layout, guidance_scale, audio_guidance_scale))
 
 
+def draws_shifts(model: torch.nn.Module) -> bool:
+    """Whether any RS-MMA block of `model` draws its shift at inference (RSMMA.draw_shift); a model trained
+    without the random shift, or whose windows span all frames, never does."""
+    from mmdiff.nn.attention import RSMMA
+
+    return any(isinstance(m, RSMMA) and m.random_shift and m.inference_shift == "random" and m.window < m.frames
+               for m in model.modules())
+
+
 def shift_source(model: torch.nn.Module, mode: str | None, seed: int):
     """What the model's RS-MMA blocks get as `shift` for a call in `mode` (SHIFT_MODES; None: the model's
-    own `inference_shift`, "random" -> "seeded"): a CPU generator, or 0."""
+    own `inference_shift`, "random" -> "seeded"): a CPU generator, or 0 (also when the model draws nothing, which
+    is the same R; an int lets fastpath.chunked run batch chunks in parallel)."""
     if mode is None:
         mode = "zero" if getattr(model.config, "inference_shift", "random") == "zero" else "seeded"
     if mode not in SHIFT_MODES:
         raise ValueError(f"unknown RS-MMA shift mode {mode!r}; choose one of {SHIFT_MODES}")
-    if mode == "zero":
+    if mode == "zero" or not draws_shifts(model):
         return 0
     gen = torch.Generator("cpu")                   # CPU: drawing R never waits for a GPU
     if mode == "seeded":

@@ -102,6 +102,55 @@ def test_chunked_batches_equal_one_batch_and_share_the_shifts(monkeypatch):
         torch.testing.assert_close(f_, p_, rtol=1e-4, atol=1e-4)
 
 
+@pytest.fixture
+def two_torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_parallel_chunks_equal_the_plain_batch_and_restore_the_threads(monkeypatch, two_torch_threads):
+    """With 2 torch threads and a shift that draws nothing, chunks run on 2 worker threads (batch 3 -> 2 + 1)."""
+    monkeypatch.setattr(fastpath, "CPU_CHUNK", 2)
+    calls = []
+    original = fastpath._in_parallel
+    monkeypatch.setattr(fastpath, "_in_parallel",
+                        lambda d, chunks, w: calls.append(([c[0].shape[0] for c in chunks], w)) or original(d, chunks, w))
+    model = noisy_tiny()
+    opts = SamplerOptions(steps=2)
+    with fastpath.use(False):
+        plain = generate(model, 3, opts, seed=7, shift="zero")
+    fast = generate(model, 3, opts, seed=7, shift="zero")
+    assert calls and calls[0] == ([2, 1], 2)                                  # every model call ran in parallel
+    assert torch.get_num_threads() == 2                                       # restored afterwards
+    for p_, f_ in zip(plain, fast):
+        assert p_.std() > 0.01
+        torch.testing.assert_close(f_, p_, rtol=1e-4, atol=1e-4)
+    calls.clear()
+    generate(model, 3, opts, seed=7)            # this model draws its shifts: chunks run one at a time
+    assert not calls
+
+
+def test_overlapping_parallel_sections_restore_the_user_setting(two_torch_threads):
+    """Two sampling jobs whose parallel sections overlap (studio): the last one out restores torch's 2 threads,
+    and a job starting inside the other's section still sees 2 workers."""
+    outer = fastpath._one_torch_thread()
+    inner = fastpath._one_torch_thread()
+    outer.__enter__()
+    assert torch.get_num_threads() == 1 and fastpath.cpu_workers() == 2
+    inner.__enter__()
+    outer.__exit__(None, None, None)
+    assert torch.get_num_threads() == 1                                       # the other job is still inside
+    inner.__exit__(None, None, None)
+    assert torch.get_num_threads() == 2 and fastpath.cpu_workers() == 2
+
+
+def test_chunk_size_splits_for_every_worker():
+    assert [fastpath.chunk_size(b, 2) for b in (1, 2, 3, 4, 8, 16)] == [1, 1, 2, 2, 4, 4]
+    assert [fastpath.chunk_size(b, 1) for b in (1, 4, 16)] == [1, 4, 4]
+
+
 def test_env_var_selects_plain_path(monkeypatch):
     import importlib
 

@@ -8,19 +8,25 @@ tests/test_core_fastpath.py). What it changes, and what each step paid, is in BE
   2D+1D convolutions, the token views of the attention layers and RS-MMA are views, not copies, and
   oneDNN convolves without reordering;
 - RS-MMA's window gathers use `index_select` (one memory copy) instead of advanced indexing;
-- 1x1 convolutions of channels-last video features run as one matrix product over the (B*F*H*W, C) rows.
+- 1x1 convolutions of channels-last video features run as one matrix product over the (B*F*H*W, C) rows;
+- CPU batches run in chunks, and with torch set to N >= 2 threads the chunks run on N worker threads of one
+  torch thread each, instead of one chunk at a time on N threads (`chunked`).
 
-On by default; `MMDIFF_FAST=0` in the environment, or `with fastpath.use(False):`, selects the plain path.
+On by default; `MMDIFF_FAST=0` in the environment, or `with fastpath.use(False):`, selects the plain path;
+`with fastpath.use_parallel(False):` keeps the fast path but runs the chunks one at a time.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import nn
 
-_state = {"on": os.environ.get("MMDIFF_FAST", "1") != "0"}
+_state = {"on": os.environ.get("MMDIFF_FAST", "1") != "0", "parallel": True}
 
 
 def enabled() -> bool:
@@ -29,14 +35,23 @@ def enabled() -> bool:
 
 
 @contextlib.contextmanager
-def use(on: bool):
-    """Run the enclosed forwards on the fast (True) or plain (False) path; restores the previous choice."""
-    before = _state["on"]
-    _state["on"] = bool(on)
+def _switch(key: str, on: bool):
+    before = _state[key]
+    _state[key] = bool(on)
     try:
         yield
     finally:
-        _state["on"] = before
+        _state[key] = before
+
+
+def use(on: bool):
+    """Run the enclosed forwards on the fast (True) or plain (False) path; restores the previous choice."""
+    return _switch("on", on)
+
+
+def use_parallel(on: bool):
+    """Run CPU chunks on worker threads (True, the default) or one at a time (False); restores the choice."""
+    return _switch("parallel", on)
 
 
 # Channels-last pays for narrow features (tiny: 16-64 channels, 1.2-1.3x per forward) and costs for wide
@@ -106,24 +121,81 @@ def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 # 0.90 vs 0.76 CPU s per clip at 16 vs 4 for tiny, BENCHMARKS.md; the features outgrow the caches).
 CPU_CHUNK = 4
 
+# Worker threads: torch's intra-op threads are set to 1 while chunks run in parallel, and restored when the last
+# parallel section of the process ends (two sampling jobs of the studio may overlap).
+_threads = {"depth": 0, "before": 1}
+_threads_lock = threading.Lock()
+
+
+def cpu_workers() -> int:
+    """How many chunks may run at once: torch's thread setting outside a parallel section (inside one: the setting
+    it replaced, so an overlapping job sees the user's choice, not the temporary 1)."""
+    with _threads_lock:
+        return _threads["before"] if _threads["depth"] else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    """torch ops use one thread each inside (the workers supply the parallelism); reference-counted across threads."""
+    with _threads_lock:
+        if _threads["depth"] == 0:
+            _threads["before"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads["depth"] += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads["depth"] -= 1
+            if _threads["depth"] == 0:
+                torch.set_num_threads(_threads["before"])
+
+
+def chunk_size(batch: int, workers: int) -> int:
+    """Clips per chunk: at most CPU_CHUNK, and small enough that every worker gets one when it can."""
+    return max(1, min(CPU_CHUNK, math.ceil(batch / max(1, workers))))
+
+
+def _in_parallel(denoise, chunks: list, workers: int) -> list:
+    """denoise(x, t) of every (x, t) chunk on `workers` threads of one torch thread each, outputs in order."""
+    grad = torch.is_grad_enabled()
+    inference = torch.is_inference_mode_enabled()
+
+    def one(chunk):
+        # grad mode and inference mode are thread-local: carry the caller's into the worker
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return denoise(*chunk)
+
+    with _one_torch_thread(), ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, chunks))
+
 
 def chunked(denoise, device: torch.device, shift=None):
-    """A `denoise(x, t)` that evaluates batches above CPU_CHUNK on a CPU chunk by chunk (fast path only).
+    """A `denoise(x, t)` that evaluates CPU batches chunk by chunk (fast path only).
 
-    Every chunk starts from the same state of the RS-MMA shift generator `shift` (mmdiff.generate.shift_source;
-    an int or None draws nothing), so every chunk gets the shifts the whole batch would, and the generator's
-    state afterwards is the one a single forward leaves.
+    Batches above CPU_CHUNK run in chunks of at most CPU_CHUNK clips. With torch set to N >= 2 threads and a
+    shift that draws nothing (an int), the chunks (then of at most ceil(B / N) clips, so a batch of 4 also splits)
+    run on N worker threads of one torch thread each: on 2 cores that beats one chunk at a time on 2 threads
+    (BENCHMARKS.md). With a shift generator (mmdiff.generate.shift_source) the chunks run one at a time, each
+    starting from the same generator state, so every chunk gets the shifts the whole batch would, and the
+    generator's state afterwards is the one a single forward leaves.
     """
     if not enabled() or torch.device(device).type != "cpu":
         return denoise
     gen = shift if isinstance(shift, torch.Generator) else None
+    draws_nothing = isinstance(shift, int)           # None would draw from torch's global RNG: not from threads
 
     def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] <= CPU_CHUNK:
+        workers = cpu_workers() if _state["parallel"] and draws_nothing else 1
+        size = chunk_size(x.shape[0], workers)
+        if x.shape[0] <= size:
             return denoise(x, t)
+        chunks = list(zip(x.split(size), t.split(size)))
+        if workers > 1:
+            return torch.cat(_in_parallel(denoise, chunks, min(workers, len(chunks))))
         state = gen.get_state() if gen is not None else None
         outs = []
-        for xc, tc in zip(x.split(CPU_CHUNK), t.split(CPU_CHUNK)):
+        for xc, tc in chunks:
             if gen is not None:
                 gen.set_state(state)
             outs.append(denoise(xc, tc))
