@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ def _rounded(row: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    from mmdiff.checkpoint import default_checkpoint, load_model
+    from mmdiff.checkpoint import CheckpointError, default_checkpoint, load_model
     from mmdiff.generate import generate
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,7 +73,11 @@ def main(argv=None) -> int:
     print(f"# {machine()}")
     real_done = False
     for ckpt in args.ckpt or [str(default_checkpoint())]:
-        model, schedule = load_model(ckpt, use_ema=not args.raw)
+        try:
+            model, schedule = load_model(ckpt, use_ema=not args.raw)
+        except (CheckpointError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         cfg = model.config
         if not real_done:
             stats = clip_stats(*real_clips(cfg, args.num, args.real_seed), cfg.fps, cfg.audio_rate)

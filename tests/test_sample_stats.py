@@ -37,3 +37,12 @@ def test_peak_iou_is_the_mean_of_change_peak_align():
     each = [change_peak_align(f, a[0].numpy(), cfg.fps, cfg.audio_rate) for f, a in zip(frames, audio)]
     assert s["peak_iou"] == pytest.approx(float(np.mean(each)))
     assert s["peak_iou"] > 0.3 and s["audio_peaks"] >= 1 and s["video_peaks"] >= 1   # real clips have events
+
+
+def test_an_inference_export_asked_for_raw_weights_is_a_one_line_error(capsys):
+    from benchmarks.sample_stats import main
+    from mmdiff.checkpoint import default_checkpoint
+
+    assert main(["--ckpt", str(default_checkpoint()), "--raw", "--num", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "only EMA weights" in err and "Traceback" not in err
