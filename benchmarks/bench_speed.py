@@ -3,10 +3,12 @@
     python -m benchmarks.bench_speed                      # shipped tiny model, DPM-Solver++ 20, batch 1/4/16, 2 threads
     python -m benchmarks.bench_speed --threads 1 --steps 5 --repeats 2    # BENCHMARKS.md (loaded machine)
     python -m benchmarks.bench_speed --paper-forward      # also one forward of the paper architecture (smaller clip)
+    python -m benchmarks.bench_speed --prompt "a red ball"  # guided: the caption's and the null caption's forward
 
 Three paths run alternately: plain (`MMDIFF_FAST=0`), "serial" (the fast path of mmdiff/nn/fastpath.py with its
 batch chunks run one at a time, `fastpath.use_parallel(False)`: the fast path before chunks ran on worker threads)
-and fast (the default: chunks on one worker thread per torch thread). They run alternately,
+and fast (the default: chunks on one worker thread per torch thread; with a prompt, a single clip's two guided
+forwards on two worker threads). They run alternately,
 `--repeats` times each, on the same model, seed and batch; medians are reported, in wall-clock seconds and
 in this process's CPU seconds (the second is what a busy machine disturbs least). FLOPs per forward are
 counted with torch.utils.flop_counter (convolutions and matrix products, as issue 21 counts them, plus
@@ -90,14 +92,25 @@ def side_by_side(fn_of_path, repeats: int) -> dict:
     return out
 
 
-def bench_sampling(model, batches, steps: int, repeats: int, flops: dict, peak: tuple[float, float]) -> list[dict]:
+def bench_sampling(model, batches, steps: int, repeats: int, flops: dict, peak: tuple[float, float],
+                   prompt: str | None = None) -> list[dict]:
+    """With `prompt`: classifier-free guidance at the studio's default scales, two forwards per step (the
+    share of peak then counts both)."""
+    from mmdiff.defaults import AUDIO_GUIDANCE_SCALE, GUIDANCE_SCALE
     from mmdiff.generate import SamplerOptions, generate
 
     opts = SamplerOptions(sampler="dpm-solver++", steps=steps)
+    guided = {}
+    if prompt:
+        from mmdiff.text.encoder import TextEncoder
+
+        guided = {"text": TextEncoder().encode([prompt]), "guidance_scale": GUIDANCE_SCALE,
+                  "audio_guidance_scale": AUDIO_GUIDANCE_SCALE}
+    forwards = 2 if guided else 1
     rows = []
     for batch in batches:
-        times = side_by_side(lambda: generate(model, batch, opts, seed=0), repeats)
-        row = {"bench": "sampling", "batch": batch, "steps": steps, "repeats": repeats,
+        times = side_by_side(lambda: generate(model, batch, opts, seed=0, **guided), repeats)
+        row = {"bench": "sampling", "batch": batch, "steps": steps, "repeats": repeats, "prompt": prompt,
                "load_avg": os.getloadavg()[0]}
         for name, tt in times.items():
             wall = statistics.median(tt["wall"]) / batch
@@ -105,7 +118,7 @@ def bench_sampling(model, batches, steps: int, repeats: int, flops: dict, peak: 
             row[f"{name}_s_per_clip"] = round(wall, 3)
             row[f"{name}_cpu_s_per_clip"] = round(cpu, 3)
             row[f"{name}_clips_per_s"] = round(1 / wall, 3)
-            work = (flops["counted"] + flops["attention"]) * steps / 1e9      # GFLOP per clip
+            work = (flops["counted"] + flops["attention"]) * steps * forwards / 1e9      # GFLOP per clip
             row[f"{name}_share_of_peak"] = round(work / cpu / peak[1], 3)
         for name in ("serial", "fast"):
             row[f"{name}_speedup_wall"] = round(row["plain_s_per_clip"] / row[f"{name}_s_per_clip"], 2)
@@ -185,6 +198,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per path and batch (default: 3)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     ap.add_argument("--paper-forward", action="store_true", help="also time one paper-architecture forward")
+    ap.add_argument("--prompt", default=None, help="sample with this caption and the studio's guidance (needs a "
+                                                   "text-conditioned checkpoint, e.g. the shipped one)")
     args = ap.parse_args(argv)
     try:
         batches = [int(b) for b in args.batches.split(",")]
@@ -200,7 +215,7 @@ def main(argv=None) -> None:
     peak = matmul_peak()
     print(json.dumps({"flops_per_forward": flops, "matmul_peak_gflops_wall": round(peak[0], 1),
                       "matmul_peak_gflops_cpu": round(peak[1], 1)}), flush=True)
-    rows = bench_sampling(model, batches, args.steps, args.repeats, flops, peak)
+    rows = bench_sampling(model, batches, args.steps, args.repeats, flops, peak, args.prompt)
     if args.paper_forward:
         rows.append(bench_paper_forward(args.repeats))
     print(json.dumps({"load_avg_end": os.getloadavg()}))

@@ -117,9 +117,11 @@ def text_denoiser(model: torch.nn.Module, layout: JointLayout, text: torch.Tenso
     :param schedule: turns a v-prediction model's output into eps (model_denoiser)."""
     if text is None:
         return model_denoiser(model, layout, shift=shift, schedule=schedule)
+    device = next(model.parameters()).device
     return classifier_free_denoiser(model_denoiser(model, layout, text, shift=shift, schedule=schedule),
                                     model_denoiser(model, layout, shift=shift, schedule=schedule),
-                                    stream_scales(layout, guidance_scale, audio_guidance_scale))
+                                    stream_scales(layout, guidance_scale, audio_guidance_scale),
+                                    both=fastpath.pair_runner(device, shift))
 
 
 def draws_shifts(model: torch.nn.Module) -> bool:

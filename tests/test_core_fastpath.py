@@ -132,6 +132,61 @@ def test_parallel_chunks_equal_the_plain_batch_and_restore_the_threads(monkeypat
     assert not calls
 
 
+def _guided_step(both):
+    """One classifier-free guided call of the shipped text model (guidance 6, random caption), x and t fixed."""
+    from mmdiff.checkpoint import default_checkpoint, load_model
+    from mmdiff.diffusion.guidance import classifier_free_denoiser
+    from mmdiff.diffusion.joint import JointLayout, model_denoiser
+
+    model, schedule = load_model(default_checkpoint())
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(1, model.config.text_dim, generator=g)                   # (1, text_dim)
+    layout = JointLayout.from_config(model.config)
+    x = torch.randn(1, layout.size, generator=g)                               # (1, D)
+    t = torch.tensor([700])
+    guided = classifier_free_denoiser(model_denoiser(model, layout, text, shift=0, schedule=schedule),
+                                      model_denoiser(model, layout, shift=0, schedule=schedule), 6.0, both=both)
+    with torch.inference_mode():
+        return guided(x, t)
+
+
+def test_guidance_pair_runs_on_two_workers_and_equals_the_calls_in_turn(monkeypatch, two_torch_threads):
+    """A single guided clip: its conditional and unconditional forwards run on two worker threads, same output."""
+    workers = []
+    original = fastpath._in_parallel
+    monkeypatch.setattr(fastpath, "_in_parallel", lambda d, jobs, w: workers.append(w) or original(d, jobs, w))
+    both = fastpath.pair_runner(torch.device("cpu"), 0)
+    parallel = _guided_step(both)
+    assert workers == [2] and torch.get_num_threads() == 2                  # ran in parallel; threads restored
+    in_turn = _guided_step(None)
+    assert in_turn.std() > 0.1
+    torch.testing.assert_close(parallel, in_turn, rtol=1e-5, atol=1e-5)
+
+
+def test_guidance_pair_stays_in_turn_where_it_must(two_torch_threads):
+    """No pair runner for a drawing shift or the plain path; inside a parallel section (batch chunks on workers)
+    and with parallel chunks switched off, the two calls run in turn on the calling thread."""
+    import threading
+
+    assert fastpath.pair_runner(torch.device("cpu"), torch.Generator()) is None
+    with fastpath.use(False):
+        assert fastpath.pair_runner(torch.device("cpu"), 0) is None
+    both = fastpath.pair_runner(torch.device("cpu"), 0)
+    here = threading.get_ident
+    with fastpath._one_torch_thread():
+        assert both(here, here) == (here(), here())
+    with fastpath.use_parallel(False):
+        assert both(here, here) == (here(), here())
+    meet = threading.Barrier(2, timeout=10)                  # passes only if both calls run at the same time
+
+    def together():
+        meet.wait()
+        return here()
+
+    ran_on = both(together, together)
+    assert here() not in ran_on and ran_on[0] != ran_on[1]                  # two worker threads
+
+
 def test_overlapping_parallel_sections_restore_the_user_setting(two_torch_threads):
     """Two sampling jobs whose parallel sections overlap (studio): the last one out restores torch's 2 threads,
     and a job starting inside the other's section still sees 2 workers."""

@@ -107,13 +107,15 @@ def conditioned_denoiser(denoise: Denoiser, layout: JointLayout, schedule: Sched
     return guided
 
 
-def classifier_free_denoiser(cond: Denoiser, uncond: Denoiser, scale: float | torch.Tensor) -> Denoiser:
+def classifier_free_denoiser(cond: Denoiser, uncond: Denoiser, scale: float | torch.Tensor, both=None) -> Denoiser:
     """eps = eps_uncond + scale * (eps_cond - eps_uncond) (Ho & Salimans 2022, Eq. 6 with w = scale - 1).
 
     :param cond: the denoiser given the caption; :param uncond: the same model given the null caption.
     :param scale: one scale, or (D,) per coordinate of the flat joint state (`stream_scales`: one per stream).
     scale 0 is exactly `uncond` and scale 1 exactly `cond` (only that one is evaluated); other scales
     evaluate both, each once per step.
+    :param both: `both(f, g) -> (f(), g())`, how the two calls of a step are made (e.g. concurrently:
+        mmdiff.nn.fastpath.pair_runner); None: one after the other.
     """
     if not isinstance(scale, torch.Tensor):
         scale = float(scale)
@@ -123,9 +125,12 @@ def classifier_free_denoiser(cond: Denoiser, uncond: Denoiser, scale: float | to
             return cond
 
     def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        eps_u = uncond(x, t)
+        if both is None:
+            eps_u, eps_c = uncond(x, t), cond(x, t)
+        else:
+            eps_u, eps_c = both(lambda: uncond(x, t), lambda: cond(x, t))
         s = scale.to(x.device, x.dtype) if isinstance(scale, torch.Tensor) else scale
-        return eps_u + s * (cond(x, t) - eps_u)
+        return eps_u + s * (eps_c - eps_u)
 
     return guided
 

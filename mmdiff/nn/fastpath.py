@@ -170,6 +170,25 @@ def _in_parallel(denoise, chunks: list, workers: int) -> list:
         return list(pool.map(one, chunks))
 
 
+def pair_runner(device: torch.device, shift=None):
+    """A `both(f, g) -> (f(), g())` for two independent model calls of one step (classifier-free guidance's
+    conditional and unconditional forwards), or None to call them one after the other. Where batch chunks would
+    run in parallel (fast path, CPU, a shift that draws nothing, torch set to >= 2 threads), the two calls run on
+    two worker threads of one torch thread each; inside a parallel section (batch chunks already on workers)
+    they run in turn on the calling worker, so the cores are never oversubscribed."""
+    if not enabled() or torch.device(device).type != "cpu" or not isinstance(shift, int):
+        return None
+
+    def both(f, g):
+        with _threads_lock:
+            nested = _threads["depth"] > 0
+        if nested or not _state["parallel"] or cpu_workers() < 2:
+            return f(), g()
+        return tuple(_in_parallel(lambda h: h(), [(f,), (g,)], 2))
+
+    return both
+
+
 def chunked(denoise, device: torch.device, shift=None):
     """A `denoise(x, t)` that evaluates CPU batches chunk by chunk (fast path only).
 
