@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     for ckpt in args.ckpt or [str(default_checkpoint())]:
         try:
             model, schedule = load_model(ckpt, use_ema=not args.raw)
-        except (CheckpointError, FileNotFoundError) as e:
+        except CheckpointError as e:                 # missing, truncated, or --raw on an EMA-only export
             print(f"error: {e}", file=sys.stderr)
             return 1
         cfg = model.config

@@ -151,6 +151,12 @@ def _one_torch_thread():
                 torch.set_num_threads(_threads["before"])
 
 
+def _workers_for(shift) -> int:
+    """Worker threads a parallel section may use: cpu_workers() when parallel chunks are on and the RS-MMA shift
+    draws nothing (an int; a generator or torch's global RNG cannot be shared by threads), else 1."""
+    return cpu_workers() if _state["parallel"] and isinstance(shift, int) else 1
+
+
 def chunk_size(batch: int, workers: int) -> int:
     """Clips per chunk: at most CPU_CHUNK, and small enough that every worker gets one when it can."""
     return max(1, min(CPU_CHUNK, math.ceil(batch / max(1, workers))))
@@ -182,7 +188,7 @@ def pair_runner(device: torch.device, shift=None):
     def both(f, g):
         with _threads_lock:
             nested = _threads["depth"] > 0
-        if nested or not _state["parallel"] or cpu_workers() < 2:
+        if nested or _workers_for(shift) < 2:
             return f(), g()
         return tuple(_in_parallel(lambda h: h(), [(f,), (g,)], 2))
 
@@ -202,10 +208,9 @@ def chunked(denoise, device: torch.device, shift=None):
     if not enabled() or torch.device(device).type != "cpu":
         return denoise
     gen = shift if isinstance(shift, torch.Generator) else None
-    draws_nothing = isinstance(shift, int)           # None would draw from torch's global RNG: not from threads
 
     def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        workers = cpu_workers() if _state["parallel"] and draws_nothing else 1
+        workers = _workers_for(shift)
         size = chunk_size(x.shape[0], workers)
         if x.shape[0] <= size:
             return denoise(x, t)
