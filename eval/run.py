@@ -18,7 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from mmdiff.cliargs import (fail, int_at_least, non_negative_float, non_negative_int, positive_int,
+                            seed_int)
 from mmdiff.defaults import DEFAULT_SR_CHECKPOINT
+from mmdiff.device import resolve_device
+from eval.features.clap import OptionalDependencyError
 from eval.config import PROTOCOLS, ProtocolConfig, ProtocolError, protocol_config
 from eval.protocol import FolderSource, GeneratedSource, evaluate, format_table, write_outputs
 from eval.registry import METRICS
@@ -69,6 +73,26 @@ def default_out(args, name: str) -> Path:
     return folder / "results.json"
 
 
+def check_out(out: str | None, overwrite: bool) -> Path | None:
+    """--out checked before any work: a .json path (the CSV goes beside it with .csv), not a folder, and neither
+    file there already unless --overwrite (a user's earlier results are never replaced silently)."""
+    if out is None:
+        return None
+    path = Path(out)
+    if path.is_dir():
+        raise ProtocolError(f"--out {out} is a folder; give a results file inside it, e.g. {path / 'results.json'}")
+    if path.suffix.lower() == ".csv":
+        raise ProtocolError(f"--out {out}: give the JSON path (e.g. {path.with_suffix('.json')}); "
+                            "the CSV is written beside it")
+    taken = [p for p in (path, path.with_suffix(".csv")) if p.exists()]
+    if taken and not overwrite:
+        raise ProtocolError(f"--out {out}: {' and '.join(map(str, taken))} already exist(s); "
+                            "pass --overwrite to replace them, or choose another --out")
+    if not path.parent.is_dir():
+        raise ProtocolError(f"--out {out}: the folder {path.parent} does not exist")
+    return path
+
+
 def video_size(args) -> int:
     """--video-size, or its default: 64 (the paper's evaluation size); with --upscale, the SR model's output
     size, so real clips of any resolution are resized to what the upscaled samples are."""
@@ -101,13 +125,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--fake", help="folder of generated clips to evaluate")
     src.add_argument("--ckpt", help="model checkpoint to sample from (needs mmdiff.sample)")
-    p.add_argument("--num-samples", type=int, default=2048, help="N clips per set and run (paper: 2,048)")
-    p.add_argument("--runs", type=int, default=None, help="runs to average (default: the protocol's; paper: 6)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the real-clip draws and of generation")
-    p.add_argument("--batch-size", type=int, default=None, help="clips per feature/generation batch (default 16; "
+    p.add_argument("--num-samples", type=int_at_least(2), default=2048, help="N clips per set and run (paper: 2,048)")
+    p.add_argument("--runs", type=positive_int, default=None, help="runs to average (default: the protocol's; paper: 6)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the real-clip draws and of generation")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="clips per feature/generation batch (default 16; "
                    "mm-diffusion: 8, which its training-mode BatchNorm depends on)")
-    p.add_argument("--frames", type=int, default=16, help="frames per clip (the first ones of each file; >= 9 for I3D)")
-    p.add_argument("--video-size", type=int, default=None,
+    p.add_argument("--frames", type=positive_int, default=16, help="frames per clip (the first ones of each file; >= 9 for I3D)")
+    p.add_argument("--video-size", type=non_negative_int, default=None,
                    help="resize clips to this square size first, 0 keeps (default 64 as the paper; with --upscale, the SR "
                         "model's output size)")
     p.add_argument("--video-resize", default=None, choices=["crop", "letterbox"],
@@ -132,8 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "ran it (mm-diffusion; a clip's features then depend on its batch)")
     p.add_argument("--clap-weights", default=None, help="path of the laion-clap checkpoint (e.g. 630k-audioset-best.pt)")
     p.add_argument("--weights-dir", default=None, help="folder holding weight files (default: $MMDIFF_WEIGHTS_DIR or ~/.cache/mmdiff/weights)")
-    p.add_argument("--kvd-subsets", type=int, default=None, help="KID-style KVD over this many subsets of 1,000 (default: one MMD over all, as the paper)")
-    p.add_argument("--bootstrap", type=int, default=0, help="add a 95%% basic-bootstrap interval of FVD/FAD from this many resamples (0: off)")
+    p.add_argument("--kvd-subsets", type=positive_int, default=None, help="KID-style KVD over this many subsets of 1,000 (default: one MMD over all, as the paper)")
+    p.add_argument("--bootstrap", type=non_negative_int, default=0, help="add a 95%% basic-bootstrap interval of FVD/FAD from this many resamples (0: off)")
     p.add_argument("--fd-infinity", action="store_true", help="also report FVD/FAD extrapolated to infinite N (fit FD = a/N + b over subsets of >= D+1 clips; needs N >= D+3)")
     p.add_argument("--per-sample", action="store_true", help="store the per-sample FD of every fake clip in the JSON (CMMD Fig. 4)")
     p.add_argument("--allow-rate-mismatch", action="store_true", help="go on when real and fake audio sample rates differ")
@@ -142,9 +166,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "cover different time spans)")
     g = p.add_argument_group("sampler settings of --ckpt (mmdiff.generate.SamplerOptions; in the card and the cache key)")
     g.add_argument("--sampler", default="dpm-solver++", help="ddpm, ddim or dpm-solver++ (default)")
-    g.add_argument("--steps", type=int, default=20, help="sampling steps (DDPM always uses all of them)")
-    g.add_argument("--eta", type=float, default=0.0, help="DDIM eta (default 0: deterministic; 1: stochastic, DDPM-like)")
-    g.add_argument("--order", type=int, default=3, help="DPM-Solver++ order, 1-3 (default 3)")
+    g.add_argument("--steps", type=positive_int, default=20, help="sampling steps (DDPM always uses all of them)")
+    g.add_argument("--eta", type=non_negative_float, default=0.0, help="DDIM eta (default 0: deterministic; 1: stochastic, DDPM-like)")
+    g.add_argument("--order", type=int_at_least(1, 3), default=3, help="DPM-Solver++ order, 1-3 (default 3)")
     g.add_argument("--no-clip-denoised", action="store_true", help="do not clamp x0 estimates to [-1, 1]")
     g.add_argument("--keep-audio-dc", action="store_true", help="do not project audio x0 estimates onto zero mean")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -152,6 +176,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "between concurrent runs)")
     p.add_argument("--out", default=None, help="results JSON path, a CSV is written beside it (default: "
                    "runs/eval/<name>-<protocol>-<time>/results.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace the --out JSON and CSV if they exist")
     p.add_argument("--name", default=None, help="row name in the table (default: the fake folder or checkpoint name)")
     return p.parse_args(argv)
 
@@ -175,18 +200,20 @@ def config_from_args(args) -> ProtocolConfig:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        out = check_out(args.out, args.overwrite)
+        if args.device:
+            resolve_device(args.device)                        # a bad --device before any work
         cfg = config_from_args(args)
         real = real_source(args.real, cfg)
         fake = fake_source(args, cfg)
         results = evaluate(cfg, real, fake)
-    except (ProtocolError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, FileNotFoundError, OptionalDependencyError) as e:   # ProtocolError is a ValueError
+        return fail(e)
     if results is None:                                        # not rank 0 under torchrun
         return 0
     name = args.name or Path(args.fake or args.ckpt).name
     print(format_table(results, name))
-    out_json, out_csv = write_outputs(results, Path(args.out) if args.out else default_out(args, name))
+    out_json, out_csv = write_outputs(results, out or default_out(args, name))
     print(f"wrote {out_json} and {out_csv}")
     return 0
 

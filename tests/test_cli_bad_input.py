@@ -47,6 +47,11 @@ def w(tmp_path_factory) -> dict[str, Path]:
     paths["done"] = root / "done"
     paths["done"].mkdir()
     shutil.copy(paths["export"], paths["done"] / "last.pt")
+    paths["mine"] = root / "mine"                                           # a user's folder with their own log
+    paths["mine"].mkdir()
+    (paths["mine"] / "log.csv").write_text("step,accuracy\n100,0.5\n200,0.7\n")
+    paths["afile"] = root / "afile"
+    paths["afile"].write_text("a user's file\n")
     paths["click"] = write_pcm_wav(root / "click.wav", sine(0.05, 8000), 8000)
     paths["tone"] = write_pcm_wav(root / "tone.wav", sine(3.0, 8000), 8000)
     paths["notes"] = root / "notes.wav"
@@ -92,6 +97,10 @@ TRAIN_CASES = [  # case id, arguments, what the user sees (regex on the last lin
     ("resume-without-checkpoint", "--data {cache} --out {tmp}/fresh --resume --device cpu",
      r"error: --resume: .*fresh/last\.pt does not exist, so there is no run to continue"),
     ("out-has-a-run", "--data {cache} --out {done} --device cpu", r"error: .*done/last\.pt exists; pass --resume"),
+    ("out-holds-a-users-log", "--data {cache} --out {mine} --device cpu --steps 1",
+     r"error: --out .*mine already holds log\.csv \(and no last\.pt to resume\): a new run would overwrite them"),
+    ("out-is-a-file", "--data {cache} --out {afile} --device cpu --steps 1",
+     r"error: --out .*afile is a file, not a folder"),
     ("resume-inference-export", "--data {cache} --out {done} --resume --device cpu",
      r"error: .*last\.pt is an inference export; it cannot resume training"),
     ("init-from-missing", "--data {cache} --out {tmp}/r2 --init-from {tmp}/nope.pt --device cpu",
@@ -106,6 +115,19 @@ def test_train_bad_input(w, capsys, case, argv, message):
     from mmdiff.train import main
 
     check_one_line(*run_cli(main, fill(argv, w), capsys), message)
+    assert (w["mine"] / "log.csv").read_text() == "step,accuracy\n100,0.5\n200,0.7\n"      # untouched
+    assert w["afile"].read_text() == "a user's file\n"
+
+
+def test_train_into_a_folder_another_run_holds_is_one_line(w, capsys):
+    from mmdiff.outdir import FolderLock
+    from mmdiff.train import main
+
+    busy = w["tmp"] / "busy"
+    busy.mkdir()
+    with FolderLock(busy):
+        status, err = run_cli(main, fill("--data {cache} --out {tmp}/busy --device cpu --steps 1", w), capsys)
+    check_one_line(status, err, r"error: .*busy is in use by another run")
 
 
 def test_train_raw_videos_under_torchrun_name_the_prepare_command(w, capsys, monkeypatch):

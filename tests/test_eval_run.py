@@ -218,7 +218,8 @@ def test_ckpt_generation_path(setup, monkeypatch, tmp_path):
     res = json.loads((tmp_path / "gen.json").read_text())
     assert res["fake_source"]["kind"] == "generated" and res["summary"]["av-align"]["mean"] > 0.5
     calls.clear()
-    assert main(a) == 0 and calls == []                              # all cached: nothing regenerated
+    assert main(a) == 2 and calls == []                              # its results exist: refused before any work
+    assert main(a + ["--overwrite"]) == 0 and calls == []            # all cached: nothing regenerated
 
 
 def test_fad_end_to_end(setup, tmp_path):
@@ -406,10 +407,15 @@ def test_generated_cache_key_follows_sampler_options_and_inference_version(tmp_p
 def test_bad_sampler_fails_before_any_feature(setup, capsys, monkeypatch):
     """An unknown sampler or steps < 1 is reported at once (exit 2), before generation is even imported."""
     monkeypatch.setitem(sys.modules, "mmdiff.sample", None)           # generation must not be reached
-    for flags, message in ((["--sampler", "euler"], "unknown sampler"), (["--steps", "0"], "steps must be a whole number >= 1")):
+    for flags, message in ((["--sampler", "euler"], "unknown sampler"),
+                           (["--steps", "0"], "argument --steps: must be a whole number >= 1")):
         a = args(setup)
         a[a.index("--fake"): a.index("--fake") + 2] = ["--ckpt", str(setup / "missing.pt"), *flags]
-        assert main(a) == 2
+        try:
+            status = main(a)
+        except SystemExit as e:                                      # argparse's own one-line error
+            status = e.code
+        assert status == 2
         assert message in capsys.readouterr().err
 
 
@@ -723,3 +729,43 @@ def test_generation_plan_counts_every_run():
     assert cfg.runs == 6                                   # the default protocol's runs, as the paper's
     one = config_from_args(parse_args(base + ["--runs", "1"]))
     assert generation_plan(one) == "generating 128 clips: 1 run(s) of N = 128"
+
+
+@pytest.mark.parametrize("case", ["json-exists", "csv-exists", "csv-suffix", "folder", "no-parent"])
+def test_out_never_replaces_a_users_files_and_is_checked_first(setup, capsys, tmp_path, monkeypatch, case):
+    """--out is checked before any feature is extracted; existing results are kept unless --overwrite."""
+    import eval.run as run
+
+    monkeypatch.setattr(run, "evaluate", lambda *a, **k: pytest.fail("evaluated before --out was checked"))
+    mine = {"json-exists": tmp_path / "mine.json", "csv-exists": tmp_path / "mine.json", "csv-suffix": tmp_path / "mine.csv",
+            "folder": tmp_path, "no-parent": tmp_path / "nope" / "mine.json"}[case]
+    if case == "json-exists":
+        mine.write_text('{"mine": 1}\n')
+    if case == "csv-exists":
+        mine.with_suffix(".csv").write_text("my,table\n")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert main(args(setup, "--out", str(mine), metric="av-align")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --out "), err
+    assert {"json-exists": "already exist", "csv-exists": "mine.csv already exist", "csv-suffix": "give the JSON path",
+            "folder": "is a folder", "no-parent": "does not exist"}[case] in err[0]
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_overwrite_replaces_earlier_results(setup, capsys, tmp_path):
+    out = tmp_path / "res.json"
+    out.write_text('{"mine": 1}\n')
+    assert main(args(setup, "--out", str(out), "--overwrite", metric="av-align", n=2, runs=1)) == 0
+    assert "runs" in json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("flag, message", [(["--device", "gpu0"], "error: --device gpu0: expected auto, cpu"),
+                                           (["--video-size", "-5"], "argument --video-size: must be a whole number >= 0")])
+def test_device_and_size_mistakes_are_one_line(setup, capsys, flag, message):
+    a = [x for x in args(setup, metric="av-align") if x not in ("--device", "cpu")] + flag
+    try:
+        status = main(a)
+    except SystemExit as e:
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err and message in err.strip().splitlines()[-1], err

@@ -15,6 +15,7 @@ from mmdiff.cliargs import (float_in, non_negative_float, non_negative_int, posi
 from mmdiff.checkpoint import CheckpointError
 from mmdiff.data.cache import INDEX_NAME, CacheError, CacheSpec
 from mmdiff.device import resolve_device
+from mmdiff.outdir import OutputDirError
 from mmdiff.training import distributed
 from mmdiff.training.loop import PRECISIONS, TrainConfig, Trainer
 
@@ -59,7 +60,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 # Errors a user can cause while a run is set up (bad data folder, checkpoint, flags that do not fit the model):
 # one line, exit status 2. During training only data and checkpoint errors are expected ones.
 SETUP_ERRORS = (CacheError, CheckpointError, FileExistsError, FileNotFoundError, ValueError)
-RUN_ERRORS = (CacheError, CheckpointError)
+RUN_ERRORS = (CacheError, CheckpointError, OutputDirError)   # OutputDirError: the run folder is in use
 
 
 def raw_cache_dir(raw: Path, spec: CacheSpec) -> Path:

@@ -124,6 +124,20 @@ def _rng_state(device: torch.device) -> dict:
     return state
 
 
+# What a run writes into its folder besides last.pt: a new run (not --resume) refuses a folder holding any of
+# them, since it would replace them (a user's own log.csv, or the logs of a run stopped before its first save).
+RUN_OUTPUTS = ("log.csv", "loss.png", "previews")
+
+
+def refuse_run_outputs(run_dir: Path) -> None:
+    """FileExistsError when `run_dir` holds a file a new run would overwrite (RUN_OUTPUTS; last.pt is checked
+    by the caller with its own message)."""
+    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    if found and not (run_dir / "last.pt").exists():
+        raise FileExistsError(f"--out {run_dir} already holds {', '.join(found)} (and no last.pt to resume): a new "
+                              "run would overwrite them; choose a new --out, or move them away first")
+
+
 class Trainer:
     """Owns the model, optimizer, EMA and run folder of one training run."""
 
@@ -141,11 +155,16 @@ class Trainer:
         self.ema = EMA(self.model, cfg.ema)
         self.step = 0
         self.ckpt_path = self.run_dir / "last.pt"
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise FileExistsError(f"--out {self.run_dir} is a file, not a folder; choose a folder for the run")
+        if not resume:
+            refuse_run_outputs(self.run_dir)
         if self.ckpt_path.exists() and not resume:
             raise FileExistsError(f"{self.ckpt_path} exists; pass --resume to continue that run, or choose a new --out")
         if resume and not self.ckpt_path.exists():
             raise FileNotFoundError(f"--resume: {self.ckpt_path} does not exist, so there is no run to continue; "
                                     "drop --resume to start a new run there, or give the --out of the run")
+        self.resumed = resume
         if resume:
             self._load()
         elif cfg.init_from:
@@ -238,7 +257,7 @@ class Trainer:
 
     def _run(self) -> dict:
         cfg, main = self.cfg, self.dist.is_main
-        log = CSVLog(self.run_dir / "log.csv", resume_step=self.step) if main else None
+        log = CSVLog(self.run_dir / "log.csv", resume_step=self.step if self.resumed else None) if main else None
         self.model.train()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not main, desc="train", dynamic_ncols=True)
         t0, last_t, last_step, metrics = time.time(), time.time(), self.step, {}
