@@ -20,6 +20,7 @@ import gradio as gr
 
 from mmdiff.checkpoint import DEFAULT_CHECKPOINT, DEFAULT_SR_CHECKPOINT, CheckpointError
 from mmdiff.jobs import JobCancelled, ModelStore, find_checkpoints
+from mmdiff.mdsafe import md_escape, md_text  # noqa: F401  (the tabs import them from here)
 from mmdiff.uploads import UploadError, UploadLimits
 
 log = logging.getLogger("studio")
@@ -61,19 +62,6 @@ def ui_text(message: str) -> str:
     for pattern, words in UI_WORDS:
         text = pattern.sub(words, text)
     return text
-
-
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]#|])")
-
-
-def md_escape(text: str) -> str:
-    """Text (already HTML-escaped) that Markdown shows as is: its emphasis, code, link and table marks escaped."""
-    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
-
-def md_text(text: str) -> str:
-    """Plain text (file names, checkpoint records, messages) as Markdown that shows it literally."""
-    return md_escape(html.escape(str(text), quote=False))
 
 
 def status_error(message: str) -> str:

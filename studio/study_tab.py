@@ -1,7 +1,6 @@
 """Study tab: build a MOS / Turing-test batch for MTurk (download as zip) and analyse the results CSVs."""
 from __future__ import annotations
 
-import html
 import shutil
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pandas as pd
 from eval.study import StudyConfig, analyze_results, build_study
 from eval.study.bundle import zip_study
 from mmdiff.cliargs import MAX_SEED
-from studio.context import StudioContext, user_error
+from studio.context import StudioContext, md_text, ui_text, user_error
 
 
 def parse_systems(ctx: StudioContext, text: str) -> dict[str, str]:
@@ -83,8 +82,8 @@ def build(ctx: StudioContext):
         key_copy = shutil.copy2(res.study_dir / "private" / "key.json", out / "key.json")
         lines = [f"Built a **{kind}** study: {res.num_items} clips, {res.num_gold} gold clips, tasks "
                  + ", ".join(f"`{t}`" for t in res.tasks) + "."]
-        lines += [f"- skipped: {html.escape(s)}" for s in res.skipped]
-        lines += [f"- warning: {html.escape(w)}" for w in res.warnings]
+        lines += [f"- skipped: {md_text(ui_text(s))}" for s in res.skipped]
+        lines += [f"- warning: {md_text(ui_text(w))}" for w in res.warnings]
         lines.append("The zip holds `mturk/<task>/batch.csv`, `template.html`, `media/` and `preview/<task>.html` "
                      "(open it to try a HIT). Keep `key.json` private.")
         return str(res.study_dir), "\n".join(lines), [str(zipped), str(key_copy)]
@@ -103,10 +102,11 @@ def build(ctx: StudioContext):
         else:
             raise user_error("no study: build one above or upload its key.json")
         res = analyze_results([Path(r) for r in results], sdir, out / "analysis")
-        # the report quotes worker ids and file names from the uploaded CSVs: escape them
-        md = html.escape(Path(res.paths["report"]).read_text()) if "report" in res.paths else ""
+        # report.md escapes what it quotes from the uploaded CSVs (worker ids, reasons: eval.study.report);
+        # the problems quote answers and file paths: escaped here, server paths cut to file names
+        md = Path(res.paths["report"]).read_text() if "report" in res.paths else ""
         if res.problems:
-            md += "\n\n**Problems in the input:**\n" + "\n".join(f"- {html.escape(p)}" for p in res.problems)
+            md += "\n\n**Problems in the input:**\n" + "\n".join(f"- {md_text(ui_text(p))}" for p in res.problems)
         pngs = [str(p) for k, p in res.paths.items() if str(p).endswith(".png")]
         files = [str(p) for p in res.paths.values() if Path(p).is_file()]
         return md, table(res.mos), table(res.turing), pngs, files

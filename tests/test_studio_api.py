@@ -334,6 +334,13 @@ def test_study_build_zip_and_analysis(studio):
     assert any(str(i["path"] if isinstance(i, dict) else i).endswith("turing.png") for i in images)
     with pytest.raises(AppError, match="upload at least one results CSV"):
         client.predict([], None, api_name="/analyze_study")
+    # a second, unusable upload is named by its file name (not the server's upload path) and its text shown literally
+    other = root / "other_[x](evil.example).csv"
+    other.write_text("a,b\n1,2\n")
+    report = client.predict([handle_file(str(csv_path)), handle_file(str(other))], None, api_name="/analyze_study")[0]
+    line = next(x for x in report.splitlines() if "missing column" in x)
+    assert "/tmp/" not in line and "gradio" not in line, line
+    assert line.startswith(r"- other\_\[x\](evil.example).csv: missing column"), line
 
 
 def test_training_monitor(studio):

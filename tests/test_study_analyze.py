@@ -353,3 +353,26 @@ def test_tables_by_hand_with_systems_and_tasks_without_votes():
     gt, t_ours = turing_table(turing, ["real", "ours"], 0.95)
     assert (t_ours["pass_rate"], t_ours["n"], t_ours["passes"]) == (0.5, 4, 2)
     assert gt["n"] == 0 and math.isnan(gt["pass_rate"]) and math.isnan(t_ours["relative_to_gt"])
+
+
+def test_report_shows_worker_text_literally(studies, tmp_path):
+    """A worker id or answer from a results CSV is shown as written in report.md (and so in the studio), never as a
+    live Markdown link or HTML."""
+    res, key = studies["mos"]
+    paths, _ = simulate(res, key, tmp_path, ["fields", "fields", "fields"])
+    evil = "[Claim your bonus](https://evil.example/login)<b>"
+
+    def edit(header, rows):
+        for r in rows:
+            if r["WorkerId"] == "BADGOLD":              # fails gold: listed among the dropped workers
+                r["WorkerId"] = evil
+        rows[0]["Answer.rating_1"] = evil                # an invalid answer: listed among the problems
+        return header, rows
+
+    for p in paths:
+        _rewrite(p, edit)
+    out = analyze_results(paths, res.study_dir, tmp_path / "out")
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert any(d["id"] == evil for d in out.dropped)
+    assert r"\[Claim your bonus\](https://evil.example/login)&lt;b&gt;" in report
+    assert "[Claim your bonus](" not in report and "<b>" not in report

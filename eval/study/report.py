@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from mmdiff.atomic import write_bytes, write_text
+from mmdiff.mdsafe import md_text
 
 from .files import write_csv_atomic, write_json_atomic
 from .qc import Decisions
@@ -32,7 +33,7 @@ def mos_markdown(rows: list[dict], tasks: list[str], confidence: float) -> str:
         for t in tasks:
             half = (r[f"{t}_high"] - r[f"{t}_low"]) / 2
             cells.append(f"{_fmt(r[f'{t}_mean'])} ± {_fmt(half)} ({r[f'{t}_n']})")
-        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_text(r['label'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -41,7 +42,7 @@ def turing_markdown(rows: list[dict], confidence: float) -> str:
              "ground truth is the ceiling.", "",
              "| Method | Pass % | Interval | % of ground truth | votes |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['label']} | {_fmt(100 * r['pass_rate'], 1)} | "
+        lines.append(f"| {md_text(r['label'])} | {_fmt(100 * r['pass_rate'], 1)} | "
                      f"[{_fmt(100 * r['low'], 1)}, {_fmt(100 * r['high'], 1)}] | "
                      f"{_fmt(100 * r['relative_to_gt'], 1)} | {r['n']} |")
     return "\n".join(lines) + "\n"
@@ -144,7 +145,8 @@ def write_outputs(res, loaded: LoadedResults, decisions: Decisions, confidence: 
            + ", ".join(f"{t} {_fmt(a, 3)}" for t, a in res.agreement.items()), "",
            "Counts: " + ", ".join(f"{k} {v}" for k, v in res.counts.items()), "",
            f"QC removed {len(res.dropped)} worker(s)/assignment(s) (details in dropped.csv):", "",
-           *[f"- {r['what']} {r['id']} ({r['task']}): {r['reason']}" for r in res.dropped[:30]],
+           *[f"- {r['what']} {md_text(r['id'])} ({md_text(r['task'])}): {md_text(r['reason'])}"
+             for r in res.dropped[:30]],
            *([f"- ... {len(res.dropped) - 30} more"] if len(res.dropped) > 30 else []), "",
            f"{len(res.problems)} input problem(s); see problems.txt."]
     paths["report"] = write_text(d / "report.md", "\n".join(md) + "\n")
