@@ -38,7 +38,7 @@ class ModelStore:
     def __init__(self, device: str | torch.device = "cpu", default_ckpt: str | Path | None = None):
         self.device = torch.device(device)
         self.default_ckpt = Path(default_ckpt) if default_ckpt else DEFAULT_CHECKPOINT
-        self._models: dict[str, tuple[torch.nn.Module, object]] = {}
+        self._models: dict[str, tuple[tuple[int, int], object]] = {}   # key -> (file version, loaded model)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._text_encoder = None
@@ -55,14 +55,22 @@ class ModelStore:
             raise CheckpointError(f"checkpoint {path.name} does not exist")
         return path.resolve()
 
+    def _loaded(self, key: str, path: Path, load):
+        """The model of `path` (by `load(path, device)`), loaded once per file version: a checkpoint rewritten on
+        disk (a training run's last.pt) is loaded again, replacing the old version. Call under self._guard."""
+        st = path.stat()
+        version = (st.st_mtime_ns, st.st_size)
+        entry = self._models.get(key)
+        if entry is None or entry[0] != version:
+            self._models[key] = (version, load(path, self.device))
+            self._locks.setdefault(key, threading.Lock())    # one lock per file, across its versions
+        return self._models[key][1]
+
     def get(self, ckpt: str | Path | None = None):
-        """(model, schedule) for a checkpoint; loaded once, then kept."""
-        key = str(self.resolve(ckpt))
+        """(model, schedule) for a checkpoint; loaded once per version of the file, then kept."""
+        path = self.resolve(ckpt)
         with self._guard:
-            if key not in self._models:
-                self._models[key] = load_model(key, self.device)
-                self._locks[key] = threading.Lock()
-            return self._models[key]
+            return self._loaded(str(path), path, load_model)
 
     def card(self, ckpt: str | Path | None = None) -> ModelCard:
         """What a checkpoint knows (mmdiff.modelcard), read without loading its weights; kept per file version."""
@@ -84,10 +92,7 @@ class ModelStore:
                 "'Super-resolution') and start the app with --sr-ckpt RUN/last.pt")
         key = f"sr:{path.resolve()}"
         with self._guard:
-            if key not in self._models:
-                self._models[key] = load_sr_model(path, self.device)
-                self._locks[key] = threading.Lock()
-            return self._models[key], self._locks[key]
+            return self._loaded(key, path.resolve(), load_sr_model), self._locks[key]
 
     def text_encoder(self):
         """The frozen caption encoder (mmdiff.text.encoder.TextEncoder), loaded on first use, then kept.

@@ -38,6 +38,9 @@ CASES = {   # case -> (extra flags, prepare --out, what the user sees)
     "--skip-head -2": (["--skip-head", "-2"], None, "--skip-head must be >= 0, got -2"),
     "--min-seconds 0": (["--min-seconds", "0"], None, "--min-seconds must be > 0, got 0"),
     "--workers 0": (["--workers", "0"], None, "--workers must be >= 1, got 0"),
+    "--skip-head inf": (["--skip-head", "inf"], None, "--skip-head must be a finite number of seconds, got inf"),
+    "--segment-seconds inf": (["--segment-seconds", "inf"], None, "--segment-seconds must be a finite number"),
+    "--min-seconds nan": (["--min-seconds", "nan"], None, "--min-seconds must be a finite number"),
     "--out is a file": ([], _file, "exists and is not a folder"),
     "--out holds other files": ([], _foreign, "holds other files (thesis.tex) and no index.json"),
 }

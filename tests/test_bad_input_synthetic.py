@@ -37,6 +37,8 @@ CASES = {   # case -> (prepare --out, extra flags, what the user sees)
     "--overwrite on the user's own files": (_foreign, ["--overwrite"], "holds files that no mmdiff run wrote "
                                                                        "(holiday.mp4)"),
     "--overwrite on another command's folder": (_study, ["--overwrite"], "holds outputs of eval.study build"),
+    "--seconds inf": (None, ["--seconds", "inf"], "--seconds and --fps must be finite numbers > 0, got inf"),
+    "--seconds nan": (None, ["--seconds", "nan"], "--seconds and --fps must be finite numbers > 0, got nan"),
 }
 
 

@@ -8,6 +8,7 @@ once on code that checks nothing at parse time (a traceback) instead of training
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from fractions import Fraction
@@ -248,3 +249,26 @@ def test_prepare_damaged_media(w, tmp_path, capsys, case, make, status, summary)
     out = capsys.readouterr()
     assert got == status and "Traceback" not in out.err
     assert re.search(summary, out.out, re.S), out.out
+
+
+APP_CASES = [  # case id, arguments, what the user sees (the last stderr line)
+    ("device-unknown", "--device gpu0", r"^error: --device gpu0: expected auto, cpu, cuda or cuda:N"),
+    ("max-batch-0", "--max-batch 0", r"^python app\.py: error: argument --max-batch: must be a whole number >= 1"),
+    ("upload-mb-negative", "--max-upload-mb -5", r"argument --max-upload-mb: must be > 0, got -5"),
+    ("ckpt-missing", "--ckpt {tmp}/nope.pt", r"^error: --ckpt .*nope\.pt: no such file"),
+    ("ckpt-junk", "--ckpt {junk}", r"^error: checkpoint .*junk\.pt is truncated or corrupt"),
+    ("workspace-missing", "--workspace {missing}", r"^error: --workspace .*no-such-folder: no such folder"),
+]
+
+
+@pytest.mark.parametrize("case, argv, message", APP_CASES, ids=[c[0] for c in APP_CASES])
+def test_app_bad_flags_fail_at_start_in_one_line(w, case, argv, message):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "app.py"), "--port", "7999", *fill(argv, w)], cwd=root,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert re.search(message, lines[-1]), lines[-1]

@@ -510,3 +510,26 @@ def test_small_n_warning_quotes_the_measured_spread():
     assert nearest_measured(1000) == 256 and "FVD 32 ± 2.88 at N = 256" in small_n_warning(1000, ["fvd"])
     assert small_n_warning(PROTOCOL_N, ["fvd", "kvd"]) == "" and small_n_warning(2047, ["fvd"]) != ""
     assert small_n_warning(16, ["av-align", "fad"]) == ""                # only FVD/KVD were measured
+
+
+def test_a_checkpoint_rewritten_on_disk_is_loaded_again(tmp_path):
+    """Picking RUN/last.pt while its training run saves: the next job samples the new weights, not the old ones,
+    under the same lock (one lock per file)."""
+    import os
+
+    import torch
+
+    path = tiny_checkpoint(tmp_path / "last.pt", seed=0)
+    store = ModelStore("cpu")
+    first, _ = store.get(path)
+    assert store.get(path)[0] is first                                        # unchanged file: kept
+    lock = store.lock(path)
+    tiny_checkpoint(tmp_path / "new.pt", seed=1)
+    os.replace(tmp_path / "new.pt", path)                                    # as a training run saves (atomic rename)
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))             # a later mtime even on a coarse clock
+    second, _ = store.get(path)
+    assert second is not first and store.lock(path) is lock
+    w1, w2 = (next(m.parameters()).detach() for m in (first, second))
+    assert not torch.equal(w1, w2)
+    assert len(store._models) == 1                                           # the old version is dropped

@@ -265,7 +265,7 @@ def test_unusable_inputs_raise_clear_errors(studies, tmp_path):
     res, _ = studies["mos"]
     junk = tmp_path / "junk.csv"
     junk.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match=r"no usable results file:\n.*junk.csv: missing column"):
+    with pytest.raises(ValueError, match=r"no usable results file: .*junk.csv: missing column"):
         analyze_results([junk], res.study_dir)
     with pytest.raises(FileNotFoundError, match="private/key.json not found"):
         analyze_results([junk], tmp_path)
@@ -280,6 +280,10 @@ def test_cli_analyze(studies, tmp_path, capsys):
     assert "Turing test" in printed and "| Ground truth |" in printed
     assert main(["analyze", "--results", str(paths[0]), "--key", str(tmp_path / "nope")]) == 2
     assert "key.json not found" in capsys.readouterr().err
+    missing = tmp_path / "nofile.csv"
+    assert main(["analyze", "--results", str(missing), "--key", str(res.study_dir), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: no usable results file: ") and "nofile.csv" in err, err
 
 
 def test_parse_answers_encodings_and_times():

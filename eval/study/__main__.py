@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mmdiff.cliargs import fail
+
 
 def _system(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
@@ -102,7 +104,7 @@ def _publish(args) -> int:
         print(NO_CREDENTIALS_HELP.format(error=e), file=sys.stderr)
         return 2
     except (ClientError, BotoCoreError) as e:
-        print(f"MTurk refused the request: {e}\n(progress so far is saved in private/published_*.json; "
+        print(f"error: MTurk refused the request: {e} (progress so far is saved in private/published_*.json; "
               "rerun to resume)", file=sys.stderr)
         return 2
     return 0
@@ -113,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"build": _build, "analyze": _analyze, "publish": _publish}[args.command](args)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)                                   # one line, whatever the message holds
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
         qc = dataclasses.replace(qc, max_hits_per_worker=key["config"].get("max_hits_per_worker", 0))
     loaded = load_results([Path(p) for p in results], key)
     if not loaded.files:
-        raise ValueError("no usable results file:\n" + "\n".join(loaded.problems))
+        raise ValueError("no usable results file: " + "; ".join(loaded.problems))
     check_results_match(loaded, study_dir)
     decisions = decide(loaded.assignments, key["items"], qc)
     votes = used_votes(loaded, decisions, key["items"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import re
 import sys
@@ -42,6 +43,10 @@ class PrepareSettings:
 
     def validate(self, fps: float) -> None:
         """ValueError for settings no source could satisfy (checked before anything is written)."""
+        for flag, value in (("--min-seconds", self.min_seconds), ("--skip-head", self.skip_head),
+                            ("--segment-seconds", self.segment_seconds), ("--fps", fps)):
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{flag} must be a finite number of seconds, got {value:g}")
         if not self.min_seconds > 0:
             raise ValueError(f"--min-seconds must be > 0, got {self.min_seconds:g}")
         if not self.skip_head >= 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,6 +316,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     seconds = args.seconds if args.seconds is not None else PRESETS[args.preset].duration
+    if not math.isfinite(seconds) or not math.isfinite(spec.fps) or not spec.fps > 0:
+        print(f"error: --seconds and --fps must be finite numbers > 0, got {seconds:g} and {spec.fps:g}", file=sys.stderr)
+        return 2
     frames = round(seconds * spec.fps)
     if frames < 1 or seconds < sum(EDGE_S) + 0.05:
         print(f"error: --seconds {seconds} is too short for an event (need > {sum(EDGE_S) + 0.05} s)",
