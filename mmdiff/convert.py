@@ -363,6 +363,10 @@ def convert_file(src: str | Path, dst: str | Path, release: str | None = None, a
     """Read `src`, convert it, and write the mmdiff checkpoint atomically to `dst` (refusing to replace
     an existing file unless `overwrite`)."""
     dst = Path(dst)
+    if dst.is_dir():
+        raise ConvertError(f"--out {dst} is a folder; give the path of the file to write, e.g. {dst / 'converted.pt'}")
+    if not dst.parent.is_dir():
+        raise ConvertError(f"--out {dst}: the folder {dst.parent} does not exist")
     if dst.exists() and not overwrite:
         raise ConvertError(f"{dst} exists; pass --overwrite to replace it")
     if Path(src).resolve() == dst.resolve():

@@ -1,7 +1,8 @@
 """Output folders that belong to one run: refuse a folder an earlier run (or the user) filled, clear it only
 when asked (--overwrite) and only when it holds outputs of this project, and lock it while the run writes.
 
-    with claim(args.out, "mmdiff.sample", args.overwrite, ours=lambda d: (d / "manifest.json").exists()) as out:
+    with claim(args.out, "mmdiff.sample", args.overwrite, ours=lambda d: (d / "manifest.json").exists(),
+               outputs=named(r"sample_\d+\.(mp4|wav)", r"manifest\.json")) as out:
         ...write files into out...
 
 The lock is an exclusive `flock` on `OUT/.mmdiff-lock`: the kernel drops it when its process dies, so a
@@ -10,7 +11,10 @@ into the same folder while the first one writes is refused with `OutputDirError`
 process that holds it). `claim` also writes `OUT/.mmdiff-run.json` (which command, pid, start time), so that
 a later `--overwrite` of the same command knows the folder holds its earlier outputs and may clear them; a
 non-empty folder that is neither marked by that command nor recognised by the caller's `ours` test is never
-cleared (`mmdiff.sample --overwrite` does not empty a study folder, nor `--overwrite` a home folder).
+cleared (`mmdiff.sample --overwrite` does not empty a study folder, nor `--overwrite` a home folder). Even
+then `--overwrite` removes only the files the command writes (its `outputs` test, by relative path): a folder
+that also holds anything else (notes, a subfolder of favourites, an analysis inside a study) is refused, naming
+those files, before anything is removed.
 
 Sharded runs (torchrun): rank 0 claims; the other ranks `join` (wait until rank 0 holds the folder for
 the same launch, then lock their own `.mmdiff-lock.rank<r>`), see `claim_for_rank`.
@@ -119,13 +123,41 @@ def contents(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if not _is_lock(p)), key=lambda p: p.name)
 
 
-def clear(folder: Path) -> None:
-    """Remove everything in `folder` but its lock files (ours, and the stale ones of killed runs: harmless)."""
-    for p in contents(folder):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
+def _files(folder: Path) -> list[Path]:
+    """Every file and symlink under `folder`, relative to it, except this module's lock and marker files at its top
+    (symlinked folders are listed, not followed)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        links = [d for d in dirs if (here / d).is_symlink()]
+        dirs[:] = [d for d in dirs if d not in links]
+        for name in files + links:
+            rel = (here / name).relative_to(folder)
+            if len(rel.parts) == 1 and is_bookkeeping(rel):
+                continue
+            found.append(rel)
+    return sorted(found)
+
+
+def clear(folder: Path, outputs: Callable[[Path], bool] | None) -> None:
+    """Remove the files an earlier run wrote into `folder` (`outputs(relative path)` says which), and the folders
+    they leave empty; lock files stay (ours, and the stale ones of killed runs: harmless). Anything else in the
+    folder (the user's notes, a subfolder of favourites, another command's outputs) makes it refuse, before
+    anything is removed: --overwrite replaces a run, never what a person put beside it."""
+    files = _files(folder)
+    foreign = [rel for rel in files if outputs is None or not outputs(rel)]
+    if foreign:
+        names = ", ".join(map(str, foreign[:3])) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputDirError(f"{folder} also holds files that an earlier run did not write ({names}); --overwrite "
+                             "replaces only that run's outputs: move them out first, or choose a new --out")
+    for rel in files:
+        (folder / rel).unlink(missing_ok=True)
+    (folder / MARKER_NAME).unlink(missing_ok=True)
+    for root, dirs, _ in os.walk(folder, topdown=False):
+        for d in dirs:
+            sub = Path(root) / d
+            if not sub.is_symlink() and not any(sub.iterdir()):
+                sub.rmdir()
 
 
 def run_marker(folder: Path) -> dict | None:
@@ -136,7 +168,7 @@ def run_marker(folder: Path) -> dict | None:
 
 
 def _check_or_clear(folder: Path, kind: str, overwrite: bool, ours: Callable[[Path], bool] | None,
-                    resume: Callable[[Path], bool] | None) -> None:
+                    resume: Callable[[Path], bool] | None, outputs: Callable[[Path], bool] | None) -> None:
     busy = [p for p in folder.iterdir() if _is_lock(p) and p.name != LOCK_NAME and is_held(p)]
     if busy:
         raise OutputDirError(f"{folder} is in use by another run ({_holder(busy[0])}); wait for it to finish "
@@ -155,7 +187,7 @@ def _check_or_clear(folder: Path, kind: str, overwrite: bool, ours: Callable[[Pa
     if not marker and not (ours is not None and ours(folder)):
         raise OutputDirError(f"{folder} holds files that no mmdiff run wrote ({names}); --overwrite clears only "
                              "output folders of this project: empty it yourself or choose a new --out")
-    clear(folder)
+    clear(folder, outputs)
 
 
 def _write_marker(folder: Path, kind: str, run: str | None) -> None:
@@ -166,7 +198,8 @@ def _write_marker(folder: Path, kind: str, run: str | None) -> None:
 
 @contextmanager
 def claim(folder: str | os.PathLike, kind: str, overwrite: bool = False, ours: Callable[[Path], bool] | None = None,
-          resume: Callable[[Path], bool] | None = None, run: str | None = None) -> Iterator[Path]:
+          resume: Callable[[Path], bool] | None = None, run: str | None = None,
+          outputs: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Own `folder` while the block runs: create it, lock it, then check it is empty (or clear it).
 
     :param kind: the command that owns the folder, e.g. "mmdiff.sample" (recorded in the marker)
@@ -174,6 +207,8 @@ def claim(folder: str | os.PathLike, kind: str, overwrite: bool = False, ours: C
     :param ours: recognises output folders written before the marker existed (e.g. a manifest.json)
     :param resume: a non-empty folder this run may continue (e.g. a cache made with the same settings)
     :param run: an id shared by the ranks of one sharded launch (see `claim_for_rank`)
+    :param outputs: which files `kind` writes, by path relative to the folder: --overwrite removes only those and
+        refuses a folder holding anything else (None: nothing is recognised, so a non-empty folder is never cleared)
     Raises OutputDirError (a message for the user) before anything is written.
     """
     folder = Path(folder)
@@ -186,7 +221,7 @@ def claim(folder: str | os.PathLike, kind: str, overwrite: bool = False, ours: C
         raise OutputDirError(f"cannot create {folder}: {e.strerror or e}") from None
     try:
         with FolderLock(folder):
-            _check_or_clear(folder, kind, overwrite, ours, resume)
+            _check_or_clear(folder, kind, overwrite, ours, resume, outputs)
             _write_marker(folder, kind, run)
             try:
                 yield folder
@@ -226,9 +261,17 @@ def launch_id() -> str:
 
 
 def claim_for_rank(folder: str | os.PathLike, kind: str, rank: int, world: int, overwrite: bool = False,
-                   ours: Callable[[Path], bool] | None = None):
+                   ours: Callable[[Path], bool] | None = None, outputs: Callable[[Path], bool] | None = None):
     """`claim` on rank 0 (or when not sharded), `join` on the other ranks of the same launch."""
     if world <= 1:
-        return claim(folder, kind, overwrite, ours)
+        return claim(folder, kind, overwrite, ours, outputs=outputs)
     run = launch_id()
-    return claim(folder, kind, overwrite, ours, run=run) if rank == 0 else join(folder, run, rank)
+    return claim(folder, kind, overwrite, ours, run=run, outputs=outputs) if rank == 0 else join(folder, run, rank)
+
+
+def named(*patterns: str) -> Callable[[Path], bool]:
+    """An `outputs` test from regular expressions matched against the whole relative POSIX path."""
+    import re
+
+    compiled = [re.compile(p) for p in patterns]
+    return lambda rel: any(c.fullmatch(Path(rel).as_posix()) for c in compiled)

@@ -33,7 +33,7 @@ from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
 from mmdiff.generate import SHIFT_MODES, SamplerOptions, encode_prompt, generate, generate_two_step, two_step_mode
-from mmdiff.outdir import OutputDirError, claim_for_rank
+from mmdiff.outdir import OutputDirError, claim_for_rank, named
 
 
 def load_condition(path: str, modality: str, model_config, start: float = 0.0) -> torch.Tensor:
@@ -204,10 +204,15 @@ def main(argv=None) -> int:
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     try:    # the folder belongs to this run (mmdiff.outdir): refused when not empty, locked while writing
-        with claim_for_rank(args.out, "mmdiff.sample", rank, world, args.overwrite, ours=_sample_folder) as out:
+        with claim_for_rank(args.out, "mmdiff.sample", rank, world, args.overwrite, ours=_sample_folder,
+                            outputs=SAMPLE_OUTPUTS) as out:
             return sample(args, world, rank, out)
     except (OutputDirError, CheckpointError, UploadError, FileNotFoundError, ValueError) as e:
         return fail(e)        # ValueError: bad --device, an SR model of another size
+
+
+# What a run writes into --out (what --overwrite may remove): sample_NNNNNN.mp4/.wav and its manifest(s).
+SAMPLE_OUTPUTS = named(r"sample_\d{6,}\.(mp4|wav)", r"manifest(\.rank\d+)?\.json")
 
 
 def _sample_folder(folder: Path) -> bool:

@@ -29,12 +29,29 @@ def _old_samples(out: Path) -> None:
     (out / "manifest.json").write_text(json.dumps({"seed": 100, "samples": ["sample_000007"]}))
 
 
+def _project(out: Path) -> None:           # somebody's code project: its manifest.json looks like ours
+    (out / "src").mkdir(parents=True)
+    (out / "manifest.json").write_text('{"name": "app"}')
+    (out / "src" / "main.js").write_text("code")
+
+
+def _favourites(out: Path) -> None:
+    _old_samples(out)
+    (out / "favorites").mkdir()
+    (out / "favorites" / "best.mp4").write_bytes(b"kept")
+    (out / "my_notes.txt").write_text("seed 100 is the one")
+
+
 CASES = {   # case -> (prepare the folder, extra flags, what the user sees on stderr)
     "non-empty --out": (_old_samples, [], r"^error: .* is not empty \(manifest.json, sample_000007.mp4\); "
                                          r"choose a new --out, or add --overwrite"),
     "--out is a file": (lambda out: out.write_text("x"), [], r"^error: .* exists and is not a folder"),
     "--overwrite on a folder no run wrote": (lambda out: (out.mkdir(), (out / "notes.txt").write_text("mine")),
                                              ["--overwrite"], r"^error: .* holds files that no mmdiff run wrote"),
+    "--overwrite on a project folder with a manifest.json": (
+        _project, ["--overwrite"], r"^error: .* also holds files that an earlier run did not write \(src/main.js\)"),
+    "--overwrite with the user's favourites beside old samples": (
+        _favourites, ["--overwrite"], r"^error: .* did not write \(favorites/best.mp4, my_notes.txt\)"),
 }
 
 
@@ -43,12 +60,12 @@ def test_catalogue(case, ckpt, tmp_path, capsys):
     make, flags, message = CASES[case]
     out = tmp_path / "out"
     make(out)
-    before = sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_text()
+    before = sorted(map(str, out.rglob("*"))) if out.is_dir() else out.read_text()
     assert sample.main(["--ckpt", str(ckpt), "--out", str(out), *FAST, *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert __import__("re").search(message, err), err
-    assert (sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_text()) == before
+    assert (sorted(map(str, out.rglob("*"))) if out.is_dir() else out.read_text()) == before
 
 
 def test_a_concurrent_run_into_the_same_folder_is_refused(ckpt, tmp_path, capsys):

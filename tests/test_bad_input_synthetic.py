@@ -29,6 +29,12 @@ def _study(out):
         (out / "private").mkdir()
 
 
+def _events_and_data(out):                  # an events.jsonl of the user's own, and their data
+    (out / "sub").mkdir(parents=True)
+    (out / "events.jsonl").write_text("{}\n")
+    (out / "sub" / "data.bin").write_bytes(b"mine")
+
+
 CASES = {   # case -> (prepare --out, extra flags, what the user sees)
     "--out holds an earlier run": (_earlier_run, [], "is not empty (.mmdiff-run.json, events.jsonl, index.json and 1 "
                                                      "more); choose a new --out, or add --overwrite"),
@@ -37,6 +43,8 @@ CASES = {   # case -> (prepare --out, extra flags, what the user sees)
     "--overwrite on the user's own files": (_foreign, ["--overwrite"], "holds files that no mmdiff run wrote "
                                                                        "(holiday.mp4)"),
     "--overwrite on another command's folder": (_study, ["--overwrite"], "holds outputs of eval.study build"),
+    "--overwrite with the user's data beside events.jsonl": (
+        _events_and_data, ["--overwrite"], "also holds files that an earlier run did not write (sub/data.bin)"),
     "--seconds inf": (None, ["--seconds", "inf"], "--seconds and --fps must be finite numbers > 0, got inf"),
     "--seconds nan": (None, ["--seconds", "nan"], "--seconds and --fps must be finite numbers > 0, got nan"),
 }

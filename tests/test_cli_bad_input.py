@@ -48,6 +48,11 @@ def w(tmp_path_factory) -> dict[str, Path]:
     paths["done"] = root / "done"
     paths["done"].mkdir()
     shutil.copy(paths["export"], paths["done"] / "last.pt")
+    paths["trained"] = root / "trained"                                     # a real run at step 2
+    from mmdiff.train import main as train_main
+
+    assert train_main(["--data", str(paths["cache"]), "--out", str(paths["trained"]), "--steps", "2", "--batch-size",
+                       "1", "--preview-every", "0", "--workers", "0", "--device", "cpu"]) == 0
     paths["mine"] = root / "mine"                                           # a user's folder with their own log
     paths["mine"].mkdir()
     (paths["mine"] / "log.csv").write_text("step,accuracy\n100,0.5\n200,0.7\n")
@@ -102,6 +107,8 @@ TRAIN_CASES = [  # case id, arguments, what the user sees (regex on the last lin
      r"error: --out .*mine already holds log\.csv \(and no last\.pt to resume\): a new run would overwrite them"),
     ("out-is-a-file", "--data {cache} --out {afile} --device cpu --steps 1",
      r"error: --out .*afile is a file, not a folder"),
+    ("resume-past-steps", "--data {cache} --out {trained} --resume --device cpu --steps 1",
+     r"error: --resume: .*trained/last\.pt is already at step 2, and --steps 1 asks for no more"),
     ("resume-inference-export", "--data {cache} --out {done} --resume --device cpu",
      r"error: .*last\.pt is an inference export; it cannot resume training"),
     ("init-from-missing", "--data {cache} --out {tmp}/r2 --init-from {tmp}/nope.pt --device cpu",

@@ -169,6 +169,13 @@ def test_cli_converts_refuses_overwrite_and_bad_files(reduced, tmp_path, capsys)
     assert convert_main(["mm-diffusion", str(src), "--args", str(spec), "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().err and out.read_bytes() == before
     assert convert_main(["mm-diffusion", str(src), "--args", str(spec), "--out", str(out), "--overwrite"]) == 0
+    # a folder as --out, even with --overwrite: one line, the folder untouched
+    (tmp_path / "outdir").mkdir()
+    assert convert_main(["mm-diffusion", str(src), "--args", str(spec), "--out", str(tmp_path / "outdir"),
+                         "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "is a folder" in err and err.count("\n") == 1
+    assert (tmp_path / "outdir").is_dir() and not any((tmp_path / "outdir").iterdir())
     # the wrong release for the file: one line naming the key
     assert convert_main(["mm-diffusion", str(src), "--release", "aist++", "--out", str(tmp_path / "x.pt")]) == 2
     err = capsys.readouterr().err

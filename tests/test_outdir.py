@@ -8,7 +8,9 @@ import threading
 
 import pytest
 
-from mmdiff.outdir import LOCK_NAME, MARKER_NAME, OutputDirError, claim, contents, join
+from mmdiff.outdir import LOCK_NAME, MARKER_NAME, OutputDirError, claim, contents, join, named
+
+TEST_OUTPUTS = named(r"old\.mp4", r"partial\.mp4", r"thesis\.tex", r"sub/clip\.mp4")
 
 HOLD = """
 import sys, time
@@ -41,12 +43,13 @@ def test_non_empty_is_refused_and_overwrite_clears_only_our_folders(tmp_path):
     with claim(tmp_path / "run", "test") as d:
         (d / "old.mp4").write_bytes(b"1")
         (d / "sub").mkdir()
+        (d / "sub" / "clip.mp4").write_bytes(b"2")
     with pytest.raises(OutputDirError, match=r"is not empty \(.*old.mp4.*\); choose a new --out, or add --overwrite"):
         with claim(tmp_path / "run", "test"):
             pass
     assert (tmp_path / "run" / "old.mp4").exists()
-    with claim(tmp_path / "run", "test", overwrite=True) as d:
-        assert [p.name for p in contents(d)] == [MARKER_NAME]
+    with claim(tmp_path / "run", "test", overwrite=True, outputs=TEST_OUTPUTS) as d:
+        assert [p.name for p in contents(d)] == [MARKER_NAME]          # its files and the folder they left empty
 
     user = tmp_path / "mine"
     user.mkdir()
@@ -55,7 +58,7 @@ def test_non_empty_is_refused_and_overwrite_clears_only_our_folders(tmp_path):
         with claim(user, "test", overwrite=True):
             pass
     assert (user / "thesis.tex").read_text() == "precious"
-    with claim(user, "test", overwrite=True, ours=lambda f: (f / "thesis.tex").exists()):
+    with claim(user, "test", overwrite=True, ours=lambda f: (f / "thesis.tex").exists(), outputs=TEST_OUTPUTS):
         pass                                  # recognised by the caller: cleared
     assert not (user / "thesis.tex").exists()
 
@@ -88,7 +91,7 @@ def test_concurrent_run_is_refused_and_a_killed_runs_lock_is_stale(tmp_path):
     with pytest.raises(OutputDirError, match="not empty"):    # its partial outputs are not ours to mix with
         with claim(out, "test"):
             pass
-    with claim(out, "test", overwrite=True) as d:                     # the stale lock does not block
+    with claim(out, "test", overwrite=True, outputs=TEST_OUTPUTS) as d:   # the stale lock does not block
         assert [p.name for p in contents(d)] == [MARKER_NAME]
 
 
@@ -135,3 +138,34 @@ def test_a_run_that_fails_before_writing_leaves_nothing_that_blocks_the_next(tmp
             (d / "sample_0.mp4").write_bytes(b"1")
             raise RuntimeError("killed halfway")
     assert (tmp_path / "half" / MARKER_NAME).is_file()         # partial outputs stay marked as ours
+
+
+@pytest.mark.parametrize("extra", ["my_notes.txt", "favorites/best.mp4", "sub/keep.txt"])
+def test_overwrite_never_removes_what_the_run_did_not_write(tmp_path, extra):
+    """--overwrite replaces an earlier run's outputs; a file a person put beside them (top level or in a subfolder,
+    even inside one of the run's folders) makes it refuse, naming the file, and nothing is removed."""
+    with claim(tmp_path / "run", "test") as d:
+        (d / "old.mp4").write_bytes(b"1")
+        (d / "sub").mkdir()
+        (d / "sub" / "clip.mp4").write_bytes(b"2")
+    (tmp_path / "run" / extra).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "run" / extra).write_text("mine")
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "run").rglob("*"))
+    with pytest.raises(OutputDirError, match=rf"also holds files that an earlier run did not write \({extra}\); "
+                                             r"--overwrite replaces only that run's outputs"):
+        with claim(tmp_path / "run", "test", overwrite=True, outputs=TEST_OUTPUTS):
+            pass
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "run").rglob("*")) == before
+
+
+def test_overwrite_does_not_follow_a_symlinked_folder(tmp_path):
+    precious = tmp_path / "elsewhere"
+    precious.mkdir()
+    (precious / "old.mp4").write_text("not the run's")
+    with claim(tmp_path / "run", "test") as d:
+        (d / "old.mp4").write_bytes(b"1")
+    (tmp_path / "run" / "link").symlink_to(precious)
+    with pytest.raises(OutputDirError, match=r"\(link\)"):
+        with claim(tmp_path / "run", "test", overwrite=True, outputs=TEST_OUTPUTS):
+            pass
+    assert (precious / "old.mp4").read_text() == "not the run's"

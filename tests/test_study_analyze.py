@@ -380,3 +380,18 @@ def test_report_shows_worker_text_literally(studies, tmp_path):
     assert any(d["id"] == evil for d in out.dropped)
     assert r"\[Claim your bonus\](https://evil.example/login)&lt;b&gt;" in report
     assert "[Claim your bonus](" not in report and "<b>" not in report
+
+
+def test_a_rerun_replaces_the_analysis_but_never_the_users_files_beside_it(studies, tmp_path):
+    res, key = studies["mos"]
+    paths, _ = simulate(res, key, tmp_path, ["fields", "fields", "fields"])
+    out = tmp_path / "analysis"
+    analyze_results(paths, res.study_dir, out)
+    (out / "figs_final").mkdir()
+    (out / "figs_final" / "fig1.pdf").write_bytes(b"camera-ready")
+    with pytest.raises(ValueError, match=r"did not write \(figs_final/fig1\.pdf\)"):
+        analyze_results(paths, res.study_dir, out)
+    assert (out / "figs_final" / "fig1.pdf").read_bytes() == b"camera-ready" and (out / "report.md").is_file()
+    (out / "figs_final" / "fig1.pdf").unlink()
+    (out / "figs_final").rmdir()
+    analyze_results(paths, res.study_dir, out)                 # only its own files: replaced as a whole

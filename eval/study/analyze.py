@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmdiff.outdir import claim, contents, run_marker
+from mmdiff.outdir import claim, contents, named, run_marker
 
 from .key import GOLD, REAL, load_key
 from .qc import Decisions, QCConfig, decide
@@ -238,12 +238,16 @@ def analyze_results(results: list[str | Path], study_dir: str | Path, out_dir: s
         paths={},
     )
     # a rerun replaces the earlier analysis as a whole: no table of an older run stays behind
-    with claim(res.out_dir, ANALYZE, overwrite=True, ours=_is_analysis):
+    with claim(res.out_dir, ANALYZE, overwrite=True, ours=_is_analysis, outputs=ANALYSIS_OUTPUTS):
         res.paths = write_outputs(res, loaded, decisions, confidence)
     return res
 
 
 ANALYZE = "eval.study analyze"
+# What an analysis writes (eval.study.report.write_outputs): a rerun replaces these, and refuses a folder that also
+# holds anything else (the user's figures or notes beside the tables).
+ANALYSIS_OUTPUTS = named(r"(mos|turing)_table\.(md|csv)", r"(mos|turing)\.png", r"report\.md", r"summary\.json",
+                         r"(workers|dropped)\.csv", r"problems\.txt", r"approve_reject/[^/]+\.csv")
 
 
 def _is_analysis(folder: Path) -> bool:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from tqdm import tqdm
 
 from mmdiff.atomic import write_text
-from mmdiff.outdir import claim
+from mmdiff.outdir import claim, named
 
 from .files import write_csv_atomic, write_json_atomic
 from .key import GOLD, REAL
@@ -174,6 +174,12 @@ def _export_media(study_dir: Path, items: dict[str, dict], infos: dict[str, Clip
     return counts
 
 
+# What a build writes (module docstring), and a sandbox publication of it: what --overwrite may remove. An analysis
+# inside the study, results CSVs or notes make --overwrite refuse (mmdiff.outdir.clear).
+STUDY_OUTPUTS = named(r"media/[0-9a-f]+\.mp4", r"mturk/\w+/(template\.html|batch\.csv|hit_settings\.json)",
+                      r"preview/\w+\.html", r"private/(key|build_report|published_sandbox)\.json", r"README\.txt")
+
+
 def _same_study(study_dir: Path, key: dict) -> bool:
     """True when `study_dir` holds a study whose private/key.json is `key` (a rerun resumes it)."""
     try:
@@ -229,7 +235,7 @@ def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str],
                     for t, rs in rows.items()}}
     _check_existing(study_dir, key, overwrite)
     with claim(study_dir, "eval.study build", overwrite, ours=lambda d: (d / "private" / "key.json").is_file(),
-               resume=lambda d: _same_study(d, key)):
+               resume=lambda d: _same_study(d, key), outputs=STUDY_OUTPUTS):
         return _write_study(study_dir, cfg, tasks, key, rows, infos, skipped, per_hit, progress)
 
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from mmdiff.atomic import write_text
 from mmdiff.data import av_io
 from mmdiff.data.cache import CacheIndex, CacheItem, CacheSpec, save_index, write_item
-from mmdiff.outdir import OutputDirError, claim
+from mmdiff.outdir import OutputDirError, claim, named
 
 MIN_GAP_S = 0.25          # shortest time between two events
 EDGE_S = (0.1, 0.15)      # no event in the first / last this many seconds
@@ -247,6 +247,11 @@ def write_sidecar(path: Path, records: list[dict[str, Any]]) -> None:
     write_text(path, "".join(json.dumps(r) + "\n" for r in records), fsync=True)
 
 
+# What a run writes into --out (what --overwrite may remove): clips as mp4 (+ wav) or as a cache, and the sidecar.
+SYNTHETIC_OUTPUTS = named(r"clip_\d{5,}\.(mp4|wav)", r"events\.jsonl", r"index\.json",
+                          r"items/clip_\d{5,}\.(video|audio)\.npy")
+
+
 def generate(out: str | Path, num: int, seed: int, frames: int, fps: float, size: int, rate: int,
              to_cache: bool = False, wav: bool = False, progress: bool = True,
              overwrite: bool = False) -> list[dict[str, Any]]:
@@ -255,7 +260,8 @@ def generate(out: str | Path, num: int, seed: int, frames: int, fps: float, size
     `out` must be new or empty (`overwrite`: cleared first when it holds an earlier run's outputs) and is
     locked while the clips are written (mmdiff.outdir), so events.jsonl always describes the whole folder.
     """
-    with claim(out, "mmdiff.data.synthetic", overwrite, ours=lambda d: (d / "events.jsonl").is_file()) as out:
+    with claim(out, "mmdiff.data.synthetic", overwrite, ours=lambda d: (d / "events.jsonl").is_file(),
+               outputs=SYNTHETIC_OUTPUTS) as out:
         return _generate(out, num, seed, frames, fps, size, rate, to_cache, wav, progress)
 
 

@@ -167,6 +167,9 @@ class Trainer:
         self.resumed = resume
         if resume:
             self._load()
+            if self.step >= cfg.steps:
+                raise ValueError(f"--resume: {self.ckpt_path} is already at step {self.step}, and --steps {cfg.steps} "
+                                 "asks for no more; give a larger --steps to train on")
         elif cfg.init_from:
             self._init_from(cfg.init_from)
         self.train_args["train.lr"] = self.lr
