@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_omp", description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3, help="rounds of every setting (default 3)")
     p.add_argument("--work", default="sample", help="sample (default), train, or both: sample,train")
-    p.add_argument("--max-busy", type=int, default=2, help="also run beside 1..N niced busy loops (default 2)")
+    p.add_argument("--max-busy", type=int, default=2, help="also run beside 1..N busy loops (default 2)")
+    p.add_argument("--nice", type=int, default=10, help="niceness of the busy loops (default 10; 0: equal priority)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -118,7 +119,7 @@ def main(argv=None) -> int:
     for work in args.work.split(","):
         for n_busy in range(args.max_busy + 1):
             label = "idle" if n_busy == 0 else f"{n_busy} busy process(es)"
-            busy = [subprocess.Popen(["nice", "-n", "10", sys.executable, "-c", "while True: pass"])
+            busy = [subprocess.Popen(["nice", "-n", str(args.nice), sys.executable, "-c", "while True: pass"])
                     for _ in range(n_busy)]
             try:
                 time.sleep(1.0 if busy else 0.0)

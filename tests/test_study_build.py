@@ -249,3 +249,58 @@ def test_public_zip_leaves_out_the_run_marker_and_lock(mos_study, tmp_path):
             assert not [n for n in z.namelist() if ".mmdiff-" in n]
     finally:
         (mos_study.study_dir / LOCK_NAME).unlink()
+
+
+def _x264_settings(path) -> bytes:
+    """The encoder's options string that libx264 writes into the stream (SEI), e.g. b'... crf=18.0 ...'."""
+    data = path.read_bytes()
+    start = data.index(b"x264 - core")
+    return data[start:data.index(b"\x00", start)]
+
+
+def test_every_clip_is_shown_in_the_generated_clips_format(tmp_path):
+    """Real clips of another size, frame rate, length and audio rate (and gold clips made from them) come out as the
+    generated ones: 32x32, 10 fps, 0.8 s, 16 kHz mono, one encoder setting; a real clip too short is skipped."""
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(3):
+        write_clip(real / f"cam{i}.mp4", seed=i, size=64, fps=25, frames=50, seconds=2.0, rate=44100)
+    write_clip(real / "cam9_short.mp4", seed=9, size=64, fps=25, frames=5, seconds=0.2, rate=44100)
+    ours = make_clips_dir(tmp_path, "ours", 3, ".mp4", 10)            # 32x32, 10 fps, 0.8 s, 16 kHz mono
+    cfg = StudyConfig(kind="turing", systems={"ours": str(ours)}, real=str(real), num=3,
+                      base_url="https://media.example.org/s/media/", items_per_hit=3, seed=0, gold=1)
+    res = build_study(cfg, tmp_path / "study", progress=None)
+    key = json.loads((res.study_dir / "private" / "key.json").read_text())
+    assert key["media_format"] == {"width": 32, "height": 32, "fps": 10.0, "duration": pytest.approx(0.8, abs=0.05),
+                                   "audio_rate": 16000, "channels": 1}
+    assert not any("cam9_short" in e["source"] for e in key["items"].values())
+    assert any("cam9_short.mp4: 0.2" in s and "shorter than the study's 0.8" in s for s in res.skipped)
+    systems = {e["system"] for e in key["items"].values()}
+    assert systems == {"ours", REAL, GOLD}
+    settings = set()
+    for i in key["items"]:
+        info = probe_clip(res.study_dir / "media" / f"{i}.mp4")
+        assert (info.width, info.height, info.fps, info.audio_rate, info.channels) == (32, 32, 10.0, 16000, 1), i
+        assert abs(info.duration - 0.8) < 0.1, (i, info.duration)
+        settings.add(_x264_settings(res.study_dir / "media" / f"{i}.mp4"))
+    assert len(settings) == 1                                           # one encoder setting for every clip
+    report = json.loads((res.study_dir / "private" / "build_report.json").read_text())
+    note = report["warnings"][0]
+    assert note.startswith("every clip is shown as 32x32 at 10 fps, 0.80 s, 16000 Hz mono")
+    assert "size 64x64" in note and "frame rate 25 fps" in note and "audio rate 44100 Hz" in note
+
+
+def test_keep_formats_shows_clips_as_they_are_and_warns(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(2):
+        write_clip(real / f"cam{i}.mp4", seed=i, size=64, fps=25, frames=50, seconds=2.0, rate=44100)
+    ours = make_clips_dir(tmp_path, "ours", 2, ".mp4", 10)
+    cfg = StudyConfig(kind="turing", systems={"ours": str(ours)}, real=str(real), num=2,
+                      base_url="https://media.example.org/s/media/", items_per_hit=2, seed=0, gold=0, keep_formats=True)
+    res = build_study(cfg, tmp_path / "study", progress=None)
+    key = json.loads((res.study_dir / "private" / "key.json").read_text())
+    assert key["media_format"] is None
+    sizes = {probe_clip(res.study_dir / "media" / f"{i}.mp4").width for i in key["items"]}
+    assert sizes == {32, 64}
+    assert any("can tell a worker which clips are real" in w for w in res.warnings)

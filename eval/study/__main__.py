@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--gold", type=int, default=1, help="gold (attention-check) clips per HIT")
     b.add_argument("--max-hits-per-worker", type=int, default=20,
                    help="per task; stated to workers and enforced by analyze (0: no cap)")
+    b.add_argument("--keep-formats", action="store_true",
+                   help="show each clip in its own format (default: every clip in the generated clips' size, frame "
+                        "rate, length and audio format, real and gold clips cropped and cut to it, one encoder setting)")
 
     a = sub.add_parser("analyze", help="QC, MOS / Turing tables, charts, approve/reject CSV from results")
     a.add_argument("--results", nargs="+", required=True, help="Batch_*_batch_results.csv files from MTurk")
@@ -64,7 +67,8 @@ def _build(args) -> int:
         raise ValueError(f"--system names must be distinct, got {names}")
     cfg = StudyConfig(kind=args.kind, systems=dict(args.system), real=args.real, num=args.num,
                       base_url=args.base_url, votes=args.votes, items_per_hit=args.items_per_hit,
-                      seed=args.seed, gold=args.gold, max_hits_per_worker=args.max_hits_per_worker)
+                      seed=args.seed, gold=args.gold, max_hits_per_worker=args.max_hits_per_worker,
+                      keep_formats=args.keep_formats)
     res = build_study(cfg, args.out, overwrite=args.overwrite)
     for w in res.warnings:
         print(f"warning: {w}")

@@ -32,7 +32,8 @@ from mmdiff.outdir import claim, named
 
 from .files import write_csv_atomic, write_json_atomic
 from .key import GOLD, REAL
-from .media import ClipInfo, clip_id, export_clip, make_gold_clip, sample_clips
+from .media import (ClipInfo, MediaFormat, clip_id, common_format, differences, export_clip, make_gold_clip,
+                    sample_clips)
 from .publish import HitSettings, write_hit_settings
 from .tasks import Task, tasks_for
 from .template import render_preview, render_task_template, template_variables
@@ -54,6 +55,7 @@ class StudyConfig:
     seed: int = 0
     gold: int = 1                       # gold clips per HIT
     max_hits_per_worker: int = 20       # per task; written to the HIT settings, enforced by analyze
+    keep_formats: bool = False          # True: each clip in its own format (real clips then tell themselves apart)
 
     def validate(self) -> None:
         tasks_for(self.kind)
@@ -93,14 +95,17 @@ def media_url(base_url: str, item_id: str) -> str:
     return base_url.rstrip("/") + "/" + item_id + ".mp4"
 
 
-def _sample_groups(cfg: StudyConfig) -> tuple[dict[str, list[ClipInfo]], list[str]]:
-    """group -> sampled clips (real first, then systems in the given order), and skip messages."""
+def _sample_groups(cfg: StudyConfig) -> tuple[dict[str, list[ClipInfo]], list[str], MediaFormat | None]:
+    """group -> sampled clips (real first, then systems in the given order), skip messages, and the format every
+    clip is shown in: the generated clips' (None with keep_formats). Real clips shorter than it are skipped."""
     groups, skipped = {}, []
-    for group, d in [(REAL, cfg.real), *cfg.systems.items()]:
+    for group, d in cfg.systems.items():
         clips, skip = sample_clips(d, cfg.num, cfg.seed, group)
         groups[group] = clips
         skipped += skip
-    return groups, skipped
+    fmt = None if cfg.keep_formats else common_format([c for clips in groups.values() for c in clips])
+    real, skip = sample_clips(cfg.real, cfg.num, cfg.seed, REAL, min_duration=fmt.duration if fmt else 0.0)
+    return {REAL: real, **groups}, skipped + skip, fmt
 
 
 def _study_items(cfg: StudyConfig, groups: dict[str, list[ClipInfo]]
@@ -158,7 +163,7 @@ def _hit_rows(task: Task, item_ids: list[str], gold_pool: list[str], per_hit: in
 
 
 def _export_media(study_dir: Path, items: dict[str, dict], infos: dict[str, ClipInfo], seed: int,
-                  progress: Callable[[str], None] | None) -> dict[str, int]:
+                  progress: Callable[[str], None] | None, fmt: MediaFormat | None) -> dict[str, int]:
     """Write media/<id>.mp4 for every item (resumes: existing files are kept). Returns mode counts."""
     counts = {"copied": 0, "transcoded": 0, "gold": 0, "existing": 0}
     for n, (i, entry) in enumerate(tqdm(items.items(), desc="media", unit="clip", disable=progress is None)):
@@ -167,10 +172,10 @@ def _export_media(study_dir: Path, items: dict[str, dict], infos: dict[str, Clip
             counts["existing"] += 1
             continue
         if entry["system"] == GOLD:
-            make_gold_clip(infos[i], entry["variant"], dst, seed=seed * 1000 + n)
+            make_gold_clip(infos[i], entry["variant"], dst, seed=seed * 1000 + n, fmt=fmt)
             counts["gold"] += 1
         else:
-            counts[export_clip(infos[i], dst)] += 1
+            counts[export_clip(infos[i], dst, fmt)] += 1
     return counts
 
 
@@ -216,7 +221,7 @@ def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str],
     study_dir = Path(out_dir)
     say = progress or (lambda s: None)
     tasks = tasks_for(cfg.kind)
-    groups, skipped = _sample_groups(cfg)
+    groups, skipped, fmt = _sample_groups(cfg)
     for s in skipped:
         say(f"skipped: {s}")
     items, infos = _study_items(cfg, groups)
@@ -230,20 +235,37 @@ def build_study(cfg: StudyConfig, out_dir: str | Path, progress: Callable[[str],
     rows = {t.name: _hit_rows(t, list(items), pools.get(t.name, []), per_hit, cfg.gold, cfg.seed, cfg.base_url)
             for t in tasks}
     key = {"version": KEY_VERSION, "config": asdict(cfg), "slots_per_hit": per_hit + cfg.gold,
+           "media_format": asdict(fmt) if fmt else None,
            "tasks": [t.name for t in tasks], "items": all_items,
            "hits": {t: [[r[f"item_id_{i}"] for i in range(1, per_hit + cfg.gold + 1)] for r in rs]
                     for t, rs in rows.items()}}
     _check_existing(study_dir, key, overwrite)
     with claim(study_dir, "eval.study build", overwrite, ours=lambda d: (d / "private" / "key.json").is_file(),
                resume=lambda d: _same_study(d, key), outputs=STUDY_OUTPUTS):
-        return _write_study(study_dir, cfg, tasks, key, rows, infos, skipped, per_hit, progress)
+        return _write_study(study_dir, cfg, tasks, key, rows, infos, skipped, per_hit, progress,
+                            _format_notes(fmt, groups))
+
+
+def _format_notes(fmt: MediaFormat | None, groups: dict[str, list[ClipInfo]]) -> list[str]:
+    """Build-report lines on the clips' formats: what the real clips were changed in, or (keep_formats) how the
+    groups differ, which lets a worker tell them apart."""
+    if fmt is not None:
+        changed = differences(fmt, groups[REAL])
+        return [f"every clip is shown as {fmt.describe()} (the generated clips' format)"
+                + (f"; the real clips were converted from {'; '.join(changed)}" if changed else "")]
+    own = {g: common_format(clips) for g, clips in groups.items()}
+    if len({(f.width, f.height, f.fps, round(f.duration, 1), f.audio_rate, f.channels) for f in own.values()}) > 1:
+        return ["--keep-formats: the groups' clips differ in format (" + "; ".join(
+            f"{g}: {f.describe()}" for g, f in own.items()) + "), which can tell a worker which clips are real"]
+    return []
 
 
 def _write_study(study_dir: Path, cfg: StudyConfig, tasks: tuple[Task, ...], key: dict,
                  rows: dict[str, list[dict[str, str]]], infos: dict[str, ClipInfo], skipped: list[str],
-                 per_hit: int, progress: Callable[[str], None] | None) -> BuildResult:
+                 per_hit: int, progress: Callable[[str], None] | None, notes: list[str]) -> BuildResult:
     say = progress or (lambda s: None)
-    counts = _export_media(study_dir, key["items"], infos, cfg.seed, progress)
+    fmt = MediaFormat(**key["media_format"]) if key["media_format"] else None
+    counts = _export_media(study_dir, key["items"], infos, cfg.seed, progress, fmt)
     say(f"media: {counts}")
     outputs = {}
     for task in tasks:
@@ -259,8 +281,8 @@ def _write_study(study_dir: Path, cfg: StudyConfig, tasks: tuple[Task, ...], key
         write_hit_settings(study_dir, task.name, HitSettings(), cfg.votes, cfg.max_hits_per_worker, sandbox=False)
         say(f"{task.name}: {len(rows[task.name])} HITs x {per_hit + cfg.gold} clips, {cfg.votes} assignments each")
     num_items = sum(e["system"] != GOLD for e in key["items"].values())
-    warnings = [] if per_hit == cfg.items_per_hit else [
-        f"only {num_items} clips: HITs hold {per_hit} study clips instead of {cfg.items_per_hit}"]
+    warnings = notes + ([] if per_hit == cfg.items_per_hit else [
+        f"only {num_items} clips: HITs hold {per_hit} study clips instead of {cfg.items_per_hit}"])
     write_json_atomic(study_dir / "private" / "key.json", key)
     write_json_atomic(study_dir / "private" / "build_report.json",
                       {"media": counts, "skipped": skipped, "warnings": warnings})

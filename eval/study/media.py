@@ -6,9 +6,12 @@ cannot be decoded or have no audio/video stream are skipped and reported. Fewer 
 is an error (clips are never repeated).
 
 Export makes browser-playable mp4 (H.264 yuv420p + AAC, +faststart) with the ffmpeg binary of
-imageio-ffmpeg: clips that already are H.264/AAC mp4 are stream-copied (remuxed, no re-encode);
-everything else is transcoded. Container metadata is always stripped (`-map_metadata -1`) so a
-title or encoder tag cannot reveal which system made a clip.
+imageio-ffmpeg. A study shows every clip in one `MediaFormat` (the generated clips' own: frame size, fps,
+length, audio rate and channels): real and gold clips are centre-cropped, scaled, resampled and cut to it, and
+every clip is encoded with the same settings, so neither the picture's size or length nor the encoder's tag
+tells a worker which clips are real. Without a format (`--keep-formats`), clips that already are H.264/AAC mp4
+are stream-copied and everything else is transcoded. Container metadata is always stripped
+(`-map_metadata -1`) so a title or encoder tag cannot reveal which system made a clip.
 """
 from __future__ import annotations
 
@@ -42,6 +45,9 @@ class ClipInfo:
     width: int
     height: int
     duration: float         # seconds
+    fps: float = 0.0        # frames per second (average rate)
+    audio_rate: int = 0     # Hz
+    channels: int = 0       # audio channels
 
     @property
     def browser_ready(self) -> bool:
@@ -70,16 +76,18 @@ def probe_clip(path: Path) -> ClipInfo:
             dur = float(c.duration / av.time_base) if c.duration else float(v.duration * v.time_base or 0)
             return ClipInfo(path, c.format.name, v.codec_context.name, a.codec_context.name,
                             v.codec_context.pix_fmt or "", v.codec_context.width,
-                            v.codec_context.height, dur)
+                            v.codec_context.height, dur, float(v.average_rate or v.base_rate or 0),
+                            int(a.codec_context.sample_rate or 0), int(a.codec_context.channels or 0))
     except ClipError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise ClipError(f"{path}: cannot be read as video ({e})") from e
 
 
-def sample_clips(clips_dir: str | os.PathLike, n: int, seed: int, label: str
+def sample_clips(clips_dir: str | os.PathLike, n: int, seed: int, label: str, min_duration: float = 0.0
                  ) -> tuple[list[ClipInfo], list[str]]:
-    """N usable clips of `clips_dir` in a seeded order, and a message per skipped clip.
+    """N usable clips of `clips_dir` in a seeded order, and a message per skipped clip; with `min_duration`, clips
+    shorter than that (less one frame of 25 fps) are skipped too (a study shows every clip at one length).
 
     The order depends only on (seed, label, file names), so reruns pick the same clips.
     """
@@ -91,9 +99,14 @@ def sample_clips(clips_dir: str | os.PathLike, n: int, seed: int, label: str
         if len(chosen) == n:
             break
         try:
-            chosen.append(probe_clip(p))
+            info = probe_clip(p)
         except ClipError as e:
             skipped.append(str(e))
+            continue
+        if info.duration < min_duration - 0.04:
+            skipped.append(f"{p}: {info.duration:.2f} s, shorter than the study's {min_duration:.2f} s")
+            continue
+        chosen.append(info)
     if len(chosen) < n:
         raise ClipError(f"{label}: asked for {n} clips but {clips_dir} has only {len(chosen)} usable "
                         f"({len(paths)} video files, {len(skipped)} skipped"
@@ -117,13 +130,70 @@ def _run_ffmpeg(args: list[str], dst: Path) -> None:
             raise ClipError(f"ffmpeg failed writing {dst.name}: {proc.stderr.strip()[-800:]}")
 
 
-_ENCODE = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "18",
-           "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+_CODECS = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-crf", "18",
            "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", "-map_metadata", "-1", "-f", "mp4"]
+_ENCODE = ["-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", *_CODECS]
 
 
-def export_clip(info: ClipInfo, dst: Path) -> str:
-    """Write `info.path` to `dst` as browser-playable mp4; returns "copied" or "transcoded"."""
+@dataclass(frozen=True)
+class MediaFormat:
+    """How every clip of a study is shown: frame size, frame rate, length, audio rate and channels."""
+
+    width: int
+    height: int
+    fps: float
+    duration: float         # seconds
+    audio_rate: int
+    channels: int
+
+    def describe(self) -> str:
+        sound = "mono" if self.channels == 1 else f"{self.channels} channels"
+        return (f"{self.width}x{self.height} at {self.fps:g} fps, {self.duration:.2f} s, {self.audio_rate} Hz "
+                f"{sound}")
+
+    def video_filter(self) -> str:
+        """ffmpeg filter: frame rate, then scale to cover the frame and centre-crop to it (no bars, no stretch)."""
+        return (f"fps={self.fps:g},scale={self.width}:{self.height}:force_original_aspect_ratio=increase:"
+                f"flags=area,crop={self.width}:{self.height},setsar=1")
+
+    def output_args(self) -> list[str]:
+        return ["-t", f"{self.duration:.3f}", "-vf", self.video_filter(), "-ar", str(self.audio_rate),
+                "-ac", str(self.channels), *_CODECS]
+
+
+def common_format(generated: list[ClipInfo]) -> MediaFormat:
+    """The generated clips' format (the smallest of each property where they differ; even frame sides, which
+    H.264 4:2:0 needs): what real and gold clips are made to look like."""
+    if not generated:
+        raise ClipError("no generated clips to take the study's format from")
+    even = lambda x: max(2, x - x % 2)  # noqa: E731
+    return MediaFormat(even(min(c.width for c in generated)), even(min(c.height for c in generated)),
+                       min(c.fps for c in generated if c.fps > 0) if any(c.fps > 0 for c in generated) else 25.0,
+                       min(c.duration for c in generated), min(c.audio_rate for c in generated if c.audio_rate) or 48000,
+                       min(c.channels for c in generated if c.channels) or 1)
+
+
+def differences(fmt: MediaFormat, clips: list[ClipInfo]) -> list[str]:
+    """What has to change for `clips` to be shown in `fmt` (for the build report), e.g. ["size 64x48", "25 fps"]."""
+    found = []
+    for name, differs, value in (
+            ("size", lambda c: (c.width, c.height) != (fmt.width, fmt.height), lambda c: f"{c.width}x{c.height}"),
+            ("frame rate", lambda c: abs(c.fps - fmt.fps) > 1e-3, lambda c: f"{c.fps:g} fps"),
+            ("length", lambda c: c.duration > fmt.duration + 0.04, lambda c: f"{c.duration:.2f} s"),
+            ("audio rate", lambda c: c.audio_rate != fmt.audio_rate, lambda c: f"{c.audio_rate} Hz"),
+            ("audio channels", lambda c: c.channels != fmt.channels, lambda c: str(c.channels))):
+        seen = sorted({value(c) for c in clips if differs(c)})
+        if seen:
+            found.append(f"{name} {', '.join(seen[:3])}" + (" ..." if len(seen) > 3 else ""))
+    return found
+
+
+def export_clip(info: ClipInfo, dst: Path, fmt: MediaFormat | None = None) -> str:
+    """Write `info.path` to `dst` as browser-playable mp4; returns "copied" or "transcoded". With `fmt` it is always
+    transcoded to that format (cropped, scaled, resampled, cut), with the same encoder settings as every other clip."""
+    if fmt is not None:
+        _run_ffmpeg(["-i", str(info.path), "-map", "0:v:0", "-map", "0:a:0", *fmt.output_args()], dst)
+        return "transcoded"
     if info.browser_ready:
         _run_ffmpeg(["-i", str(info.path), "-map", "0:v:0", "-map", "0:a:0", "-c", "copy",
                      "-movflags", "+faststart", "-map_metadata", "-1", "-f", "mp4"], dst)
@@ -132,16 +202,19 @@ def export_clip(info: ClipInfo, dst: Path) -> str:
     return "transcoded"
 
 
-def make_gold_clip(info: ClipInfo, variant: str, dst: Path, seed: int) -> None:
+def make_gold_clip(info: ClipInfo, variant: str, dst: Path, seed: int, fmt: MediaFormat | None = None) -> None:
     """Broken copy of a real clip for attention checks (see eval.study.tasks GOLD_*).
 
     video_noise: frames replaced by uniform random noise, audio kept. audio_noise: frames kept, audio
-    replaced by loud white noise. both_noise: both replaced. Same size and duration as the source.
+    replaced by loud white noise. both_noise: both replaced. Same size and duration as the source, or, with `fmt`,
+    in that format like every other clip of the study.
     """
-    dur = f"{max(info.duration, 0.1):.3f}"
-    size = f"{info.width + info.width % 2}x{info.height + info.height % 2}"
-    noise_v = ["-f", "lavfi", "-i", f"nullsrc=s={size}:r=25:d={dur},geq=random(1)*255:128:128"]
-    noise_a = ["-f", "lavfi", "-i", f"anoisesrc=color=white:amplitude=0.7:seed={seed % 2**31}:d={dur}"]
+    dur = f"{max(fmt.duration if fmt else info.duration, 0.1):.3f}"
+    size = f"{fmt.width}x{fmt.height}" if fmt else f"{info.width + info.width % 2}x{info.height + info.height % 2}"
+    rate = f":sample_rate={fmt.audio_rate}" if fmt else ""
+    noise_v = ["-f", "lavfi", "-i", f"nullsrc=s={size}:r={fmt.fps:g}:d={dur},geq=random(1)*255:128:128" if fmt
+               else f"nullsrc=s={size}:r=25:d={dur},geq=random(1)*255:128:128"]
+    noise_a = ["-f", "lavfi", "-i", f"anoisesrc=color=white:amplitude=0.7:seed={seed % 2**31}:d={dur}{rate}"]
     src = ["-i", str(info.path)]
     if variant == GOLD_VIDEO_NOISE:
         inputs, maps = noise_v + src, ["-map", "0:v:0", "-map", "1:a:0"]
@@ -151,4 +224,4 @@ def make_gold_clip(info: ClipInfo, variant: str, dst: Path, seed: int) -> None:
         inputs, maps = noise_v + noise_a, ["-map", "0:v:0", "-map", "1:a:0"]
     else:
         raise ValueError(f"unknown gold variant {variant!r}")
-    _run_ffmpeg([*inputs, *maps, "-t", dur, *_ENCODE], dst)
+    _run_ffmpeg([*inputs, *maps, *(fmt.output_args() if fmt else ["-t", dur, *_ENCODE])], dst)
