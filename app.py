@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=positive_int, default=2, help="jobs running at once (default: 2)")
     p.add_argument("--queue-size", type=positive_int, default=32, help="waiting jobs before new ones are refused (default: 32)")
     p.add_argument("--threads", type=non_negative_int, default=0,
-                   help="CPU threads for torch (default 0: torch's choice; 1 is faster on a CPU shared with other jobs)")
+                   help="CPU threads for torch (default 0: torch's choice; on a CPU shared with other jobs 1, or "
+                        "OMP_WAIT_POLICY=PASSIVE in the environment, is faster: BENCHMARKS.md)")
     p.add_argument("--eval-cache-dir", default=None, help="feature cache of the Evaluate tab (default: in the app's work folder)")
     return p.parse_args(argv)
 
