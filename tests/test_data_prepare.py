@@ -136,6 +136,26 @@ def test_changed_source_is_redone_and_settings_must_match(tmp_path):
         prep.prepare(src, out, SPEC, prep.PrepareSettings(segment_seconds=1.6), progress=False)
 
 
+def test_a_source_deleted_since_leaves_the_cache_and_another_src_is_refused(tmp_path, capsys):
+    src, out = tmp_path / "src", tmp_path / "cache"
+    for name in ("a", "b", "c"):
+        _good(src / f"{name}.mp4", 2.0)
+    prep.prepare(src, out, SPEC, progress=False)
+    gone = next(i for i in load_index(out).items if i.source == "b.mp4")
+    (src / "b.mp4").unlink()
+    prep.prepare(src, out, SPEC, progress=False)
+    index = load_index(out)
+    assert sorted(index.sources) == ["a.mp4", "c.mp4"] and {i.source for i in index.items} == {"a.mp4", "c.mp4"}
+    assert not (out / gone.video_file).exists() and not (out / gone.audio_file).exists()
+    assert "1 source(s) are no longer under --src" in capsys.readouterr().err
+    other = tmp_path / "other"
+    _good(other / "x.mp4", 2.0)
+    before = _snapshot(out)
+    with pytest.raises(CacheError, match=r"holds a cache of 2 sources, and 2 of them .* are not under --src"):
+        prep.prepare(other, out, SPEC, progress=False)
+    assert _snapshot(out) == before                                  # neither replaced nor mixed
+
+
 def test_workers_give_the_same_cache(raw, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     prep.prepare(raw, one, SPEC, workers=1, progress=False)

@@ -179,6 +179,22 @@ def pending_sources(index: CacheIndex, src: Path, files: list[Path]) -> list[tup
     return todo
 
 
+def gone_sources(index: CacheIndex, src: Path, files: list[Path], out: Path) -> list[str]:
+    """Sources of the index that are no longer under `src` (deleted since, say), to be dropped with their items, so
+    the cache holds exactly what --src holds. When most of them are gone, --src is another folder than the cache was
+    made from: CacheError instead of replacing (or mixing in) the whole cache."""
+    present = {p.relative_to(src).as_posix() for p in files}
+    gone = [rel for rel in index.sources if rel not in present]
+    if gone and 2 * len(gone) > len(index.sources):
+        raise CacheError(f"--out {out} holds a cache of {len(index.sources)} sources, and {len(gone)} of them (e.g. "
+                         f"{gone[0]}) are not under --src {src}: was it made from another folder? Resume with the "
+                         "--src it was made from, or give a new --out")
+    if gone:
+        print(f"note: {len(gone)} source(s) are no longer under --src {src} ({', '.join(gone[:3])}"
+              f"{' ...' if len(gone) > 3 else ''}); their items are dropped from the cache", file=sys.stderr)
+    return gone
+
+
 def drop_source(index: CacheIndex, rel: str) -> None:
     """Forget a source and its items in the index (files are left for remove_orphans)."""
     index.sources.pop(rel, None)
@@ -235,6 +251,8 @@ def _prepare(src: Path, out: Path, spec: CacheSpec, settings: PrepareSettings, w
              save_every_s: float) -> CacheIndex:
     index = open_or_create_index(out, spec, settings)
     files = find_videos(src)
+    for rel in gone_sources(index, src, files, out):  # deleted from --src since: their items go too
+        drop_source(index, rel)
     todo = pending_sources(index, src, files)
     for _, rel in todo:                 # changed sources: forget them before rewriting their items
         drop_source(index, rel)
