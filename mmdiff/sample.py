@@ -32,7 +32,8 @@ from mmdiff.defaults import AUDIO_GUIDANCE_SCALE, DEFAULT_SR_CHECKPOINT, GUIDANC
 from mmdiff.data.pixels import model_to_frames
 from mmdiff.diffusion.guidance import DEFAULT_GRADIENT_SCALE, GUIDANCE_MODES, Condition
 from mmdiff.diffusion.samplers import SAMPLERS
-from mmdiff.generate import SHIFT_MODES, SamplerOptions, encode_prompt, generate, generate_two_step, two_step_mode
+from mmdiff.generate import (SHIFT_MODES, SamplerOptions, encode_prompt, generate, generate_two_step,
+                             trained_for_conditioning, two_step_mode)
 from mmdiff.outdir import OutputDirError, claim_for_rank, named
 
 
@@ -246,6 +247,10 @@ def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
         if set(cfg.modalities) != {"video", "audio"}:
             return fail(f"{ckpt}: --two-step needs a joint audio-video model, this one has {cfg.modalities}")
         guidance = args.guidance or two_step_mode(model)
+    if (condition is not None or args.two_step) and guidance == "trained" and not trained_for_conditioning(model):
+        return fail(f"{ckpt.name} was not trained with --cond-prob, so it has no trained conditioning: use "
+                    "--guidance replacement or gradient (zero-shot), or a model trained with "
+                    "python -m mmdiff.train --cond-prob 0.5")
     opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta, order=args.order,
                           zero_mean_audio=not args.keep_audio_dc)
     up_opts = (UpscaleOptions(args.upscale, args.upscale_sampler, args.upscale_steps, args.upscale_noise,

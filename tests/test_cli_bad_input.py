@@ -208,6 +208,8 @@ SAMPLE_CASES = [
     ("condition-start-alone", "--out {tmp}/o --condition-start 1", r"--condition-start needs --condition-video"),
     ("upscale-missing", "--out {tmp}/o --upscale {tmp}/sr.pt --device cpu", r"error: checkpoint .*sr\.pt does not exist"),
     ("device-unknown", "--out {tmp}/o --device tpu", r"error: --device tpu: expected auto, cpu, cuda or cuda:N"),
+    ("trained-guidance-untrained-model", "--out {tmp}/o --ckpt {export} --condition-audio {tone} --guidance trained "
+     "--device cpu", r"error: export\.pt was not trained with --cond-prob, so it has no trained conditioning"),
 ]
 
 
