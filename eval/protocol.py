@@ -61,6 +61,9 @@ def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | Non
         fake_idx = [np.arange(r * n, (r + 1) * n) for r in range(cfg.runs)]
     else:
         fake_idx = [run_indices(fake.pool_size, n, cfg.seed, r, 1) for r in range(cfg.runs)]
+    for src, idx in ((real, real_idx), (fake, fake_idx)):
+        if hasattr(src, "preflight"):                   # a folder: every unusable file named at once
+            src.preflight(np.unique(np.concatenate(idx)))
     feats, keys = {}, {}
     for role, src, idx in (("real", real, real_idx), ("fake", fake, fake_idx)):
         union = np.unique(np.concatenate(idx))

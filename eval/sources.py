@@ -86,6 +86,37 @@ class FolderSource:
             clip = replace(clip, video=resize_frames(clip.video, self.video_size, self.resize))
         return clip
 
+    def preflight(self, indices: Sequence[int]) -> None:
+        """Before any feature is extracted, every clip the runs will read is checked from its headers (a few ms
+        each), and one ProtocolError lists every unusable file (unreadable, no video, no audio where the metrics
+        need it, too few frames), instead of one per rerun. A clip whose header looks too short is read to confirm
+        (a damaged header can understate the length); problems only decoding finds still stop the read."""
+        from mmdiff.data.av_io import MediaError, probe
+
+        problems = []
+        for i in sorted({int(i) for i in indices}):
+            path = self.files[i]
+            try:
+                info = probe(path)
+            except (MediaError, OSError) as e:
+                problems.append(f"cannot read {path.name} ({e})")
+                continue
+            if not info.has_video:
+                problems.append(f"{path.name} has no video stream")
+            elif self.with_audio and not info.has_audio:
+                problems.append(f"{path.name} has no audio stream")
+            elif info.fps > 0 and 0 < info.duration * info.fps < self.frames - 1:
+                try:
+                    self.read(i)
+                except ProtocolError as e:
+                    problems.append(str(e).removeprefix(f"{self.role} clips: "))
+        if problems:
+            listed = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            audio = " (audio metrics need sound: evaluate video only with --metric fvd,kvd)" if any(
+                "no audio stream" in p for p in problems) else ""
+            raise ProtocolError(f"{self.role} clips: {len(problems)} of the files these runs use cannot be used: "
+                                f"{listed}{audio}; remove or replace them in {self.folder}")
+
     def batches(self, indices: Sequence[int], batch_size: int) -> Iterator[tuple[list[int], list[AVClip]]]:
         for s in range(0, len(indices), batch_size):
             idx = [int(i) for i in indices[s: s + batch_size]]

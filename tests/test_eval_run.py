@@ -769,3 +769,33 @@ def test_device_and_size_mistakes_are_one_line(setup, capsys, flag, message):
         status = e.code
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err and message in err.strip().splitlines()[-1], err
+
+
+def test_every_unusable_real_clip_is_named_at_once_before_any_feature(setup, capsys, tmp_path, monkeypatch):
+    """A folder with several bad clips (too short, no audio, empty) is refused with all of them in one
+    message, before any clip's features are extracted (it took one rerun per bad file)."""
+    import shutil
+
+    import eval.bank as bank
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    first = sorted((setup / "real").glob("*.mp4"))[0]
+    shutil.copy(first, mixed / first.name)                            # one good clip, three bad: N = 4 reads all
+    write_clip_folder(tmp_path / "short", 1, seed=3, frames=4)
+    shutil.copy(tmp_path / "short" / "clip000.mp4", mixed / "zz_short.mp4")
+    write_clip_folder(tmp_path / "mute", 1, seed=4, audio=False)
+    shutil.copy(tmp_path / "mute" / "clip000.mp4", mixed / "zz_mute.mp4")
+    (mixed / "zz_zero.mp4").write_bytes(b"")
+    monkeypatch.setattr(bank, "compute_features", lambda *a, **k: pytest.fail("features before the check"))
+    import eval.protocol as protocol
+
+    monkeypatch.setattr(protocol, "compute_features", lambda *a, **k: pytest.fail("features before the check"))
+    a = args(setup, metric="fvd,av-align", n=4, runs=1, fake="fake")
+    a[a.index("--real") + 1] = str(mixed)
+    assert main(a) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: real clips: "), err
+    assert "3 of the files these runs use cannot be used" in err[0]
+    for name in ("zz_short.mp4 has 4 frames; 9 are needed", "zz_mute.mp4 has no audio stream", "cannot read zz_zero.mp4"):
+        assert name in err[0], (name, err[0])
