@@ -10,8 +10,9 @@ def check_audio_rates(real: dict[int, int | None], fake: dict[int, int | None], 
     if len(r | f) > 1 and not allow:
         raise ProtocolError(
             f"audio sample rates differ (real clips: {sorted(r)} Hz, fake clips: {sorted(f)} Hz). Each "
-            "extractor resamples to its own rate, but audio of a lower rate lacks the high band and "
-            "biases FAD. Resample the clips to one rate, or pass --allow-rate-mismatch to go on.")
+            "extractor resamples to its own rate, but audio of a lower rate lacks the high band, which biases "
+            "the audio metrics (FAD, and AV-Align's onsets). Resample the clips to one rate, or pass "
+            "--allow-rate-mismatch to go on.")
 
 
 def check_fd_infinity(cfg: ProtocolConfig, dims: dict[str, int]) -> None:

@@ -165,15 +165,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="go on when real and fake clips have different frame rates (their --frames frames then "
                         "cover different time spans)")
     g = p.add_argument_group("sampler settings of --ckpt (mmdiff.generate.SamplerOptions; in the card and the cache key)")
-    g.add_argument("--sampler", default="dpm-solver++", help="ddpm, ddim or dpm-solver++ (default)")
+    g.add_argument("--sampler", default="dpm-solver++",
+                   help="ddpm, ddim, dpm-solver++ (default) or mm-diffusion-dpm-solver (the released script's)")
     g.add_argument("--steps", type=positive_int, default=20, help="sampling steps (DDPM always uses all of them)")
     g.add_argument("--eta", type=non_negative_float, default=0.0, help="DDIM eta (default 0: deterministic; 1: stochastic, DDPM-like)")
-    g.add_argument("--order", type=int_at_least(1, 3), default=3, help="DPM-Solver++ order, 1-3 (default 3)")
+    g.add_argument("--order", type=int_at_least(1, 3), default=3,
+                   help="order of dpm-solver++ and mm-diffusion-dpm-solver, 1-3 (default 3)")
     g.add_argument("--no-clip-denoised", action="store_true", help="do not clamp x0 estimates to [-1, 1]")
     g.add_argument("--keep-audio-dc", action="store_true", help="do not project audio x0 estimates onto zero mean")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--cache-dir", default="~/.cache/mmdiff/eval", help="feature and statistics cache (safe to share "
-                   "between concurrent runs)")
+    p.add_argument("--cache-dir", default="~/.cache/mmdiff/eval", help="feature and statistics cache (default: "
+                   "~/.cache/mmdiff/eval; safe to share between concurrent runs)")
     p.add_argument("--out", default=None, help="results JSON path, a CSV is written beside it (default: "
                    "runs/eval/<name>-<protocol>-<time>/results.json)")
     p.add_argument("--overwrite", action="store_true", help="replace the --out JSON and CSV if they exist")

@@ -124,7 +124,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "MM-Diffusion script's DPM-Solver (docs/samplers.md)")
     p.add_argument("--steps", type=positive_int, default=20, help="sampler steps (DDPM always uses all 1000)")
     p.add_argument("--eta", type=non_negative_float, default=0.0, help="DDIM eta (default: 0)")
-    p.add_argument("--order", type=int, default=3, choices=[2, 3],
+    p.add_argument("--order", type=int, default=3, choices=[1, 2, 3],
                    help="order of dpm-solver++ and mm-diffusion-dpm-solver (default: 3)")
     p.add_argument("--keep-audio-dc", action="store_true",
                    help="do not project audio x0 estimates onto zero mean (see mmdiff.diffusion.joint.zero_mean_audio)")
@@ -136,7 +136,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(drawn unseeded, as the public code), zero (R = 0); default: the checkpoint's setting")
     cond = p.add_mutually_exclusive_group()
     cond.add_argument("--condition-video", help="zero-shot video->audio: generate audio for this video")
-    cond.add_argument("--condition-audio", help="zero-shot audio->video: generate video for this audio (mp4 or wav)")
+    cond.add_argument("--condition-audio", help="zero-shot audio->video: generate video for this audio (any audio or "
+                                                 "video file ffmpeg reads: wav, flac, mp3, ogg, mp4, ...)")
     p.add_argument("--condition-start", type=non_negative_float, default=0.0, metavar="SECONDS",
                    help="use the condition file from this time on (default: 0); audio shorter than the clip is "
                         "padded with silence")

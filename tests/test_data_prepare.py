@@ -156,6 +156,17 @@ def test_a_source_deleted_since_leaves_the_cache_and_another_src_is_refused(tmp_
     assert _snapshot(out) == before                                  # neither replaced nor mixed
 
 
+def test_summary_names_an_empty_file_and_says_each_reason_once(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "cache"
+    _good(src / "a.mp4", 2.0)
+    (src / "zero.mp4").write_bytes(b"")
+    write_source(src / "mute.mp4", pattern_frames(20, 32, 32), Fraction(10), None, 8000)
+    text = prep.summarize(prep.prepare(src, out, SPEC, progress=False))
+    assert "  zero.mp4: empty (0 bytes)" in text
+    mute = next(line for line in text.splitlines() if line.startswith("  mute.mp4"))
+    assert mute.count("no audio track") == 1 and str(src) not in mute, mute
+
+
 def test_workers_give_the_same_cache(raw, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     prep.prepare(raw, one, SPEC, workers=1, progress=False)

@@ -129,6 +129,9 @@ def process_source(path: Path, rel: str, out: Path, spec: CacheSpec,
     """Decode one source, write its items' arrays; never raises for a bad source file."""
     size, mtime = file_signature(path)
     result = SourceResult(rel=rel, status="skipped", size=size, mtime_ns=mtime)
+    if size == 0:
+        result.reason, result.detail = "empty", "0 bytes"
+        return result
     try:
         clip = av_io.read_av(path, spec.fps, spec.video_size, spec.audio_rate, spec.resize)
     except av_io.MediaError as e:
@@ -275,6 +278,12 @@ def _prepare(src: Path, out: Path, spec: CacheSpec, settings: PrepareSettings, w
     return index
 
 
+def _detail_text(detail: str, rel: str) -> str:
+    """A skip detail without the file path it starts with (the line names the file already)."""
+    head, sep, rest = (detail or "").partition(": ")
+    return rest if sep and (head == rel or head.endswith("/" + rel) or Path(head).name == Path(rel).name) else detail
+
+
 def summarize(index: CacheIndex) -> str:
     """Human-readable counts of kept items/seconds and skipped sources by reason."""
     spec = index.spec
@@ -287,7 +296,8 @@ def summarize(index: CacheIndex) -> str:
     for reason, n in sorted(Counter(r["reason"] for r in skipped.values()).items()):
         lines.append(f"skipped {n} sources: {reason}")
     for rel, r in list(skipped.items())[:20]:
-        lines.append(f"  {rel}: {r['reason']} ({r['detail']})")
+        detail = _detail_text(r["detail"], rel)
+        lines.append(f"  {rel}: {r['reason']}" + (f" ({detail})" if detail and detail != r["reason"] else ""))
     if len(skipped) > 20:
         lines.append(f"  ... and {len(skipped) - 20} more (see sources in {INDEX_NAME})")
     damaged = {rel: r["damage"] for rel, r in index.sources.items() if r["status"] == "kept" and r.get("damage")}

@@ -22,7 +22,9 @@ from mmdiff.training.loop import PRECISIONS, TrainConfig, Trainer
 
 def add_run_args(p: argparse.ArgumentParser, preset_help: str = "model preset: tiny | paper") -> None:
     """Flags every trainer takes: schedule of the run, optimiser, EMA, precision, device, resume, logging."""
-    p.add_argument("--data", required=True, help="cache folder from mmdiff.data.prepare or mmdiff.data.synthetic --cache")
+    p.add_argument("--data", required=True, help="cache folder from mmdiff.data.prepare or mmdiff.data.synthetic "
+                   "--cache, or a folder of videos (prepared first into a cache folder beside it, "
+                   "NAME-cache-<size>px-<fps>fps-<rate>hz; a rerun resumes it)")
     p.add_argument("--preset", default="tiny", help=f"{preset_help} (default: tiny)")
     p.add_argument("--out", required=True, help="run folder (checkpoint, logs, previews)")
     p.add_argument("--steps", type=positive_int, default=10_000, help="total optimisation steps (default: 10000)")
