@@ -225,7 +225,7 @@ def _sample_folder(folder: Path) -> bool:
 def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
     """Sample as `args` say into `out` (claimed by main) and write the clips and manifest; expected errors
     raise (main prints them)."""
-    from mmdiff.data.av_io import write_clip, write_wav
+    from mmdiff.data.av_io import check_mp4_audio_rate, write_clip, write_wav
     from mmdiff.device import resolve_device
 
     device = resolve_device(args.device)
@@ -234,6 +234,7 @@ def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
     ckpt = Path(args.ckpt) if args.ckpt else default_checkpoint()
     model, schedule = load_model(ckpt, device)
     cfg = model.config
+    check_mp4_audio_rate(cfg.audio_rate)               # an mp4 is written per clip: fail before sampling
     try:
         text = prompt_embedding(args.prompt, model, device)
     except ValueError as e:

@@ -272,3 +272,13 @@ def test_eval_resizes_real_clips_exactly_as_the_training_data(tmp_path):
     train = read_av(path, 10, 32, 8000).video                        # (F, 32, 32, 3) as prepare makes it
     evaluated = resize_frames(read_clip(path, 10).video, 32)
     np.testing.assert_array_equal(evaluated, train)
+
+
+def test_an_audio_rate_aac_cannot_store_is_refused_before_writing(tmp_path):
+    """A converted model's odd rate (1,280 Hz) failed inside the encoder after sampling; now a clear ValueError
+    naming the rates AAC takes, and no file."""
+    frames = np.zeros((4, 8, 8, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"audio at 1280 Hz cannot be written to an mp4: AAC stores only 7350, "
+                                         r"8000, .*96000 Hz"):
+        write_clip(tmp_path / "odd.mp4", frames, np.zeros(512, np.float32), 10, 1280)
+    assert list(tmp_path.iterdir()) == []

@@ -576,6 +576,15 @@ def _encode_mp4(tmp: Path, frames: np.ndarray, audio: np.ndarray, fps: float, au
         c.mux(as_.encode(None))
 
 
+def check_mp4_audio_rate(rate: int) -> None:
+    """ValueError when the mp4's audio codec (AAC) cannot store `rate` Hz: checked before sampling, not after."""
+    rates = sorted(av.codec.Codec("aac", "w").audio_rates or ())
+    if rates and int(rate) not in rates:
+        raise ValueError(f"audio at {rate} Hz cannot be written to an mp4: AAC stores only "
+                         f"{', '.join(map(str, rates))} Hz (the model's config sets audio_rate = audio length / "
+                         "clip duration; for a converted model, check --args)")
+
+
 def write_clip(path_mp4: str | os.PathLike, video, audio, fps: float, audio_rate: int,
                wav_path: str | os.PathLike | None = None, crf: int = 18) -> Path:
     """Write an H.264/AAC yuv420p mp4 (+faststart, browser-playable) and optionally a 16-bit wav.
@@ -584,6 +593,7 @@ def write_clip(path_mp4: str | os.PathLike, video, audio, fps: float, audio_rate
     Odd sides are padded by one repeated row/column (yuv420p). Both files are written to a temp
     name in the same folder and renamed into place.
     """
+    check_mp4_audio_rate(audio_rate)
     frames, samples = _even(to_uint8_frames(video)), to_mono_float(audio)
     if frames.shape[0] == 0 or samples.size == 0:
         raise ValueError(f"{path_mp4}: refusing to write an empty clip ({frames.shape[0]} frames, "
