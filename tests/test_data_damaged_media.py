@@ -138,3 +138,26 @@ def test_megamind_everywhere(tmp_path, capsys):
 
     clip = read_clip(megamind(), frames=16)
     assert clip.video.shape == (16, 528, 720, 3) and clip.audio.size > 0 and "1 of" in clip.dropped.describe()
+
+
+def test_a_file_cut_short_is_noted_against_its_header(tmp_path):
+    """An mp4 whose index is at the front (+faststart) but whose data was cut at 60% decodes to what is there, as
+    ffmpeg does, and the notice says so: where it ends against the length its header announces. The whole file,
+    and a window that stops before the cut, carry no such note."""
+    import imageio_ffmpeg
+
+    src = write_source(tmp_path / "src.mp4", pattern_frames(30, 48, 64), Fraction(10), tone_signal(3 * 48000, 48000, 2),
+                       48000)
+    whole = tmp_path / "whole.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-i", str(src), "-c", "copy", "-movflags",
+                    "+faststart", str(whole)], check=True)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:int(len(data) * 0.6)])
+    clip = read_av(cut, 10, 32, 8000)
+    frames = ffmpeg_frame_counts(cut)["video"]
+    assert clip.num_frames <= frames < 30
+    assert f"the file ends at {clip.dropped.ended_at:.2f} s of the 3.00 s its header announces" in clip.dropped.describe()
+    assert 1.0 < clip.dropped.ended_at < 2.5
+    assert not read_av(whole, 10, 32, 8000).dropped
+    assert not read_av(cut, 10, 32, 8000, duration=0.5).dropped.ended_at

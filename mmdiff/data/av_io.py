@@ -96,9 +96,11 @@ class Dropped:
     audio_read: int = 0
     read_error: str = ""
     first_error: str = ""
+    ended_at: float = 0.0          # where decoding ran out, when well before the length the header announces
+    announced: float = 0.0         # that length (s)
 
     def __bool__(self) -> bool:
-        return bool(self.video or self.audio or self.read_error)
+        return bool(self.video or self.audio or self.read_error or self.ended_at)
 
     def describe(self) -> str:
         """One line for a notice, e.g. "skipped 1 of 352 audio packets (undecodable: ...)"; "" when nothing."""
@@ -108,6 +110,9 @@ class Dropped:
         text = ", ".join(parts) + (f" (undecodable: {self.first_error})" if parts and self.first_error else "")
         if self.read_error:
             text += ("; " if text else "") + f"reading stopped early ({self.read_error})"
+        if self.ended_at:
+            text += (("; " if text else "") + f"the file ends at {self.ended_at:.2f} s of the {self.announced:.2f} s "
+                     "its header announces (cut short?)")
         return text
 
 
@@ -121,6 +126,14 @@ class DecodeTally:
     first_error: str = ""
     read_error: str = ""
     skipped_since_last: dict[str, bool] = field(default_factory=lambda: {"video": False, "audio": False})
+    ended_at: float = 0.0
+    announced: float = 0.0
+
+    def note_end(self, decoded_end: float, announced: float, wanted: float) -> None:
+        """Record a file that ran out well before the `wanted` part of the `announced` length (a truncated file):
+        more than max(0.5 s, 10%) short."""
+        if announced > 0 and decoded_end < wanted - max(0.5, 0.1 * wanted):
+            self.ended_at, self.announced = decoded_end, announced
 
     def skip(self, kind: str, error: Exception) -> None:
         self.bad[kind] = self.bad.get(kind, 0) + 1
@@ -130,7 +143,8 @@ class DecodeTally:
     def dropped(self) -> Dropped:
         return Dropped(video=self.bad.get("video", 0), audio=self.bad.get("audio", 0),
                        video_read=self.read.get("video", 0), audio_read=self.read.get("audio", 0),
-                       read_error=self.read_error, first_error=self.first_error)
+                       read_error=self.read_error, first_error=self.first_error, ended_at=self.ended_at,
+                       announced=self.announced)
 
     def check(self, kind: str) -> None:
         """AVDecodeError when more than MAX_BAD_PACKET_FRACTION of the `kind` packets were undecodable."""
@@ -457,6 +471,11 @@ def read_av(path: str | os.PathLike, fps: float | None, size: int | tuple[int, i
                     break
             video, video_end = picker.finish(1.0 / float(rate_guess)) if vs is not None else (None, None)
             samples = audio.finish() if as_ is not None else None
+            announced = float(c.duration / av.time_base) if c.duration else 0.0
+            ends = [e for e in (video_end, None if samples is None or not audio_rate else
+                                (audio.first_time or 0.0) - (t0 or 0.0) + samples.size / audio_rate) if e is not None]
+            if ends:
+                tally.note_end(max(ends), announced, announced if stop is None else min(announced, stop))
         except (av.FFmpegError, ValueError) as e:      # pixel/sample conversion of odd formats
             if isinstance(e, MediaError):
                 raise
