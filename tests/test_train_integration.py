@@ -234,3 +234,11 @@ def test_a_second_run_into_a_run_folder_being_trained_is_refused(tmp_path, cache
     assert not (run / "last.pt").exists() and not (run / "log.csv").exists()
     trainer(run, cache, steps=1).run()           # free again: trains
     assert (run / "last.pt").is_file() and not (run / ".mmdiff-lock").exists()
+
+
+def test_a_new_run_into_a_folder_with_an_empty_previews_folder_starts(tmp_path, cache):
+    """The walkthrough makes RUN/previews before training: an empty folder is nothing to lose, so it is not refused
+    (a non-empty log.csv is: tests/test_cli_bad_input.py)."""
+    (tmp_path / "run" / "previews").mkdir(parents=True)
+    trainer(tmp_path / "run", cache, steps=1).run()
+    assert (tmp_path / "run" / "last.pt").is_file()

@@ -132,7 +132,10 @@ RUN_OUTPUTS = ("log.csv", "loss.png", "previews")
 def refuse_run_outputs(run_dir: Path) -> None:
     """FileExistsError when `run_dir` holds a file a new run would overwrite (RUN_OUTPUTS; last.pt is checked
     by the caller with its own message)."""
-    found = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    def holds(path: Path) -> bool:                # an empty previews/ folder or empty file is nothing to lose
+        return any(path.iterdir()) if path.is_dir() else path.exists() and path.stat().st_size > 0
+
+    found = [name for name in RUN_OUTPUTS if holds(run_dir / name)]
     if found and not (run_dir / "last.pt").exists():
         raise FileExistsError(f"--out {run_dir} already holds {', '.join(found)} (and no last.pt to resume): a new "
                               "run would overwrite them; choose a new --out, or move them away first")
