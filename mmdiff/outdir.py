@@ -2,7 +2,7 @@
 when asked (--overwrite) and only when it holds outputs of this project, and lock it while the run writes.
 
     with claim(args.out, "mmdiff.sample", args.overwrite, ours=lambda d: (d / "manifest.json").exists(),
-               outputs=named(r"sample_\d+\.(mp4|wav)", r"manifest\.json")) as out:
+               outputs=SAMPLE_OUTPUTS) as out:
         ...write files into out...
 
 The lock is an exclusive `flock` on `OUT/.mmdiff-lock`: the kernel drops it when its process dies, so a
