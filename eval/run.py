@@ -88,9 +88,9 @@ def check_out(out: str | None, overwrite: bool) -> Path | None:
     if taken and not overwrite:
         raise ProtocolError(f"--out {out}: {' and '.join(map(str, taken))} already exist(s); "
                             "pass --overwrite to replace them, or choose another --out")
-    if not path.parent.is_dir():
-        raise ProtocolError(f"--out {out}: the folder {path.parent} does not exist")
-    return path
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ProtocolError(f"--out {out}: {path.parent} is a file, not a folder")
+    return path                                             # a missing folder is made when the results are written
 
 
 def video_size(args) -> int:

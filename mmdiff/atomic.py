@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,17 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.[^./]+")
+
+
+def temp_target(path: str | os.PathLike) -> Path | None:
+    """For a temporary file atomic_path made (`.NAME.XXXXXXXX.SUFFIX`, left behind when its process was killed),
+    the path it was going to replace; None for any other name."""
+    path = Path(path)
+    m = _TEMP_NAME.fullmatch(path.name)
+    return path.with_name(m.group("name")) if m else None
 
 
 def write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:

@@ -365,8 +365,8 @@ def convert_file(src: str | Path, dst: str | Path, release: str | None = None, a
     dst = Path(dst)
     if dst.is_dir():
         raise ConvertError(f"--out {dst} is a folder; give the path of the file to write, e.g. {dst / 'converted.pt'}")
-    if not dst.parent.is_dir():
-        raise ConvertError(f"--out {dst}: the folder {dst.parent} does not exist")
+    if dst.parent.exists() and not dst.parent.is_dir():
+        raise ConvertError(f"--out {dst}: {dst.parent} is a file, not a folder")
     if dst.exists() and not overwrite:
         raise ConvertError(f"{dst} exists; pass --overwrite to replace it")
     if Path(src).resolve() == dst.resolve():

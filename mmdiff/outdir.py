@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mmdiff.atomic import write_text
+from mmdiff.atomic import temp_target, write_text
 
 LOCK_NAME = ".mmdiff-lock"           # the run's lock; ranks > 0 of a sharded run add ".rank<r>"
 MARKER_NAME = ".mmdiff-run.json"     # which run wrote the folder (lets --overwrite know it is ours)
@@ -145,11 +145,16 @@ def clear(folder: Path, outputs: Callable[[Path], bool] | None) -> None:
     folder (the user's notes, a subfolder of favourites, another command's outputs) makes it refuse, before
     anything is removed: --overwrite replaces a run, never what a person put beside it."""
     files = _files(folder)
-    foreign = [rel for rel in files if outputs is None or not outputs(rel)]
+
+    def written(rel: Path) -> bool:               # an output, or the temp file of one a killed run left behind
+        target = temp_target(rel)
+        return outputs is not None and (outputs(rel) or (target is not None and outputs(target)))
+
+    foreign = [rel for rel in files if not written(rel)]
     if foreign:
         names = ", ".join(map(str, foreign[:3])) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise OutputDirError(f"{folder} also holds files that an earlier run did not write ({names}); --overwrite "
-                             "replaces only that run's outputs: move them out first, or choose a new --out")
+        raise OutputDirError(f"{folder} also holds files that an earlier run did not write ({names}); only that "
+                             "run's outputs are replaced: move them out first, or choose a new --out")
     for rel in files:
         (folder / rel).unlink(missing_ok=True)
     (folder / MARKER_NAME).unlink(missing_ok=True)

@@ -45,6 +45,8 @@ CASES = {   # case -> (prepare --out, extra flags, what the user sees)
     "--overwrite on another command's folder": (_study, ["--overwrite"], "holds outputs of eval.study build"),
     "--overwrite with the user's data beside events.jsonl": (
         _events_and_data, ["--overwrite"], "also holds files that an earlier run did not write (sub/data.bin)"),
+    "--audio-rate AAC cannot store": (None, ["--audio-rate", "100"], "--audio-rate 100: audio at 100 Hz cannot be "
+                                                                      "written to an mp4"),
     "--seconds inf": (None, ["--seconds", "inf"], "--seconds and --fps must be finite numbers > 0, got inf"),
     "--seconds nan": (None, ["--seconds", "nan"], "--seconds and --fps must be finite numbers > 0, got nan"),
 }

@@ -154,6 +154,9 @@ def test_a_source_deleted_since_leaves_the_cache_and_another_src_is_refused(tmp_
     with pytest.raises(CacheError, match=r"holds a cache of 2 sources, and 2 of them .* are not under --src"):
         prep.prepare(other, out, SPEC, progress=False)
     assert _snapshot(out) == before                                  # neither replaced nor mixed
+    (src / "a.mp4").unlink()                                         # most of its own sources curated away:
+    prep.prepare(src, out, SPEC, progress=False, owned=True)          # the cache train --data made beside src
+    assert sorted(load_index(out).sources) == ["c.mp4"]
 
 
 def test_summary_names_an_empty_file_and_says_each_reason_once(tmp_path):

@@ -731,24 +731,26 @@ def test_generation_plan_counts_every_run():
     assert generation_plan(one) == "generating 128 clips: 1 run(s) of N = 128"
 
 
-@pytest.mark.parametrize("case", ["json-exists", "csv-exists", "csv-suffix", "folder", "no-parent"])
+@pytest.mark.parametrize("case", ["json-exists", "csv-exists", "csv-suffix", "folder", "parent-is-a-file"])
 def test_out_never_replaces_a_users_files_and_is_checked_first(setup, capsys, tmp_path, monkeypatch, case):
     """--out is checked before any feature is extracted; existing results are kept unless --overwrite."""
     import eval.run as run
 
     monkeypatch.setattr(run, "evaluate", lambda *a, **k: pytest.fail("evaluated before --out was checked"))
     mine = {"json-exists": tmp_path / "mine.json", "csv-exists": tmp_path / "mine.json", "csv-suffix": tmp_path / "mine.csv",
-            "folder": tmp_path, "no-parent": tmp_path / "nope" / "mine.json"}[case]
+            "folder": tmp_path, "parent-is-a-file": tmp_path / "notes.txt" / "mine.json"}[case]
     if case == "json-exists":
         mine.write_text('{"mine": 1}\n')
     if case == "csv-exists":
         mine.with_suffix(".csv").write_text("my,table\n")
+    if case == "parent-is-a-file":
+        (tmp_path / "notes.txt").write_text("mine\n")
     before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert main(args(setup, "--out", str(mine), metric="av-align")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --out "), err
     assert {"json-exists": "already exist", "csv-exists": "mine.csv already exist", "csv-suffix": "give the JSON path",
-            "folder": "is a folder", "no-parent": "does not exist"}[case] in err[0]
+            "folder": "is a folder", "parent-is-a-file": "notes.txt is a file, not a folder"}[case] in err[0]
     assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
@@ -757,6 +759,8 @@ def test_overwrite_replaces_earlier_results(setup, capsys, tmp_path):
     out.write_text('{"mine": 1}\n')
     assert main(args(setup, "--out", str(out), "--overwrite", metric="av-align", n=2, runs=1)) == 0
     assert "runs" in json.loads(out.read_text())
+    new = tmp_path / "new" / "folder" / "res.json"                   # a folder that does not exist yet is made
+    assert main(args(setup, "--out", str(new), metric="av-align", n=2, runs=1)) == 0 and new.is_file()
 
 
 @pytest.mark.parametrize("flag, message", [(["--device", "gpu0"], "error: --device gpu0: expected auto, cpu"),

@@ -152,7 +152,7 @@ def test_overwrite_never_removes_what_the_run_did_not_write(tmp_path, extra):
     (tmp_path / "run" / extra).write_text("mine")
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "run").rglob("*"))
     with pytest.raises(OutputDirError, match=rf"also holds files that an earlier run did not write \({extra}\); "
-                                             r"--overwrite replaces only that run's outputs"):
+                                             r"only that run's outputs are replaced"):
         with claim(tmp_path / "run", "test", overwrite=True, outputs=TEST_OUTPUTS):
             pass
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "run").rglob("*")) == before
@@ -169,3 +169,22 @@ def test_overwrite_does_not_follow_a_symlinked_folder(tmp_path):
         with claim(tmp_path / "run", "test", overwrite=True, outputs=TEST_OUTPUTS):
             pass
     assert (precious / "old.mp4").read_text() == "not the run's"
+
+
+def test_overwrite_clears_the_temp_file_of_a_killed_run(tmp_path):
+    """atomic_path's hidden temp file (left by a run killed while it wrote an output) is that output's, not the
+    user's: --overwrite removes it too; a hidden file of another name is still refused."""
+    from mmdiff.atomic import temp_target
+
+    assert temp_target(tmp_path / ".old.mp4.ab12cd_9.mp4") == tmp_path / "old.mp4"
+    assert temp_target(tmp_path / ".notes.txt") is None
+    with claim(tmp_path / "run", "test") as d:
+        (d / "old.mp4").write_bytes(b"1")
+        (d / "sub").mkdir()
+        (d / "sub" / ".clip.mp4.x7k2m9qa.tmp").write_bytes(b"half")
+    with claim(tmp_path / "run", "test", overwrite=True, outputs=TEST_OUTPUTS) as d:
+        assert [p.name for p in contents(d)] == [MARKER_NAME]
+    (tmp_path / "run" / ".mine.secret.abcdefgh.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match=r"\.mine\.secret"):
+        with claim(tmp_path / "run", "test", overwrite=True, outputs=TEST_OUTPUTS):
+            pass

@@ -304,3 +304,24 @@ def test_keep_formats_shows_clips_as_they_are_and_warns(tmp_path):
     sizes = {probe_clip(res.study_dir / "media" / f"{i}.mp4").width for i in key["items"]}
     assert sizes == {32, 64}
     assert any("can tell a worker which clips are real" in w for w in res.warnings)
+
+
+
+def test_a_study_built_before_the_one_format_change_resumes_with_keep_formats(tmp_path):
+    """Its key.json has no media_format and no keep_formats: a rerun with --keep-formats resumes it (same key, media
+    kept); without, a message says so instead of 'other settings' (whose advice, --overwrite, would drop its key)."""
+    real = make_clips_dir(tmp_path, "real", 2)
+    ours = make_clips_dir(tmp_path, "ours", 2, ".mp4", 10)
+    cfg = StudyConfig(kind="turing", systems={"ours": str(ours)}, real=str(real), num=2,
+                      base_url="https://media.example.org/s/media/", items_per_hit=2, seed=0, gold=0, keep_formats=True)
+    res = build_study(cfg, tmp_path / "study", progress=None)
+    key_path = res.study_dir / "private" / "key.json"
+    old = json.loads(key_path.read_text())
+    del old["media_format"], old["config"]["keep_formats"]                # as written before the change
+    key_path.write_text(json.dumps(old))
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=r"built with each clip in its own format .* rerun with --keep-formats"):
+        build_study(replace(cfg, keep_formats=False), tmp_path / "study", progress=None)
+    again = build_study(cfg, tmp_path / "study", progress=None)
+    assert json.loads(key_path.read_text())["items"] == old["items"] and again.num_items == res.num_items

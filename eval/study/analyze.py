@@ -247,7 +247,7 @@ ANALYZE = "eval.study analyze"
 # What an analysis writes (eval.study.report.write_outputs): a rerun replaces these, and refuses a folder that also
 # holds anything else (the user's figures or notes beside the tables).
 ANALYSIS_OUTPUTS = named(r"(mos|turing)_table\.(md|csv)", r"(mos|turing)\.png", r"report\.md", r"summary\.json",
-                         r"(workers|dropped)\.csv", r"problems\.txt", r"approve_reject/[^/]+\.csv")
+                         r"(workers|dropped)\.csv", r"problems\.txt", r"approve_reject/[^/]+")
 
 
 def _is_analysis(folder: Path) -> bool:

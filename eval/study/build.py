@@ -187,11 +187,22 @@ STUDY_OUTPUTS = named(r"media/[0-9a-f]+\.mp4", r"mturk/\w+/(template\.html|batch
 
 def _same_study(study_dir: Path, key: dict) -> bool:
     """True when `study_dir` holds a study whose private/key.json is `key` (a rerun resumes it)."""
+    old = _old_key(study_dir)
+    return old is not None and old == json.loads(json.dumps(key))
+
+
+def _old_key(study_dir: Path) -> dict | None:
+    """The study's private/key.json, with what keys written before the one-format change lack filled in as those
+    studies were built (each clip in its own format: keep_formats True, no media_format)."""
     try:
         old = json.loads((study_dir / "private" / "key.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return old == json.loads(json.dumps(key))
+        return None
+    if isinstance(old, dict) and "media_format" not in old:
+        old["media_format"] = None
+        if isinstance(old.get("config"), dict):
+            old["config"].setdefault("keep_formats", True)
+    return old
 
 
 def _check_existing(study_dir: Path, key: dict, overwrite: bool) -> None:
@@ -199,6 +210,12 @@ def _check_existing(study_dir: Path, key: dict, overwrite: bool) -> None:
     key_path = study_dir / "private" / "key.json"
     if not key_path.is_file() or _same_study(study_dir, key):
         return
+    old = _old_key(study_dir) or {}
+    if not overwrite and old.get("media_format") is None and (old.get("config") or {}).get("keep_formats") \
+            and not key["config"].get("keep_formats"):
+        raise ValueError(f"{study_dir} holds a study built with each clip in its own format (--keep-formats, or "
+                         "built before studies showed every clip in one format); rerun with --keep-formats to resume "
+                         "it as it was built, or build into a new --out")
     if not overwrite:
         raise ValueError(f"{study_dir} holds a study built with other settings, and results of its HITs can only "
                          "be analysed with its private/key.json; build into a new --out (or add --overwrite to "
@@ -251,8 +268,13 @@ def _format_notes(fmt: MediaFormat | None, groups: dict[str, list[ClipInfo]]) ->
     groups differ, which lets a worker tell them apart."""
     if fmt is not None:
         changed = differences(fmt, groups[REAL])
-        return [f"every clip is shown as {fmt.describe()} (the generated clips' format)"
-                + (f"; the real clips were converted from {'; '.join(changed)}" if changed else "")]
+        notes = [f"every clip is shown as {fmt.describe()} (the generated clips' format)"
+                 + (f"; the real clips were converted from {'; '.join(changed)}" if changed else "")]
+        for group, clips in groups.items():            # systems of different formats: all shown in the smallest
+            if group != REAL and (changed := differences(fmt, clips)):
+                notes.append(f"the clips of system {group} were converted too, from {'; '.join(changed)}: the "
+                             "systems' outputs differ in format, so each is shown in the smallest of them")
+        return notes
     own = {g: common_format(clips) for g, clips in groups.items()}
     if len({(f.width, f.height, f.fps, round(f.duration, 1), f.audio_rate, f.channels) for f in own.values()}) > 1:
         return ["--keep-formats: the groups' clips differ in format (" + "; ".join(

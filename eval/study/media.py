@@ -73,7 +73,8 @@ def probe_clip(path: Path) -> ClipInfo:
             if not c.streams.audio:
                 raise ClipError(f"{path}: no audio track (a study clip needs sound)")
             v, a = c.streams.video[0], c.streams.audio[0]
-            dur = float(c.duration / av.time_base) if c.duration else float(v.duration * v.time_base or 0)
+            dur = (float(c.duration / av.time_base) if c.duration else
+                   float(v.duration * v.time_base) if v.duration else _packet_span(c, v))
             return ClipInfo(path, c.format.name, v.codec_context.name, a.codec_context.name,
                             v.codec_context.pix_fmt or "", v.codec_context.width,
                             v.codec_context.height, dur, float(v.average_rate or v.base_rate or 0),
@@ -82,6 +83,19 @@ def probe_clip(path: Path) -> ClipInfo:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise ClipError(f"{path}: cannot be read as video ({e})") from e
+
+
+def _packet_span(container, stream) -> float:
+    """Seconds from the first to the end of the last packet of `stream`, for files whose headers give no duration
+    (a webm written as a stream, e.g. by a browser's MediaRecorder)."""
+    first, end = None, 0.0
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        t = float(packet.pts * stream.time_base)
+        first = t if first is None else min(first, t)
+        end = max(end, t + float((packet.duration or 0) * stream.time_base))
+    return max(0.0, end - (first or 0.0))
 
 
 def sample_clips(clips_dir: str | os.PathLike, n: int, seed: int, label: str, min_duration: float = 0.0
@@ -164,6 +178,7 @@ class MediaFormat:
 def common_format(generated: list[ClipInfo]) -> MediaFormat:
     """The generated clips' format (the smallest of each property where they differ; even frame sides, which
     H.264 4:2:0 needs): what real and gold clips are made to look like."""
+    generated = [c for c in generated if c.duration > 0] or generated
     if not generated:
         raise ClipError("no generated clips to take the study's format from")
     even = lambda x: max(2, x - x % 2)  # noqa: E731

@@ -182,13 +182,13 @@ def pending_sources(index: CacheIndex, src: Path, files: list[Path]) -> list[tup
     return todo
 
 
-def gone_sources(index: CacheIndex, src: Path, files: list[Path], out: Path) -> list[str]:
+def gone_sources(index: CacheIndex, src: Path, files: list[Path], out: Path, owned: bool = False) -> list[str]:
     """Sources of the index that are no longer under `src` (deleted since, say), to be dropped with their items, so
     the cache holds exactly what --src holds. When most of them are gone, --src is another folder than the cache was
     made from: CacheError instead of replacing (or mixing in) the whole cache."""
     present = {p.relative_to(src).as_posix() for p in files}
     gone = [rel for rel in index.sources if rel not in present]
-    if gone and 2 * len(gone) > len(index.sources):
+    if gone and 2 * len(gone) > len(index.sources) and not owned:
         raise CacheError(f"--out {out} holds a cache of {len(index.sources)} sources, and {len(gone)} of them (e.g. "
                          f"{gone[0]}) are not under --src {src}: was it made from another folder? Resume with the "
                          "--src it was made from, or give a new --out")
@@ -221,8 +221,11 @@ def _run_jobs(jobs: list[tuple], workers: int) -> Iterator[SourceResult]:
 
 def prepare(src: str | os.PathLike, out: str | os.PathLike, spec: CacheSpec,
             settings: PrepareSettings = PrepareSettings(), workers: int = 1,
-            progress: bool = True, save_every_s: float = 2.0) -> CacheIndex:
+            progress: bool = True, save_every_s: float = 2.0, owned: bool = False) -> CacheIndex:
     """Build or resume the cache at `out` from the videos under `src`; returns the final index.
+
+    :param owned: `out` belongs to `src` (the cache `mmdiff.train --data RAW` makes beside RAW, named after it), so
+        sources gone from `src` are dropped however many, never taken for another folder's cache.
 
     The index is rewritten atomically at most every `save_every_s` seconds and when the run ends or
     is interrupted; item files written after the last save are orphans that the next run deletes
@@ -239,7 +242,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, spec: CacheSpec,
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out):                 # one prepare at a time per cache (a killed run's lock is stale)
         _check_out(out)
-        return _prepare(src, out, spec, settings, workers, progress, save_every_s)
+        return _prepare(src, out, spec, settings, workers, progress, save_every_s, owned)
 
 
 def _check_out(out: Path) -> None:
@@ -251,10 +254,10 @@ def _check_out(out: Path) -> None:
 
 
 def _prepare(src: Path, out: Path, spec: CacheSpec, settings: PrepareSettings, workers: int, progress: bool,
-             save_every_s: float) -> CacheIndex:
+             save_every_s: float, owned: bool = False) -> CacheIndex:
     index = open_or_create_index(out, spec, settings)
     files = find_videos(src)
-    for rel in gone_sources(index, src, files, out):  # deleted from --src since: their items go too
+    for rel in gone_sources(index, src, files, out, owned):  # deleted from --src since: their items go too
         drop_source(index, rel)
     todo = pending_sources(index, src, files)
     for _, rel in todo:                 # changed sources: forget them before rewriting their items

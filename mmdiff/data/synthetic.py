@@ -325,6 +325,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     if not math.isfinite(seconds) or not math.isfinite(spec.fps) or not spec.fps > 0:
         print(f"error: --seconds and --fps must be finite numbers > 0, got {seconds:g} and {spec.fps:g}", file=sys.stderr)
         return 2
+    if not args.cache:
+        try:
+            av_io.check_mp4_audio_rate(spec.audio_rate)          # mp4 mode: an AAC track per clip
+        except ValueError as e:
+            print(f"error: --audio-rate {spec.audio_rate}: {e} (or write a --cache)", file=sys.stderr)
+            return 2
     frames = round(seconds * spec.fps)
     if frames < 1 or seconds < sum(EDGE_S) + 0.05:
         print(f"error: --seconds {seconds} is too short for an event (need > {sum(EDGE_S) + 0.05} s)",

@@ -89,7 +89,7 @@ def prepared_data(data: str, spec: CacheSpec, world: int = 1) -> str:
         raise CacheError(f"--data {data} holds raw videos, not a prepared cache; prepare it once first: {command}")
     print(f"--data {data} holds raw videos: preparing them into {out} (interrupt and rerun to resume; "
           f"the same as {command})", file=sys.stderr)
-    index = prep.prepare(path, out, spec, prep.PrepareSettings())     # one item per source, >= 1.6 s
+    index = prep.prepare(path, out, spec, prep.PrepareSettings(), owned=True)   # one item per source, >= 1.6 s
     print(prep.summarize(index), file=sys.stderr)
     return str(out)
 
