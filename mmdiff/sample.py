@@ -205,10 +205,12 @@ def main(argv=None) -> int:
     from mmdiff.uploads import UploadError
 
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-    try:    # the folder belongs to this run (mmdiff.outdir): refused when not empty, locked while writing
+    try:
+        run = setup(args, world, rank)      # model, condition, flags: checked before --out is touched
+        # the folder belongs to this run (mmdiff.outdir): refused when not empty, locked while writing
         with claim_for_rank(args.out, "mmdiff.sample", rank, world, args.overwrite, ours=_sample_folder,
                             outputs=SAMPLE_OUTPUTS) as out:
-            return sample(args, world, rank, out)
+            return sample(args, world, rank, out, run)
     except (OutputDirError, CheckpointError, UploadError, FileNotFoundError, ValueError) as e:
         return fail(e)        # ValueError: bad --device, an SR model of another size
 
@@ -222,10 +224,26 @@ def _sample_folder(folder: Path) -> bool:
     return any(folder.glob("manifest*.json"))
 
 
-def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
-    """Sample as `args` say into `out` (claimed by main) and write the clips and manifest; expected errors
-    raise (main prints them)."""
-    from mmdiff.data.av_io import check_mp4_audio_rate, write_clip, write_wav
+@dataclass
+class SampleRun:
+    """What `setup` loaded and checked for a run: everything `sample` needs besides the folder."""
+
+    ckpt: Path
+    model: torch.nn.Module
+    schedule: object
+    text: torch.Tensor | None
+    condition: Condition | None
+    guidance: str
+    opts: SamplerOptions
+    up_opts: "UpscaleOptions | None"
+    upscaler: object
+
+
+def setup(args: argparse.Namespace, world: int, rank: int) -> SampleRun:
+    """Load the model (and SR model) and the condition, and check the flags against them; every expected error
+    raises (ValueError, CheckpointError, UploadError, FileNotFoundError) before the output folder is claimed, so a
+    refused run never clears an earlier run's samples (--overwrite)."""
+    from mmdiff.data.av_io import check_mp4_audio_rate
     from mmdiff.device import resolve_device
 
     device = resolve_device(args.device)
@@ -238,7 +256,7 @@ def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
     try:
         text = prompt_embedding(args.prompt, model, device)
     except ValueError as e:
-        return fail(f"{ckpt}: {e}")
+        raise ValueError(f"{ckpt}: {e}") from None
     condition = None
     guidance = args.guidance or "replacement"
     if args.condition_video or args.condition_audio:
@@ -247,17 +265,28 @@ def sample(args: argparse.Namespace, world: int, rank: int, out: Path) -> int:
         condition = Condition(modality, value, guidance, args.scale)
     if args.two_step:
         if set(cfg.modalities) != {"video", "audio"}:
-            return fail(f"{ckpt}: --two-step needs a joint audio-video model, this one has {cfg.modalities}")
+            raise ValueError(f"{ckpt}: --two-step needs a joint audio-video model, this one has {cfg.modalities}")
         guidance = args.guidance or two_step_mode(model)
     if (condition is not None or args.two_step) and guidance == "trained" and not trained_for_conditioning(model):
-        return fail(f"{ckpt.name} was not trained with --cond-prob, so it has no trained conditioning: use "
-                    "--guidance replacement or gradient (zero-shot), or a model trained with "
-                    "python -m mmdiff.train --cond-prob 0.5")
+        raise ValueError(f"{ckpt.name} was not trained with --cond-prob, so it has no trained conditioning: use "
+                         "--guidance replacement or gradient (zero-shot), or a model trained with "
+                         "python -m mmdiff.train --cond-prob 0.5")
     opts = SamplerOptions(args.sampler, steps=args.steps, eta=args.eta, order=args.order,
                           zero_mean_audio=not args.keep_audio_dc)
     up_opts = (UpscaleOptions(args.upscale, args.upscale_sampler, args.upscale_steps, args.upscale_noise,
                               spacing=args.upscale_spacing) if args.upscale else None)
-    upscaler = load_upscaler(up_opts, cfg, device)
+    return SampleRun(ckpt, model, schedule, text, condition, guidance, opts, up_opts,
+                     load_upscaler(up_opts, cfg, device))
+
+
+def sample(args: argparse.Namespace, world: int, rank: int, out: Path, run: SampleRun) -> int:
+    """Sample as `args` say into `out` (claimed by main) with what `setup` loaded, and write the clips and
+    manifest; expected errors raise (main prints them)."""
+    from mmdiff.data.av_io import write_clip, write_wav
+
+    ckpt, model, schedule, text, condition, guidance = (run.ckpt, run.model, run.schedule, run.text, run.condition,
+                                                        run.guidance)
+    cfg, opts, up_opts, upscaler = model.config, run.opts, run.up_opts, run.upscaler
     plan = batch_plan(args.num, args.batch_size, rank, world)
     written = []
     with tqdm(total=sum(c for _, _, c in plan), desc=f"sample[{rank}]", disable=rank != 0) as bar:

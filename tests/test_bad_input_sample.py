@@ -68,6 +68,19 @@ def test_catalogue(case, ckpt, tmp_path, capsys):
     assert (sorted(map(str, out.rglob("*"))) if out.is_dir() else out.read_text()) == before
 
 
+def test_a_refused_run_keeps_the_earlier_samples_even_with_overwrite(ckpt, tmp_path, capsys):
+    """--overwrite clears the earlier run only once the new one is set up: a typo in --ckpt or flags the model
+    cannot take leave the old samples where they were."""
+    out = tmp_path / "out"
+    assert sample.main(["--ckpt", str(ckpt), "--out", str(out), *FAST]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in out.iterdir())
+    for flags in (["--ckpt", str(tmp_path / "typo.pt")], ["--ckpt", str(ckpt), "--guidance", "trained", "--two-step"]):
+        assert sample.main(["--out", str(out), *FAST, "--overwrite", *flags]) == 2
+        assert capsys.readouterr().err.startswith("error: ")
+        assert sorted(p.name for p in out.iterdir()) == before
+
+
 def test_a_concurrent_run_into_the_same_folder_is_refused(ckpt, tmp_path, capsys):
     out = tmp_path / "out"
     with claim(out, "other"):                   # another run holding the folder
