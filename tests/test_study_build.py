@@ -244,11 +244,14 @@ def test_public_zip_leaves_out_the_run_marker_and_lock(mos_study, tmp_path):
 
     assert (mos_study.study_dir / MARKER_NAME).is_file()          # says which command, host and paths built it
     (mos_study.study_dir / LOCK_NAME).write_text("{}")
+    half = mos_study.study_dir / "media" / ".0123456789ab.mp4.k3j9x2qa.mp4"    # a killed build's temp file
+    half.write_bytes(b"half a clip")
     try:
         with zipfile.ZipFile(zip_study(mos_study.study_dir, tmp_path / "s.zip")) as z:
-            assert not [n for n in z.namelist() if ".mmdiff-" in n]
+            assert not [n for n in z.namelist() if ".mmdiff-" in n or n.rsplit("/", 1)[-1].startswith(".")]
     finally:
         (mos_study.study_dir / LOCK_NAME).unlink()
+        half.unlink()
 
 
 def _x264_settings(path) -> bytes:
@@ -325,3 +328,32 @@ def test_a_study_built_before_the_one_format_change_resumes_with_keep_formats(tm
         build_study(replace(cfg, keep_formats=False), tmp_path / "study", progress=None)
     again = build_study(cfg, tmp_path / "study", progress=None)
     assert json.loads(key_path.read_text())["items"] == old["items"] and again.num_items == res.num_items
+
+
+
+def test_a_first_build_interrupted_while_exporting_media_resumes(tmp_path, monkeypatch):
+    """The key is written before the media, so a rerun of the same command after Ctrl-C (or a kill) during the
+    first build continues it, keeping the clips already exported, instead of refusing a non-empty folder."""
+    import eval.study.build as build
+
+    real = make_clips_dir(tmp_path, "real", 2)
+    ours = make_clips_dir(tmp_path, "ours", 2, ".mp4", 10)
+    cfg = StudyConfig(kind="turing", systems={"ours": str(ours)}, real=str(real), num=2,
+                      base_url="https://media.example.org/s/media/", items_per_hit=2, seed=0, gold=1)
+    real_export, calls = build.export_clip, []
+
+    def export_then_stop(info, dst, fmt=None):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(dst)
+        return real_export(info, dst, fmt)
+
+    monkeypatch.setattr(build, "export_clip", export_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        build_study(cfg, tmp_path / "study", progress=None)
+    monkeypatch.setattr(build, "export_clip", real_export)
+    first = calls[0].read_bytes()
+    res = build_study(cfg, tmp_path / "study", progress=None)
+    report = json.loads((res.study_dir / "private" / "build_report.json").read_text())
+    assert report["media"]["existing"] == 1 and calls[0].read_bytes() == first
+    assert len(list((res.study_dir / "media").glob("*.mp4"))) == res.num_items + res.num_gold

@@ -287,6 +287,7 @@ def _write_study(study_dir: Path, cfg: StudyConfig, tasks: tuple[Task, ...], key
                  per_hit: int, progress: Callable[[str], None] | None, notes: list[str]) -> BuildResult:
     say = progress or (lambda s: None)
     fmt = MediaFormat(**key["media_format"]) if key["media_format"] else None
+    write_json_atomic(study_dir / "private" / "key.json", key)     # first: an interrupted build resumes from it
     counts = _export_media(study_dir, key["items"], infos, cfg.seed, progress, fmt)
     say(f"media: {counts}")
     outputs = {}
@@ -305,7 +306,6 @@ def _write_study(study_dir: Path, cfg: StudyConfig, tasks: tuple[Task, ...], key
     num_items = sum(e["system"] != GOLD for e in key["items"].values())
     warnings = notes + ([] if per_hit == cfg.items_per_hit else [
         f"only {num_items} clips: HITs hold {per_hit} study clips instead of {cfg.items_per_hit}"])
-    write_json_atomic(study_dir / "private" / "key.json", key)
     write_json_atomic(study_dir / "private" / "build_report.json",
                       {"media": counts, "skipped": skipped, "warnings": warnings})
     write_text(study_dir / "README.txt", STUDY_README)

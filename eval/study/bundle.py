@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mmdiff.atomic import write_zip
+from mmdiff.atomic import temp_target, write_zip
 from mmdiff.outdir import is_bookkeeping
 
 PRIVATE = "private"
@@ -31,6 +31,8 @@ def zip_study(study_dir: str | os.PathLike, out_zip: str | os.PathLike, include_
                 continue
             if p.resolve() == out.resolve() or (p.name.startswith(f".{out.name}.") and p.parent == out.parent):
                 continue                      # the zip itself, and its temporary file while it is written
+            if temp_target(p) is not None:    # a half-written file a killed build left behind
+                continue
             yield p, rel.as_posix()
 
     write_zip(out, members())

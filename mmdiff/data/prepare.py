@@ -26,6 +26,7 @@ from typing import Any, Iterable, Iterator
 
 from tqdm import tqdm
 
+from mmdiff.cliargs import positive_float, positive_int
 from mmdiff.config import PRESETS
 from mmdiff.data import av_io
 from mmdiff.data.cache import (CacheError, CacheIndex, CacheItem, CacheSpec, INDEX_NAME, load_index,
@@ -46,7 +47,8 @@ class PrepareSettings:
         for flag, value in (("--min-seconds", self.min_seconds), ("--skip-head", self.skip_head),
                             ("--segment-seconds", self.segment_seconds), ("--fps", fps)):
             if value is not None and not math.isfinite(value):
-                raise ValueError(f"{flag} must be a finite number of seconds, got {value:g}")
+                unit = "frames per second" if flag == "--fps" else "seconds"
+                raise ValueError(f"{flag} must be a finite number of {unit}, got {value:g}")
         if not self.min_seconds > 0:
             raise ValueError(f"--min-seconds must be > 0, got {self.min_seconds:g}")
         if not self.skip_head >= 0:
@@ -317,10 +319,10 @@ def add_spec_flags(p: argparse.ArgumentParser, default_preset: str) -> None:
     """--preset and its per-field overrides (shared with mmdiff.data.synthetic)."""
     p.add_argument("--preset", choices=sorted(PRESETS), default=default_preset,
                    help=f"model preset whose fps/size/audio rate to use (default {default_preset})")
-    p.add_argument("--fps", type=float, default=None, help="frames per second (overrides the preset)")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--fps", type=positive_float, default=None, help="frames per second (overrides the preset)")
+    p.add_argument("--size", type=positive_int, default=None,
                    help="square frame side in pixels (overrides the preset)")
-    p.add_argument("--audio-rate", type=int, default=None,
+    p.add_argument("--audio-rate", type=positive_int, default=None,
                    help="audio sample rate in Hz (overrides the preset)")
 
 
