@@ -61,12 +61,13 @@ def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | Non
         fake_idx = [np.arange(r * n, (r + 1) * n) for r in range(cfg.runs)]
     else:
         fake_idx = [run_indices(fake.pool_size, n, cfg.seed, r, 1) for r in range(cfg.runs)]
-    for src, idx in ((real, real_idx), (fake, fake_idx)):
+    sides = [(role, src, idx, np.unique(np.concatenate(idx)))     # every clip a side's runs read, once
+             for role, src, idx in (("real", real, real_idx), ("fake", fake, fake_idx))]
+    for _, src, _, union in sides:
         if hasattr(src, "preflight"):                   # a folder: every unusable file named at once
-            src.preflight(np.unique(np.concatenate(idx)))
+            src.preflight(union)
     feats, keys = {}, {}
-    for role, src, idx in (("real", real, real_idx), ("fake", fake, fake_idx)):
-        union = np.unique(np.concatenate(idx))
+    for role, src, idx, union in sides:
         banks = {f.name: FeatureBank.of(cache, src.identity, f) for f in fns}
         got = compute_features(src, union, fns, banks, cfg.batch_size, f"{role} features", should_stop)
         pos = {int(i): k for k, i in enumerate(union)}

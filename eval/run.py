@@ -22,6 +22,7 @@ from mmdiff.cliargs import (fail, int_at_least, non_negative_float, non_negative
                             seed_int)
 from mmdiff.defaults import DEFAULT_SR_CHECKPOINT
 from mmdiff.device import resolve_device
+from mmdiff.outdir import check_output_file
 from eval.features.clap import OptionalDependencyError
 from eval.config import PROTOCOLS, ProtocolConfig, ProtocolError, protocol_config
 from eval.protocol import FolderSource, GeneratedSource, evaluate, format_table, write_outputs
@@ -79,8 +80,7 @@ def check_out(out: str | None, overwrite: bool) -> Path | None:
     if out is None:
         return None
     path = Path(out)
-    if path.is_dir():
-        raise ProtocolError(f"--out {out} is a folder; give a results file inside it, e.g. {path / 'results.json'}")
+    check_output_file(path, "results.json")
     if path.suffix.lower() == ".csv":
         raise ProtocolError(f"--out {out}: give the JSON path (e.g. {path.with_suffix('.json')}); "
                             "the CSV is written beside it")
@@ -88,9 +88,7 @@ def check_out(out: str | None, overwrite: bool) -> Path | None:
     if taken and not overwrite:
         raise ProtocolError(f"--out {out}: {' and '.join(map(str, taken))} already exist(s); "
                             "pass --overwrite to replace them, or choose another --out")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise ProtocolError(f"--out {out}: {path.parent} is a file, not a folder")
-    return path                                             # a missing folder is made when the results are written
+    return path
 
 
 def video_size(args) -> int:

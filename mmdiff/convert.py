@@ -30,6 +30,7 @@ import torch
 from mmdiff.checkpoint import atomic_torch_save, checkpoint_dict
 from mmdiff.cliargs import fail
 from mmdiff.config import DiffusionConfig, ModelConfig
+from mmdiff.outdir import OutputDirError, check_output_file
 
 SOURCES = ("mm-diffusion",)
 FPS = 10                    # the public data loaders read 10-fps video (AIST++, Landscape: 16 frames = 1.6 s)
@@ -363,10 +364,7 @@ def convert_file(src: str | Path, dst: str | Path, release: str | None = None, a
     """Read `src`, convert it, and write the mmdiff checkpoint atomically to `dst` (refusing to replace
     an existing file unless `overwrite`)."""
     dst = Path(dst)
-    if dst.is_dir():
-        raise ConvertError(f"--out {dst} is a folder; give the path of the file to write, e.g. {dst / 'converted.pt'}")
-    if dst.parent.exists() and not dst.parent.is_dir():
-        raise ConvertError(f"--out {dst}: {dst.parent} is a file, not a folder")
+    check_output_file(dst, "converted.pt")
     if dst.exists() and not overwrite:
         raise ConvertError(f"{dst} exists; pass --overwrite to replace it")
     if Path(src).resolve() == dst.resolve():
@@ -421,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _read_args(opts.args) if opts.args else None
         out = convert_file(opts.src, opts.out, opts.release, args, opts.overwrite)
-    except ConvertError as e:
+    except (ConvertError, OutputDirError) as e:
         return fail(e)
     print(f"wrote {out}")
     return 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
+import re
 import socket
 import sys
 import time
@@ -123,6 +123,20 @@ def contents(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if not _is_lock(p)), key=lambda p: p.name)
 
 
+def _listed(items: list) -> str:
+    """The first three of `items` for a message: "a, b, c and 4 more"."""
+    return ", ".join(map(str, items[:3])) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+
+def check_output_file(path: Path, example: str) -> None:
+    """OutputDirError for an --out file path that cannot be written: an existing folder, or a parent that is a
+    file (a missing parent folder is made when the file is written). `example`: a file name to suggest."""
+    if path.is_dir():
+        raise OutputDirError(f"--out {path} is a folder; give a file inside it, e.g. {path / example}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputDirError(f"--out {path}: {path.parent} is a file, not a folder")
+
+
 def _files(folder: Path) -> list[Path]:
     """Every file and symlink under `folder`, relative to it, except this module's lock and marker files at its top
     (symlinked folders are listed, not followed)."""
@@ -152,8 +166,7 @@ def clear(folder: Path, outputs: Callable[[Path], bool] | None) -> None:
 
     foreign = [rel for rel in files if not written(rel)]
     if foreign:
-        names = ", ".join(map(str, foreign[:3])) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise OutputDirError(f"{folder} also holds files that an earlier run did not write ({names}); only that "
+        raise OutputDirError(f"{folder} also holds files that an earlier run did not write ({_listed(foreign)}); only that "
                              "run's outputs are replaced: move them out first, or choose a new --out")
     for rel in files:
         (folder / rel).unlink(missing_ok=True)
@@ -181,7 +194,7 @@ def _check_or_clear(folder: Path, kind: str, overwrite: bool, ours: Callable[[Pa
     left = contents(folder)
     if not left or (resume is not None and resume(folder)):
         return
-    names = ", ".join(p.name for p in left[:3]) + (f" and {len(left) - 3} more" if len(left) > 3 else "")
+    names = _listed([p.name for p in left])
     if not overwrite:
         raise OutputDirError(f"{folder} is not empty ({names}); choose a new --out, or add --overwrite to "
                              "replace what an earlier run wrote there")
@@ -276,7 +289,5 @@ def claim_for_rank(folder: str | os.PathLike, kind: str, rank: int, world: int, 
 
 def named(*patterns: str) -> Callable[[Path], bool]:
     """An `outputs` test from regular expressions matched against the whole relative POSIX path."""
-    import re
-
     compiled = [re.compile(p) for p in patterns]
     return lambda rel: any(c.fullmatch(Path(rel).as_posix()) for c in compiled)

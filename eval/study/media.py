@@ -226,9 +226,8 @@ def make_gold_clip(info: ClipInfo, variant: str, dst: Path, seed: int, fmt: Medi
     """
     dur = f"{max(fmt.duration if fmt else info.duration, 0.1):.3f}"
     size = f"{fmt.width}x{fmt.height}" if fmt else f"{info.width + info.width % 2}x{info.height + info.height % 2}"
-    rate = f":sample_rate={fmt.audio_rate}" if fmt else ""
-    noise_v = ["-f", "lavfi", "-i", f"nullsrc=s={size}:r={fmt.fps:g}:d={dur},geq=random(1)*255:128:128" if fmt
-               else f"nullsrc=s={size}:r=25:d={dur},geq=random(1)*255:128:128"]
+    rate, fps = (f":sample_rate={fmt.audio_rate}", f"{fmt.fps:g}") if fmt else ("", "25")
+    noise_v = ["-f", "lavfi", "-i", f"nullsrc=s={size}:r={fps}:d={dur},geq=random(1)*255:128:128"]
     noise_a = ["-f", "lavfi", "-i", f"anoisesrc=color=white:amplitude=0.7:seed={seed % 2**31}:d={dur}{rate}"]
     src = ["-i", str(info.path)]
     if variant == GOLD_VIDEO_NOISE:

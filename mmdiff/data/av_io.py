@@ -22,6 +22,7 @@ Layouts: video uint8 (F, H, W, 3) RGB; audio float32 (T,) mono in [-1, 1].
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import wave
@@ -595,9 +596,15 @@ def _encode_mp4(tmp: Path, frames: np.ndarray, audio: np.ndarray, fps: float, au
         c.mux(as_.encode(None))
 
 
+@functools.cache
+def _aac_rates() -> tuple[int, ...]:
+    """The sample rates ffmpeg's AAC encoder takes (empty when it does not say)."""
+    return tuple(sorted(av.codec.Codec("aac", "w").audio_rates or ()))
+
+
 def check_mp4_audio_rate(rate: int) -> None:
     """ValueError when the mp4's audio codec (AAC) cannot store `rate` Hz: checked before sampling, not after."""
-    rates = sorted(av.codec.Codec("aac", "w").audio_rates or ())
+    rates = _aac_rates()
     if rates and int(rate) not in rates:
         raise ValueError(f"audio at {rate} Hz cannot be written to an mp4: AAC stores only "
                          f"{', '.join(map(str, rates))} Hz (the model's config sets audio_rate = audio length / "
