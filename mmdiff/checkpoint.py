@@ -68,6 +68,15 @@ def save_checkpoint(path: str | os.PathLike, **parts) -> Path:
     return atomic_torch_save(checkpoint_dict(**parts), path)
 
 
+def _refuse_foreign(path: Path, cause: Exception) -> None:
+    """A file that does not start as torch.save's zip archive (a text file, a legacy pickle) is not a checkpoint;
+    torch says 'mmap can only be used with files saved with torch.save' or 'invalid load key' for it."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":
+            raise CheckpointError(f"{path} is not a checkpoint (not a file written by torch.save); expected "
+                                  "a file written by mmdiff.train or mmdiff.checkpoint.export") from cause
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
     """Read and validate a checkpoint (weights_only=True: no code is unpickled). `mmap`: tensors stay on disk
     until used, so reading the config and training record of a large checkpoint is cheap."""
@@ -77,13 +86,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        _refuse_foreign(path, e)
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({e.__class__.__name__}: "
                               f"{str(e).splitlines()[0] if str(e) else ''}); use an earlier checkpoint") from e
     except Exception as e:  # weights_only refuses pickled code: a foreign or unsafe file
-        with open(path, "rb") as f:
-            if f.read(2) != b"PK":                         # torch.save writes a zip archive
-                raise CheckpointError(f"{path} is not a checkpoint (not a file written by torch.save); expected "
-                                      "a file written by mmdiff.train or mmdiff.checkpoint.export") from e
+        _refuse_foreign(path, e)
         raise CheckpointError(f"{path} is not an mmdiff checkpoint (it holds objects beyond tensors: "
                               f"{str(e).splitlines()[0][:200]})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

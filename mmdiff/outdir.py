@@ -153,6 +153,15 @@ def _files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+def _runs_by_folder(folder: Path, rels: list[Path]) -> list[str]:
+    """`rels` for a message, a subfolder that another command's run wrote (its own marker file) named once, with
+    that command: "analysis/ (an eval.study analyze run)", not its marker and every file in it."""
+    nested = {rel.parent for rel in rels if rel.name == MARKER_NAME and len(rel.parts) > 1}
+    named_runs = [f"{sub}/ (an {(run_marker(folder / sub) or {}).get('kind', 'mmdiff')} run)" for sub in sorted(nested)]
+    rest = [str(rel) for rel in rels if not any(sub in rel.parents for sub in nested)]
+    return named_runs + rest
+
+
 def clear(folder: Path, outputs: Callable[[Path], bool] | None) -> None:
     """Remove the files an earlier run wrote into `folder` (`outputs(relative path)` says which), and the folders
     they leave empty; lock files stay (ours, and the stale ones of killed runs: harmless). Anything else in the
@@ -164,7 +173,7 @@ def clear(folder: Path, outputs: Callable[[Path], bool] | None) -> None:
         target = temp_target(rel)
         return outputs is not None and (outputs(rel) or (target is not None and outputs(target)))
 
-    foreign = [rel for rel in files if not written(rel)]
+    foreign = _runs_by_folder(folder, [rel for rel in files if not written(rel)])
     if foreign:
         raise OutputDirError(f"{folder} also holds files that an earlier run did not write ({_listed(foreign)}); only that "
                              "run's outputs are replaced: move them out first, or choose a new --out")

@@ -266,7 +266,7 @@ APP_CASES = [  # case id, arguments, what the user sees (the last stderr line)
     ("max-batch-0", "--max-batch 0", r"^python app\.py: error: argument --max-batch: must be a whole number >= 1"),
     ("upload-mb-negative", "--max-upload-mb -5", r"argument --max-upload-mb: must be > 0, got -5"),
     ("ckpt-missing", "--ckpt {tmp}/nope.pt", r"^error: --ckpt .*nope\.pt: no such file"),
-    ("ckpt-junk", "--ckpt {junk}", r"^error: checkpoint .*junk\.pt is truncated or corrupt"),
+    ("ckpt-junk", "--ckpt {junk}", r"^error: .*junk\.pt is not a checkpoint \(not a file written by torch\.save\)"),
     ("workspace-missing", "--workspace {missing}", r"^error: --workspace .*no-such-folder: no such folder"),
 ]
 

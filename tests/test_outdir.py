@@ -140,6 +140,21 @@ def test_a_run_that_fails_before_writing_leaves_nothing_that_blocks_the_next(tmp
     assert (tmp_path / "half" / MARKER_NAME).is_file()         # partial outputs stay marked as ours
 
 
+def test_a_run_inside_the_folder_is_named_once_with_its_command(tmp_path):
+    """An analysis written inside a study (its own marker) is refused as one folder named with the command that
+    wrote it, not as '.mmdiff-run.json' and its files."""
+    with claim(tmp_path / "run", "test") as d:
+        (d / "old.mp4").write_bytes(b"1")
+    with claim(tmp_path / "run" / "analysis", "eval.study analyze") as a:
+        for name in ("report.md", "summary.json", "mos.png"):
+            (a / name).write_text("x")
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match=r"did not write \(analysis/ \(an eval\.study analyze run\), notes\.txt\)"):
+        with claim(tmp_path / "run", "test", overwrite=True, outputs=TEST_OUTPUTS):
+            pass
+    assert (tmp_path / "run" / "analysis" / "report.md").is_file() and (tmp_path / "run" / "old.mp4").is_file()
+
+
 @pytest.mark.parametrize("extra", ["my_notes.txt", "favorites/best.mp4", "sub/keep.txt"])
 def test_overwrite_never_removes_what_the_run_did_not_write(tmp_path, extra):
     """--overwrite replaces an earlier run's outputs; a file a person put beside them (top level or in a subfolder,

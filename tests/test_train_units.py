@@ -39,6 +39,19 @@ def test_truncated_checkpoint_gets_a_clear_error(tmp_path):
         load_checkpoint(tmp_path / "t.pt")
 
 
+@pytest.mark.parametrize("mmap", [False, True])
+def test_a_text_file_is_not_a_checkpoint_rather_than_corrupt(tmp_path, mmap):
+    """app.py reads the card with mmap, where torch calls a text file an mmap RuntimeError; a truncated zip
+    stays 'truncated or corrupt' either way."""
+    (tmp_path / "notes.txt").write_text("my notes\n" * 20)
+    with pytest.raises(CheckpointError, match=r"notes\.txt is not a checkpoint \(not a file written by torch\.save"):
+        load_checkpoint(tmp_path / "notes.txt", mmap=mmap)
+    small_ckpt(tmp_path / "c.pt")
+    (tmp_path / "t.pt").write_bytes((tmp_path / "c.pt").read_bytes()[:3000])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(tmp_path / "t.pt", mmap=mmap)
+
+
 def test_foreign_checkpoints_are_refused(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(2)}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an mmdiff checkpoint"):
