@@ -33,10 +33,10 @@ def build(ctx: StudioContext):
         folder = gr.Textbox(label="Run folder", placeholder="runs/tiny", scale=4)
         refresh = gr.Button("Refresh", variant="primary", scale=0)
         auto = gr.Checkbox(False, label="auto-refresh (10 s)", scale=0)
-    # in a clone of the repository: the shipped default model's run (stage 1 from scratch, stages 2-5 fine-tuned;
-    # stages 3-5 predict v, so their loss is in other units; stage 5 trains only the caption branch on t >= 300:
-    # README, "The shipped default model")
-    shipped = gr.Button("Show the shipped model's training run (all five stages)", size="sm",
+    # in a clone of the repository: the shipped default model's run (stage 1 from scratch, stages 2-6 fine-tuned;
+    # stages 3-6 predict v, so their loss is in other units; stage 5 trains only the caption branch on t >= 300,
+    # stage 6 all weights again: README, "The shipped default model")
+    shipped = gr.Button("Show the shipped model's training run (all six stages)", size="sm",
                         visible=SHIPPED_RUN.is_dir(), elem_id="monitor-shipped")
     summary = gr.Markdown("", elem_id="monitor-summary")
     curve = gr.Image(label="loss (joint, video, audio; raw and smoothed; a staged run's stages on one step axis)",

@@ -369,9 +369,9 @@ def test_training_monitor(studio):
         studio["client"].predict("media", api_name="/monitor")
 
 
-def test_training_monitor_shows_the_shipped_five_stage_run(studio):
+def test_training_monitor_shows_the_shipped_six_stage_run(studio):
     md, curve, v0, v1 = studio["client"].predict(api_name="/monitor_shipped_run")
-    assert "stage 5 of 5, step 1000" in md and "stage4-log.csv" in md and "shown after step 14200" in md
+    assert "stage 6 of 6, step 1450" in md and "stage5-log.csv" in md and "shown after step 15200" in md
     assert "no previews yet" in md and "--preview-every" in md and v0 is None and v1 is None
     assert curve.endswith(".png")
 

@@ -138,21 +138,22 @@ def test_stages_share_one_step_axis(tmp_path):
     assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
 
 
-def test_the_shipped_run_has_its_five_stages(tmp_path):
+def test_the_shipped_run_has_its_six_stages(tmp_path):
     from mmdiff.training.runview import SHIPPED_RUN, loss_curve
 
     run = read_run(SHIPPED_RUN)
     assert [s.log.name for s in run.stages] == ["stage1-log.csv", "stage2-log.csv", "stage3-log.csv",
-                                                "stage4-log.csv", "log.csv"]
+                                                "stage4-log.csv", "stage5-log.csv", "log.csv"]
     # README: 3,900 from scratch + 6,560 fine-tuned (eps), then 1,900 + 1,800 with v-prediction, then 1,000 of the
-    # caption branch alone (logged steps)
-    assert [s.last_step for s in run.stages] == [3940, 6560, 1900, 1800, 1000]
-    assert [s.offset for s in run.stages] == [0, 3940, 10500, 12400, 14200]
+    # caption branch alone, then 1,450 of all weights at batch 8 (logged steps)
+    assert [s.last_step for s in run.stages] == [3940, 6560, 1900, 1800, 1000, 1450]
+    assert [s.offset for s in run.stages] == [0, 3940, 10500, 12400, 14200, 15200]
     assert float(run.stages[0].rows[0]["loss"]) > 1 > 0.1 > run.smoothed()          # from scratch, then fine-tuned
-    assert run.describe().startswith("stage 5 of 5, step 1000, loss 0.0")
+    assert run.describe().startswith("stage 6 of 6, step 1450, loss 0.0")
     ckpt = load_checkpoint(run.checkpoint)                                           # it resumes as the README says
-    assert ckpt["step"] == 1000 and ckpt["model_config"]["prediction"] == "v" and ckpt["optimizer"] is not None
-    assert ckpt["model_config"]["text_dim"] == 384 and ckpt["train_args"]["train.trainable"] == "text"
+    assert ckpt["step"] == 1450 and ckpt["model_config"]["prediction"] == "v" and ckpt["optimizer"] is not None
+    assert ckpt["model_config"]["text_dim"] == 384 and ckpt["train_args"]["train.trainable"] == "all"
+    assert ckpt["train_args"]["init_steps"] == 15100
     assert loss_curve(run, tmp_path / "loss.png").stat().st_size > 1000
 
 
