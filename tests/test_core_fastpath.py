@@ -160,7 +160,9 @@ def test_guidance_pair_runs_on_two_workers_and_equals_the_calls_in_turn(monkeypa
     assert workers == [2] and torch.get_num_threads() == 2                  # ran in parallel; threads restored
     in_turn = _guided_step(None)
     assert in_turn.std() > 0.1
-    torch.testing.assert_close(parallel, in_turn, rtol=1e-5, atol=1e-5)
+    # one thread per forward sums in another order than two: float32 rounding (about 1e-6 per forward), which the
+    # guidance (cond + 6 (cond - uncond)) multiplies by up to 13; the batch-chunk test above allows the same 1e-4
+    torch.testing.assert_close(parallel, in_turn, rtol=1e-4, atol=1e-4)
 
 
 def test_guidance_pair_stays_in_turn_where_it_must(two_torch_threads):
