@@ -36,7 +36,7 @@ def build(ctx: StudioContext):
     # in a clone of the repository: the shipped default model's run (stage 1 from scratch, stages 2-6 fine-tuned;
     # stages 3-6 predict v, so their loss is in other units; stage 5 trains only the caption branch on t >= 300,
     # stage 6 all weights again: README, "The shipped default model")
-    shipped = gr.Button("Show the shipped model's training run (all six stages)", size="sm",
+    shipped = gr.Button("Show the shipped model's training run (all its stages)", size="sm",
                         visible=SHIPPED_RUN.is_dir(), elem_id="monitor-shipped")
     summary = gr.Markdown("", elem_id="monitor-summary")
     curve = gr.Image(label="loss (joint, video, audio; raw and smoothed; a staged run's stages on one step axis)",
