@@ -17,7 +17,8 @@ from mmdiff.training.logs import SMOOTH, ema, loss_terms, plot_stages, read_log
 
 PREVIEW_RE = re.compile(r"step(\d+)_(\d+)\.mp4$")
 STAGE_LOG_RE = re.compile(r"stage(\d+)-log\.csv$")
-# the default model's staged run (six stages), in a clone of the repository (not in an installed package)
+# the default model's staged run (stageN-log.csv per earlier stage, log.csv of the last), in a clone of the
+# repository (not in an installed package)
 SHIPPED_RUN = Path(__file__).resolve().parents[2] / "assets" / "tiny-synthetic-run"
 
 
