@@ -74,8 +74,10 @@ def fad_check(ref, real: str, fake: str, results_json: str) -> dict:
     import torch
 
     from eval import metrics as M
+    from eval.bank import DIGESTS_FILE, FeatureBank
     from eval.clips import list_clips, read_clip
     from eval.features.audioclip import resample
+    from eval.sources import file_digests
 
     res = json.loads(Path(results_json).read_text())
     cfg = res["config"]
@@ -90,13 +92,10 @@ def fad_check(ref, real: str, fake: str, results_json: str) -> dict:
             waves.append(resample(clip.audio[None].astype(np.float32), clip.audio_rate, RATE)[0])
         with torch.no_grad():
             feats[role] = np.asarray(ref.get_audio_embedding_from_data(waves), np.float64)
-        bank = Path(cfg["cache_dir"]).expanduser() / "features" / res_key(res, role)
-        parts = sorted(bank.glob("part-*.npz"))
-        rows = {}
-        for part in parts:
-            with np.load(part) as z:
-                rows.update({int(i): z["features"][k] for k, i in enumerate(z["index"])})
-        cached[role] = np.stack([rows[i] for i in range(len(files))]) if len(rows) == len(files) else None
+        bank = FeatureBank.named(Path(cfg["cache_dir"]).expanduser(), res_key(res, role))
+        rows = bank.load()
+        keys = file_digests(files, bank.root / DIGESTS_FILE) if bank.by_content else range(len(files))
+        cached[role] = np.stack([rows[k] for k in keys]) if all(k in rows for k in keys) else None
     ours = res["runs"][0]["fad-clap"]
     theirs = M.frechet_distance(feats["real"], feats["fake"])
     diffs = [float(np.abs(cached[r] - feats[r]).max()) for r in cached if cached[r] is not None]

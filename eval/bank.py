@@ -2,7 +2,12 @@
 
 A bank holds one feature of one clip source: <cache>/features/<feature>-<key>/part-<first>-<count>-<digest>.npz,
 one file per finished batch, the digest a hash of the batch's clip indices, so runs of other sizes (other
-batches) sharing a cache never overwrite each other's parts. Files are written atomically and validated on
+batches) sharing a cache never overwrite each other's parts. Clips of a folder are keyed by their content instead
+(<feature>-clips-<key>/part-<count>-<digest>.npz, each row named by the sha256 of its file, remembered per path,
+size and mtime in <cache>/clip-digests.json): a folder that was moved, copied, touched or grown reuses the
+features of every clip it still holds, and two folders share the features of the files they have in common.
+A feature that depends on the other clips of its batch (`FeatureFn.per_clip` false, e.g. training-mode
+BatchNorm) stays keyed by the folder and the clip's index. Files are written atomically and validated on
 read; a damaged one is reported by name, removed, and its clips computed again. Reference statistics of the
 real features (per run) are cached beside the banks the same way.
 """
@@ -22,6 +27,9 @@ import numpy as np
 from eval.config import StopFn, check_stop
 from mmdiff.atomic import atomic_path
 from mmdiff.data.av_io import AVClip
+
+
+DIGESTS_FILE = "clip-digests.json"      # in the cache root: sha256 of folder clips by (path, size, mtime)
 
 
 def stable_hash(obj: Any) -> str:
@@ -60,6 +68,7 @@ class FeatureFn:
     dim: int
     fn: Callable[[list[AVClip]], np.ndarray]
     identity: dict = field(default_factory=dict)
+    per_clip: bool = True       # a clip's value does not depend on the other clips of its batch
 
 
 def make_feature_fns(cfg) -> list[FeatureFn]:
@@ -92,42 +101,67 @@ def _audio_features(ex, clips: list[AVClip]) -> np.ndarray:
 
 class FeatureBank:
     """One feature's per-clip values on disk, one part file per finished batch (see the module doc).
-    One bank per (source, extractor): adding a metric computes only its feature."""
+    One bank per (source, extractor): adding a metric computes only its feature. Rows are keyed by the clip's
+    index in its source, or (`by_content`) by the content digest of its file."""
 
-    def __init__(self, root: Path, key: str, dim: int | None = None) -> None:
-        self.dir = root / "features" / key
-        self.dim = dim
+    def __init__(self, root: Path, key: str, dim: int | None = None, by_content: bool = False) -> None:
+        self.root, self.dir = root, root / "features" / key
+        self.dim, self.by_content = dim, by_content
+        self._row = "clip" if by_content else "index"
 
     @classmethod
-    def of(cls, root: Path, source_identity: dict, fn: FeatureFn) -> "FeatureBank":
-        return cls(root, f"{fn.name}-{stable_hash({'source': source_identity, 'feature': fn.identity})}", fn.dim)
+    def of(cls, root: Path, source, fn: FeatureFn) -> "FeatureBank":
+        clips = getattr(source, "content_identity", None)       # how a folder's files are decoded, not which
+        if clips is not None and fn.per_clip:
+            return cls(root, f"{fn.name}-clips-{stable_hash({'clips': clips, 'feature': fn.identity})}", fn.dim,
+                       by_content=True)
+        return cls(root, f"{fn.name}-{stable_hash({'source': source.identity, 'feature': fn.identity})}", fn.dim)
+
+    @classmethod
+    def named(cls, root: Path, name: str) -> "FeatureBank":
+        """The bank in <root>/features/<name> (a name from a result's `feature_banks`)."""
+        return cls(root, name, by_content=name.split("-")[-2:-1] == ["clips"])
+
+    def keys_for(self, source, indices: Sequence[int]) -> list:
+        """The row keys of clips `indices` of `source`: the indices, or their files' content digests."""
+        if self.by_content:
+            return source.clip_digests(indices, self.root / DIGESTS_FILE)
+        return [int(i) for i in indices]
 
     def _check(self, z: dict[str, np.ndarray]) -> str | None:
-        if set(z) != {"index", "features"}:
-            return f"holds {sorted(z)}, expected index and features"
-        idx, feats = z["index"], z["features"]
-        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-            return f"index has shape {idx.shape} and dtype {idx.dtype}"
+        if set(z) != {self._row, "features"}:
+            return f"holds {sorted(z)}, expected {self._row} and features"
+        idx, feats = z[self._row], z["features"]
+        kind = np.str_ if self.by_content else np.integer
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, kind):
+            return f"{self._row} has shape {idx.shape} and dtype {idx.dtype}"
         if feats.ndim != 2 or feats.shape[0] != idx.shape[0] or (self.dim and feats.shape[1] != self.dim):
             return f"features have shape {feats.shape} for {idx.shape[0]} clips of {self.dim}-d features"
         if not np.isfinite(feats).all():
             return "features hold NaN or infinity"
         return None
 
-    def load(self) -> dict[int, np.ndarray]:
-        done: dict[int, np.ndarray] = {}
+    def load(self) -> dict[int | str, np.ndarray]:
+        done: dict[int | str, np.ndarray] = {}
         if not self.dir.is_dir():
             return done
+        cast = str if self.by_content else int
         for part in sorted(self.dir.glob("part-*.npz")):
             z = load_npz(part, self._check)
             if z is not None:
-                done.update({int(i): f for i, f in zip(z["index"], z["features"])})
+                done.update({cast(k): f for k, f in zip(z[self._row], z["features"])})
         return done
 
-    def save(self, idx: list[int], feats: np.ndarray) -> Path:
-        digest = hashlib.sha256(np.asarray(idx, np.int64).tobytes()).hexdigest()[:16]
-        path = self.dir / f"part-{idx[0]:08d}-{len(idx):05d}-{digest}.npz"
-        atomic_savez(path, index=np.array(idx), features=feats)
+    def save(self, keys: list, feats: np.ndarray) -> Path:
+        """One part file holding rows `keys` (from `keys_for`), (len(keys), D) `feats`."""
+        if self.by_content:
+            digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+            path = self.dir / f"part-{len(keys):05d}-{digest}.npz"
+            atomic_savez(path, clip=np.array(keys, dtype=np.str_), features=feats)
+            return path
+        digest = hashlib.sha256(np.asarray(keys, np.int64).tobytes()).hexdigest()[:16]
+        path = self.dir / f"part-{keys[0]:08d}-{len(keys):05d}-{digest}.npz"
+        atomic_savez(path, index=np.array(keys), features=feats)
         return path
 
 
@@ -148,8 +182,9 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], banks
     """Features (len(indices), D) for each fn, computing only what its bank lacks; streams in batches
     (a clip missing from any bank is read or generated once, and only the lacking features are computed).
 
-    Batches are fixed by `indices` (a resumed run recomputes whole batches, so a feature that depends on
-    its batch, e.g. training-mode BatchNorm, sees the same batches). `should_stop` is asked before each
+    Batches are the clips that lack a feature, in order; with a feature that depends on its batch (e.g.
+    training-mode BatchNorm) they are fixed by `indices` instead (a resumed run recomputes whole batches, so
+    that feature sees the same batches). `should_stop` is asked before each
     work unit (a batch of clips, or a generated chunk); when it says so, EvalCancelled is raised with every
     finished batch saved. Under torchrun, missing batches are split round-robin over ranks and gathered to
     every rank (a stop hook must then answer the same on every rank, or the others wait at the gather).
@@ -157,9 +192,16 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], banks
     from tqdm import tqdm
 
     rank, world = dist_context()
+    indices = [int(i) for i in indices]
     done = {f.name: banks[f.name].load() for f in fns}
-    todo = [g for g in work_units(source, [int(i) for i in indices], batch_size)
-            if any(i not in done[f.name] for f in fns for i in g)]
+    key = {f.name: dict(zip(indices, banks[f.name].keys_for(source, indices))) for f in fns}   # index -> row key
+
+    def lacks(f: FeatureFn, i: int) -> bool:
+        return key[f.name][i] not in done[f.name]
+
+    # batches of the clips that lack a feature; a feature that depends on its batch keeps the batches of `indices`
+    pending = indices if not all(f.per_clip for f in fns) else [i for i in indices if any(lacks(f, i) for f in fns)]
+    todo = [g for g in work_units(source, pending, batch_size) if any(lacks(f, i) for f in fns for i in g)]
     mine: list[tuple[list[int], dict[str, np.ndarray]]] = []
     my_groups = [g for k, g in enumerate(todo) if k % world == rank]
     bar = tqdm(total=sum(map(len, my_groups)), desc=desc, unit="clip", disable=rank != 0 or not todo)
@@ -168,10 +210,10 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], banks
         for group in my_groups:
             check_stop(should_stop, f"during {desc} ({finished} of {len(indices)} clips done)")
             for idx, clips in source.batches(group, batch_size):
-                lacking = [f for f in fns if any(i not in done[f.name] for i in idx)]
+                lacking = [f for f in fns if any(lacks(f, i) for i in idx)]
                 feats = {f.name: np.asarray(f.fn(clips), np.float32) for f in lacking}
                 for name, values in feats.items():
-                    banks[name].save(idx, values)
+                    banks[name].save([key[name][i] for i in idx], values)
                 mine.append((idx, feats))
                 finished += len(idx)
                 bar.update(len(idx))
@@ -185,16 +227,16 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], banks
         for part in everything:
             for idx, feats in part:
                 for name, values in feats.items():
-                    if idx[0] not in done[name]:
-                        banks[name].save(idx, values)
+                    if key[name][idx[0]] not in done[name]:
+                        banks[name].save([key[name][i] for i in idx], values)
     out = {}
     for f in fns:
         have = banks[f.name].load()
-        absent = [i for i in indices if int(i) not in have]
+        absent = [i for i in indices if key[f.name][i] not in have]
         if absent:
             raise RuntimeError(f"{f.name} features missing for {len(absent)} clips after extraction "
                                f"(first: {absent[:3]}) in {banks[f.name].dir}")
-        out[f.name] = np.stack([have[int(i)] for i in indices])
+        out[f.name] = np.stack([have[key[f.name][i]] for i in indices])
     return out
 
 
@@ -206,7 +248,8 @@ def work_units(source, indices: list[int], batch_size: int) -> list[list[int]]:
 
 
 def reference_stats(cache: Path, key: str, n: int, seed: int, run: int, name: str, x: np.ndarray):
-    """Mean and covariance of the real features of one run, cached under (bank key, N, seed, run)."""
+    """Mean and covariance of the real features of one run, cached under `key` (the bank and which clips the
+    run drew, see `run_key`), N, seed and run."""
     from eval import metrics as M
 
     d = x.shape[1]
@@ -223,5 +266,11 @@ def reference_stats(cache: Path, key: str, n: int, seed: int, run: int, name: st
     return mu, sigma
 
 
-__all__ = ["FeatureBank", "FeatureFn", "atomic_savez", "bind_extractor", "compute_features", "dist_context",
-           "load_npz", "make_feature_fns", "reference_stats", "stable_hash"]
+def run_key(bank: FeatureBank, source, indices: Sequence[int]) -> str:
+    """What the statistics of one run's clips are cached under: the bank's folder and a hash of the run's row keys
+    (a content bank is shared by folders, so its name alone does not say which clips a run drew)."""
+    return f"{bank.dir.name}-{stable_hash(bank.keys_for(source, indices))[:16]}"
+
+
+__all__ = ["DIGESTS_FILE", "FeatureBank", "FeatureFn", "atomic_savez", "bind_extractor", "compute_features", "dist_context",
+           "load_npz", "make_feature_fns", "reference_stats", "run_key", "stable_hash"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.bank import (FeatureBank, FeatureFn, atomic_savez, compute_features, dist_context,  # noqa: F401
-                       make_feature_fns, reference_stats, stable_hash)
+                       make_feature_fns, reference_stats, run_key, stable_hash)
 from eval.checks import (check_audio_rates, check_fd_infinity, check_frame_rates, check_pool_sizes,  # noqa: F401
                          probe)
 from eval.config import (PROTOCOLS, EvalCancelled, ProtocolConfig, ProtocolError, StopFn, check_stop,  # noqa: F401
@@ -66,20 +66,22 @@ def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | Non
     for _, src, _, union in sides:
         if hasattr(src, "preflight"):                   # a folder: every unusable file named at once
             src.preflight(union)
-    feats, keys = {}, {}
+    feats, keys, real_runs = {}, {}, []
     for role, src, idx, union in sides:
-        banks = {f.name: FeatureBank.of(cache, src.identity, f) for f in fns}
+        banks = {f.name: FeatureBank.of(cache, src, f) for f in fns}
         got = compute_features(src, union, fns, banks, cfg.batch_size, f"{role} features", should_stop)
         pos = {int(i): k for k, i in enumerate(union)}
         feats[role] = [{name: arr[[pos[int(i)] for i in ix]] for name, arr in got.items()} for ix in idx]
         keys[role] = {name: b.dir.name for name, b in banks.items()}
+        if role == "real":                  # what each run's reference statistics are cached under
+            real_runs = [{name: run_key(b, src, ix) for name, b in banks.items()} for ix in idx]
     rank, _ = dist_context()
     if rank != 0:
         return None
     runs = []
     for r in range(cfg.runs):
         check_stop(should_stop, f"before the metrics of run {r + 1} of {cfg.runs}")
-        runs.append(run_metrics(cfg, feats["real"][r], feats["fake"][r], cache, keys["real"], r))
+        runs.append(run_metrics(cfg, feats["real"][r], feats["fake"][r], cache, real_runs[r], r))
     return {"config": asdict(cfg), "real": real.describe(), "fake": fake.describe(),
             "real_source": real.identity, "fake_source": fake.identity, "extractors": fn_ids,
             "feature_banks": keys, "runs": runs, "summary": summarise(runs),
@@ -87,7 +89,8 @@ def evaluate(cfg: ProtocolConfig, real, fake, feature_fns: list[FeatureFn] | Non
 
 
 def run_metrics(cfg: ProtocolConfig, real: dict, fake: dict, cache: Path, keys: dict[str, str], run: int) -> dict:
-    """Every metric of `cfg` on one run's features ({feature: (N, D)} per side)."""
+    """Every metric of `cfg` on one run's features ({feature: (N, D)} per side); `keys`: {feature: what the real
+    statistics of this run are cached under} (`eval.bank.run_key`)."""
     def stats(feature: str, x: np.ndarray):
         return reference_stats(cache, keys[feature], cfg.num_samples, cfg.seed, run, feature, x)
 

@@ -52,7 +52,8 @@ def _extractor_feature(name: str, checkpoint: Callable[["ProtocolConfig"], str |
         except TypeError as e:             # an option this extractor does not offer (e.g. batchnorm="train")
             raise ProtocolError(f"the {name} extractor does not take the options {opts} "
                                 f"(--protocol {cfg.protocol}): {e}") from e
-        return FeatureFn(name, ex.feature_dim, bind_extractor(ex), {**ex.identity(), **identity(cfg)})
+        return FeatureFn(name, ex.feature_dim, bind_extractor(ex), {**ex.identity(), **identity(cfg)},
+                         per_clip=getattr(ex, "batch_independent", True))
 
     return build
 
@@ -76,8 +77,8 @@ def _align_feature(name: str, function: str, version: int) -> Callable:
         from eval.bank import FeatureFn
 
         fn = getattr(A, function)
-        per_clip = lambda clips: np.array([[fn(c.video, c.audio, c.fps, c.audio_rate)] for c in clips])  # noqa: E731
-        return FeatureFn(name, 1, per_clip, {"extractor": name, "function": f"eval.av_align.{function}",
+        scores = lambda clips: np.array([[fn(c.video, c.audio, c.fps, c.audio_rate)] for c in clips])  # noqa: E731
+        return FeatureFn(name, 1, scores, {"extractor": name, "function": f"eval.av_align.{function}",
                                              "version": version})
 
     return build

@@ -6,6 +6,7 @@ yielding (indices, [AVClip]).
 """
 from __future__ import annotations
 
+import json
 import sys
 
 from dataclasses import asdict, replace
@@ -24,6 +25,30 @@ from mmdiff.data.av_io import AVClip
 # mono layout, (L + R) / sqrt 2, 3 dB louder on stereo files) and frames resized by centre crop + antialiased
 # bicubic (1: short side bilinear, then crop).
 DECODE_VERSION = 3
+
+
+def file_digests(paths: Sequence[Path], memo: Path) -> list[str]:
+    """The hex sha256 of each file's bytes. Digests are remembered in the JSON file `memo` by resolved path, size
+    and mtime, so a file is read again only when one of them changed. The memo is written atomically; two runs
+    sharing it can only lose each other's new entries (then computed again), never corrupt it."""
+    from mmdiff.atomic import file_sha256, write_text
+
+    try:
+        known = json.loads(memo.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    out, added = [], False
+    for path in paths:
+        name, st = str(Path(path).resolve()), Path(path).stat()
+        entry = known.get(name)
+        if not (isinstance(entry, list) and entry[:2] == [st.st_size, st.st_mtime_ns] and len(entry) == 3):
+            entry = known[name] = [st.st_size, st.st_mtime_ns, file_sha256(path)]
+            added = True
+        out.append(str(entry[2]))
+    if added:
+        write_text(memo, json.dumps(known, sort_keys=True))
+    return out
 
 
 def run_indices(pool_size: int, n: int, seed: int, run: int, role: int) -> np.ndarray:
@@ -58,10 +83,18 @@ class FolderSource:
         from eval.bank import stable_hash
 
         files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in self.files]
-        ident = {"kind": "folder", "folder": str(self.folder.resolve()), "files": stable_hash(files),
-                 "count": len(files), "frames": self.frames, "video_size": self.video_size,
-                 "decode": DECODE_VERSION}
+        return {"kind": "folder", "folder": str(self.folder.resolve()), "files": stable_hash(files),
+                "count": len(files), **self.content_identity}
+
+    @property
+    def content_identity(self) -> dict:
+        """How a file becomes a clip (not which files): with a file's bytes, this fixes its features."""
+        ident = {"frames": self.frames, "video_size": self.video_size, "decode": DECODE_VERSION}
         return {**ident, "resize": self.resize} if self.resize != "crop" else ident
+
+    def clip_digests(self, indices: Sequence[int], memo: Path) -> list[str]:
+        """The sha256 of the files of clips `indices` (see `file_digests`)."""
+        return file_digests([self.files[int(i)] for i in indices], memo)
 
     def describe(self) -> str:
         return str(self.folder)
@@ -277,5 +310,5 @@ def check_checkpoint(path: str | Path, what: str = "--ckpt") -> None:
         raise ProtocolError(f"{what}: {e}") from e
 
 
-__all__ = ["DECODE_VERSION", "FolderSource", "GeneratedSource", "check_checkpoint", "load_generate_clips",
-           "run_indices"]
+__all__ = ["DECODE_VERSION", "FolderSource", "GeneratedSource", "check_checkpoint", "file_digests",
+           "load_generate_clips", "run_indices"]

@@ -241,9 +241,12 @@ def test_fad_end_to_end(setup, tmp_path):
     ex = load_extractor("audioclip", weights_dir=setup / "weights", device="cpu")
 
     def feats(folder, idx):
+        # in the protocol's batches (--batch-size 2): these random weights give nearly equal embeddings for every
+        # clip (spread ~1e-9), so KAD (~1e-5) is float rounding, and that depends on the batch on AVX-512 CPUs
         files = sorted((setup / folder).glob("*.mp4"))
         clips = [read_clip(files[i], 9) for i in idx]
-        return ex(np.stack([c.audio for c in clips]), sample_rate=clips[0].audio_rate)
+        return np.concatenate([ex(np.stack([c.audio for c in clips[s: s + 2]]), sample_rate=clips[0].audio_rate)
+                               for s in range(0, len(clips), 2)])
 
     real = feats("real", run_indices(5, 3, 7, 0, 0))
     fake = feats("fake", run_indices(4, 3, 7, 0, 1))
@@ -803,3 +806,108 @@ def test_every_unusable_real_clip_is_named_at_once_before_any_feature(setup, cap
     assert "3 of the files these runs use cannot be used" in err[0]
     for name in ("zz_short.mp4 has 4 frames; 9 are needed", "zz_mute.mp4 has no audio stream", "cannot read zz_zero.mp4"):
         assert name in err[0], (name, err[0])
+
+
+# ------------------------------------------------------------------ folder features keyed by clip content
+
+
+def _copy_folder(src: Path, dst: Path, extra: list[Path] = ()) -> Path:
+    """A copy of a clip folder with fresh mtimes (shutil.copy, as `cp` without -p), plus `extra` files."""
+    import shutil
+
+    dst.mkdir(parents=True)
+    for f in [*sorted(src.glob("*.mp4")), *extra]:
+        shutil.copy(f, dst / (f.name if f.parent == src else f"added-{f.name}"))
+    return dst
+
+
+def _clips_computed(calls) -> int:
+    return sum(calls)
+
+
+def test_a_copied_and_grown_folder_reuses_the_features_of_the_clips_it_still_holds(setup, tmp_path):
+    """Real features are keyed by each file's bytes: a copy of the folder elsewhere (new path, new mtimes) with one
+    more clip computes that clip only, and gives the numbers of a run in a cache of its own."""
+    from eval.protocol import FolderSource, evaluate
+
+    cache = tmp_path / "cache"
+    a = _copy_folder(setup / "real", tmp_path / "a")
+    fake = FolderSource(setup / "fake", 9, 32, False, "fake")
+    calls: list[int] = []
+    cfg = cancel_config(cache, num_samples=4, runs=1, seed=7)       # real clips 1-4 of a (not 0), every fake clip
+    evaluate(cfg, FolderSource(a, 9, 32, False, "real"), fake, feature_fns=counting_features(calls))
+    assert _clips_computed(calls) == 4 + 4
+
+    # b = added-clip000 (a copy of fake clip 0), then a's clip000-clip004; seed 4's two runs draw all six
+    b = _copy_folder(a, tmp_path / "b", extra=[sorted((setup / "fake").glob("*.mp4"))[0]])
+    calls.clear()
+    cfg_b = cancel_config(cache, num_samples=4, runs=2, seed=4)
+    got = evaluate(cfg_b, FolderSource(b, 9, 32, False, "real"), fake, feature_fns=counting_features(calls))
+    assert _clips_computed(calls) == 1          # a's clip000 only: the added clip is known by its bytes too
+    alone = evaluate(cancel_config(tmp_path / "alone", num_samples=4, runs=2, seed=4),
+                     FolderSource(b, 9, 32, False, "real"), fake, feature_fns=counting_features([]))
+    assert got["runs"] == alone["runs"] and got["summary"] == alone["summary"]
+    assert got["feature_banks"]["real"]["i3d"] == got["feature_banks"]["fake"]["i3d"]     # one bank of clips
+
+
+def test_a_changed_file_is_computed_again_and_its_old_statistics_are_not_reused(setup, tmp_path):
+    """Same folder, same names: a file rewritten with other content gets new features (its digest changed), and the
+    run's cached reference statistics (keyed by the digests of the clips it drew) are not taken for the new set."""
+    import shutil
+
+    from eval.protocol import FolderSource, evaluate
+
+    real = _copy_folder(setup / "real", tmp_path / "real")
+    fake = FolderSource(setup / "fake", 9, 32, False, "fake")
+    cache, calls = tmp_path / "cache", []
+    cfg = cancel_config(cache, num_samples=4, runs=1, seed=7)         # draws real clips 1-4
+    before = evaluate(cfg, FolderSource(real, 9, 32, False, "real"), fake, feature_fns=counting_features(calls))
+    shutil.copy(sorted((setup / "fake").glob("*.mp4"))[1], real / "clip002.mp4")
+    calls.clear()
+    after = evaluate(cfg, FolderSource(real, 9, 32, False, "real"), fake, feature_fns=counting_features(calls))
+    assert _clips_computed(calls) == 0                  # its new bytes are those of a fake clip, already known
+    alone = evaluate(cancel_config(tmp_path / "alone", num_samples=4, runs=1, seed=7),
+                     FolderSource(real, 9, 32, False, "real"), fake, feature_fns=counting_features([]))
+    assert after["runs"] == alone["runs"] and after["runs"] != before["runs"]
+
+
+def test_digests_are_remembered_by_path_size_and_mtime(tmp_path, monkeypatch):
+    """A file is hashed once while its size and mtime stay; touched, it is hashed again (same digest); a damaged
+    memo file is ignored and rewritten."""
+    import hashlib
+    import os
+
+    import mmdiff.atomic
+    from eval.sources import file_digests
+
+    files = [tmp_path / "x.bin", tmp_path / "y.bin"]
+    for k, f in enumerate(files):
+        f.write_bytes(bytes([k]) * 1000)
+    memo = tmp_path / "cache" / "clip-digests.json"
+    read = []
+    real_sha = mmdiff.atomic.file_sha256
+    monkeypatch.setattr(mmdiff.atomic, "file_sha256", lambda p, *a: read.append(Path(p).name) or real_sha(p, *a))
+    want = [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    assert file_digests(files, memo) == want and read == ["x.bin", "y.bin"]
+    assert file_digests(files, memo) == want and read == ["x.bin", "y.bin"]           # remembered
+    st = files[0].stat()
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert file_digests(files, memo) == want and read[2:] == ["x.bin"]
+    memo.write_text("{not json")
+    assert file_digests(files, memo) == want and json.loads(memo.read_text())
+
+
+def test_a_feature_that_depends_on_its_batch_stays_keyed_by_folder_and_index(setup, tmp_path):
+    """Training-mode BatchNorm (the MM-Diffusion evaluator's AudioCLIP) makes a clip's embedding depend on its batch:
+    such a feature is never shared between folders by content."""
+    from eval.bank import FeatureBank, FeatureFn
+    from eval.features.audioclip import AudioCLIPExtractor
+    from eval.protocol import FolderSource
+
+    src = FolderSource(setup / "real", 9, 32, False, "real")
+    per_clip, batchwise = (FeatureFn("f", 2, len, {"x": 1}, per_clip=p) for p in (True, False))
+    assert FeatureBank.of(tmp_path, src, per_clip).by_content
+    assert not FeatureBank.of(tmp_path, src, batchwise).by_content
+    assert FeatureBank.of(tmp_path, src, batchwise).keys_for(src, [3, 1]) == [3, 1]
+    assert AudioCLIPExtractor(batchnorm="eval").batch_independent
+    assert not AudioCLIPExtractor(batchnorm="train").batch_independent

@@ -293,6 +293,11 @@ class AudioCLIPExtractor(FeatureExtractor):
         self.max_batch = max_batch or (EVALUATOR_BATCH if batchnorm == "train" else 16)
         self.model: ESResNeXtFBSP | None = None
 
+    @property
+    def batch_independent(self) -> bool:
+        """Whether a clip's embedding is the same in any batch (not with training-mode BatchNorm)."""
+        return self.batchnorm != "train"
+
     def options(self) -> dict[str, Any]:
         opts = {"input_range": self.input_range, "batchnorm": self.batchnorm, "num_samples": NUM_SAMPLES,
                 "crop": "first 1.6 s, zero-padded at the end", "resampler": "scipy.resample_poly",
