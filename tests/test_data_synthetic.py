@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +171,23 @@ def test_a_second_run_never_mixes_with_the_first(tmp_path, capsys, cache):
         assert len(load_index(out).items) == 2 and len(list((out / "items").iterdir())) == 4   # video + audio
     else:
         assert sorted(p.name for p in out.glob("*.mp4")) == ["clip_00000.mp4", "clip_00001.mp4"]
+
+
+def test_the_published_evaluation_and_training_sets_stay_the_same():
+    """Seeds 99 (README's held-out evaluation clips) and 1 (the shipped model's training clips) give the clips they
+    gave when the published numbers were measured (tests/data/synthetic_pin/make_pin.py): labels exactly, frame
+    colours and audio loudness up to float rounding. A generator change that fails this changes those numbers'
+    data: regenerate the pin in the same commit and say so."""
+    import importlib.util
+
+    pin_dir = Path(__file__).parent / "data" / "synthetic_pin"
+    spec = importlib.util.spec_from_file_location("make_pin", pin_dir / "make_pin.py")
+    make_pin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_pin)
+    pin = json.loads((pin_dir / "pin.json").read_text())
+    for seed, clips in pin["clips"].items():
+        for want in clips:
+            got = make_pin.clip_summary(want["record"]["index"], int(seed))
+            assert got["record"] == want["record"]
+            np.testing.assert_allclose(got["frame_mean_rgb"], want["frame_mean_rgb"], atol=0.02)
+            np.testing.assert_allclose(got["audio_rms"], want["audio_rms"], atol=1e-5)
