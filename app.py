@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=non_negative_int, default=0,
                    help="CPU threads for torch (default 0: torch's choice; on a CPU shared with other jobs 1, or "
                         "OMP_WAIT_POLICY=PASSIVE in the environment, is faster: BENCHMARKS.md)")
-    p.add_argument("--eval-cache-dir", default=None, help="feature cache of the Evaluate tab (default: in the app's work folder)")
+    p.add_argument("--eval-cache-dir", default="~/.cache/mmdiff/eval",
+                   help="feature cache of the Evaluate tab (default: ~/.cache/mmdiff/eval, shared with eval.run)")
     return p.parse_args(argv)
 
 
@@ -49,6 +50,9 @@ def check_files(args: argparse.Namespace) -> None:
     for folder in args.workspace or []:
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"--workspace {folder}: no such folder")
+    cache = Path(args.eval_cache_dir).expanduser()
+    if cache.exists() and not cache.is_dir():
+        raise FileNotFoundError(f"--eval-cache-dir {args.eval_cache_dir}: not a folder")
 
 
 def main(argv: list[str] | None = None) -> int:

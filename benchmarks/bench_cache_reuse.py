@@ -40,10 +40,10 @@ def evaluate(real: Path, fake: Path, n: int, cache: Path, out: Path, weights_dir
     wall = time.perf_counter() - t0
     res = json.loads(out.read_text())
     return {"wall_s": round(wall, 1), "fvd": round(res["runs"][0]["fvd"], 3),
-            "real_rows": real_rows(cache, res["feature_banks"]["real"]["i3d"])}
+            "bank_rows": bank_rows(cache, res["feature_banks"]["real"]["i3d"])}
 
 
-def real_rows(cache: Path, bank: str) -> int:
+def bank_rows(cache: Path, bank: str) -> int:
     from eval.bank import FeatureBank
 
     return len(FeatureBank.named(cache, bank).load())
@@ -75,7 +75,7 @@ def main(argv=None) -> None:
     for f in moved.iterdir():
         os.utime(f, ns=(now, now))
     again = evaluate(moved, fake, args.num, work / "cache", work / "again.json", args.weights_dir)
-    again["computed"] = again["real_rows"] - first["real_rows"]
+    again["computed"] = again["bank_rows"] - first["bank_rows"]
     print("2 moved, touched, grown; same cache:", again, flush=True)
     fresh = evaluate(moved, fake, args.num, work / "cache-fresh", work / "fresh.json", args.weights_dir)
     print("3 the same folder, empty cache (every clip computed, as before content keys):", fresh, flush=True)

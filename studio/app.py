@@ -1,6 +1,8 @@
 """Build the studio: one Blocks app with a tab per task. All state lives in the StudioContext made here."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from mmdiff.device import resolve_device
@@ -23,7 +25,7 @@ def build_app(ckpt: str | None = None, device: str = "auto", workspace=(".",), l
     """
     ctx = StudioContext.create(ckpt=ckpt, device=resolve_device(device), workspace=workspace, limits=limits,
                                max_batch=max_batch, work_root=work_root, sr_ckpt=sr_ckpt)
-    cache = eval_cache_dir or str(ctx.work_root / "eval-cache")
+    cache = str(Path(eval_cache_dir).expanduser()) if eval_cache_dir else str(ctx.work_root / "eval-cache")
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\nJoint audio-video diffusion (MM-Diffusion, CVPR 2023), rebuilt small. "
                     f"Uploads: up to {ctx.limits.max_bytes // 2**20} MB and {ctx.limits.max_seconds:g} s.")

@@ -268,6 +268,7 @@ APP_CASES = [  # case id, arguments, what the user sees (the last stderr line)
     ("ckpt-missing", "--ckpt {tmp}/nope.pt", r"^error: --ckpt .*nope\.pt: no such file"),
     ("ckpt-junk", "--ckpt {junk}", r"^error: .*junk\.pt is not a checkpoint \(not a file written by torch\.save\)"),
     ("workspace-missing", "--workspace {missing}", r"^error: --workspace .*no-such-folder: no such folder"),
+    ("eval-cache-a-file", "--eval-cache-dir {junk}", r"^error: --eval-cache-dir .*junk\.pt: not a folder"),
 ]
 
 
