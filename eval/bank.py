@@ -206,6 +206,8 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], banks
     my_groups = [g for k, g in enumerate(todo) if k % world == rank]
     bar = tqdm(total=sum(map(len, my_groups)), desc=desc, unit="clip", disable=rank != 0 or not todo)
     finished = len(indices) - sum(map(len, todo))
+    if rank == 0 and finished:
+        print(f"{desc}: {finished} of {len(indices)} clips from the cache", file=sys.stderr)
     try:
         for group in my_groups:
             check_stop(should_stop, f"during {desc} ({finished} of {len(indices)} clips done)")
@@ -214,6 +216,7 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], banks
                 feats = {f.name: np.asarray(f.fn(clips), np.float32) for f in lacking}
                 for name, values in feats.items():
                     banks[name].save([key[name][i] for i in idx], values)
+                    done[name].update(zip((key[name][i] for i in idx), values))
                 mine.append((idx, feats))
                 finished += len(idx)
                 bar.update(len(idx))
@@ -229,9 +232,10 @@ def compute_features(source, indices: Sequence[int], fns: list[FeatureFn], banks
                 for name, values in feats.items():
                     if key[name][idx[0]] not in done[name]:
                         banks[name].save([key[name][i] for i in idx], values)
+                        done[name].update(zip((key[name][i] for i in idx), values))
     out = {}
     for f in fns:
-        have = banks[f.name].load()
+        have = done[f.name]             # what was on disk at the start, and what this call saved since
         absent = [i for i in indices if key[f.name][i] not in have]
         if absent:
             raise RuntimeError(f"{f.name} features missing for {len(absent)} clips after extraction "

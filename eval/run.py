@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate(cfg, real, fake)
     except (ValueError, FileNotFoundError, OptionalDependencyError) as e:   # ProtocolError is a ValueError
         return fail(e)
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as e:   # e.g. a read-only --cache-dir
+        return fail(f"cannot write {e.filename}: {e.strerror}; pass a --cache-dir you can write to")
     if results is None:                                        # not rank 0 under torchrun
         return 0
     name = args.name or Path(args.fake or args.ckpt).name

@@ -28,27 +28,38 @@ DECODE_VERSION = 3
 
 
 def file_digests(paths: Sequence[Path], memo: Path) -> list[str]:
-    """The hex sha256 of each file's bytes. Digests are remembered in the JSON file `memo` by resolved path, size
-    and mtime, so a file is read again only when one of them changed. The memo is written atomically; two runs
-    sharing it can only lose each other's new entries (then computed again), never corrupt it."""
+    """The hex sha256 of each file's bytes. Digests are remembered in the JSON file `memo` by resolved path, inode,
+    size, mtime and ctime (which no user tool sets: an edit that restores the mtime is still seen), so a file is
+    read again only when one of them changed; an entry that is not a well-formed digest is recomputed. The memo
+    is written atomically; two runs sharing it can only lose each other's new entries (then computed again),
+    never corrupt it. A memo that cannot be written (read-only cache) is skipped with a warning."""
     from mmdiff.atomic import file_sha256, write_text
 
     try:
         known = json.loads(memo.read_text())
         known = known if isinstance(known, dict) else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         known = {}
     out, added = [], False
     for path in paths:
         name, st = str(Path(path).resolve()), Path(path).stat()
+        stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         entry = known.get(name)
-        if not (isinstance(entry, list) and entry[:2] == [st.st_size, st.st_mtime_ns] and len(entry) == 3):
-            entry = known[name] = [st.st_size, st.st_mtime_ns, file_sha256(path)]
+        if not (isinstance(entry, list) and len(entry) == 5 and entry[:4] == stamp and _is_digest(entry[4])):
+            entry = known[name] = [*stamp, file_sha256(path)]
             added = True
-        out.append(str(entry[2]))
+        out.append(entry[4])
     if added:
-        write_text(memo, json.dumps(known, sort_keys=True))
+        try:
+            write_text(memo, json.dumps(known, sort_keys=True))
+        except OSError as e:
+            print(f"warning: cannot remember file digests in {memo} ({e.strerror or e}); they are computed again "
+                  "next time", file=sys.stderr)
     return out
+
+
+def _is_digest(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def run_indices(pool_size: int, n: int, seed: int, run: int, role: int) -> np.ndarray:

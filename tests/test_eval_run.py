@@ -897,6 +897,38 @@ def test_digests_are_remembered_by_path_size_and_mtime(tmp_path, monkeypatch):
     assert file_digests(files, memo) == want and json.loads(memo.read_text())
 
 
+def test_digest_memo_never_hides_a_change(tmp_path, capsys):
+    """Hand-edited entries that are not digests are recomputed (a null digest once made every clip one key); an
+    edit that keeps size and mtime is seen (ctime); a memo that cannot be written is a warning, not a crash."""
+    import hashlib
+    import os
+
+    from eval.sources import file_digests
+
+    files = [tmp_path / "x.bin", tmp_path / "y.bin"]
+    for k, f in enumerate(files):
+        f.write_bytes(bytes([k]) * 1000)
+    sha = lambda f: hashlib.sha256(f.read_bytes()).hexdigest()          # noqa: E731
+    memo = tmp_path / "clip-digests.json"
+    file_digests(files, memo)
+    known = json.loads(memo.read_text())
+    for bad in (None, "abc", 7, "A" * 64):
+        for name in known:
+            known[name][-1] = bad
+        memo.write_text(json.dumps(known))
+        assert file_digests(files, memo) == [sha(f) for f in files]
+
+    st = files[0].stat()
+    files[0].write_bytes(bytes([9]) * 1000)                               # same size ...
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns))               # ... and mtime as before
+    assert file_digests(files, memo)[0] == sha(files[0]) != sha(files[1])
+
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()                                                       # the memo path is a folder
+    assert file_digests(files, blocked) == [sha(f) for f in files]
+    assert "warning: cannot remember file digests" in capsys.readouterr().err
+
+
 def test_a_feature_that_depends_on_its_batch_stays_keyed_by_folder_and_index(setup, tmp_path):
     """Training-mode BatchNorm (the MM-Diffusion evaluator's AudioCLIP) makes a clip's embedding depend on its batch:
     such a feature is never shared between folders by content."""
