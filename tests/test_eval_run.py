@@ -104,6 +104,13 @@ def test_empty_folder(setup, capsys, tmp_path):
     assert "no video clips" in capsys.readouterr().err
 
 
+def test_a_cache_dir_that_cannot_be_written_is_one_line(setup, capsys, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    assert main(args(setup, "--cache-dir", str(tmp_path / "a-file"), "--out", str(tmp_path / "r.json"))) == 2
+    err = capsys.readouterr().err
+    assert "error: cannot write" in err and "a-file" in err and "Traceback" not in err
+
+
 def test_clip_too_short(setup, capsys):
     write_clip_folder(setup / "short", 3, seed=3, frames=6)
     assert main(args(setup, fake="short", metric="fvd")) == 2
