@@ -16,11 +16,14 @@ SPREAD_METRICS = ("fvd", "kvd")     # the distances this table covers (I3D featu
 SOURCE = "benchmarks/bench_fvd_spread.py, BENCHMARKS.md"
 
 # N -> {metric: (mean, std over independent pairs)} and the number of pairs; I3D (TF-Hub weights), synthetic
-# 16x32x32 clips at 10 fps evaluated at 64x64, eval.run --runs 1 (2026-12-06, 2-core CPU)
+# 16x32x32 clips at 10 fps evaluated at 64x64, eval.run --runs 1 (2-core CPU; N <= 256 on 2026-12-06 from pools
+# of 256 clips, N = 1,024 and 2,048 on 2026-12-08 from pools of 2,048)
 MEASURED: dict[int, dict] = {
     16: {"fvd": (286.14, 44.09), "kvd": (-1.30, 3.02), "pairs": 5},
     64: {"fvd": (109.95, 8.39), "kvd": (-0.16, 0.45), "pairs": 5},
     256: {"fvd": (32.02, 2.88), "kvd": (-0.10, 0.26), "pairs": 3},
+    1024: {"fvd": (8.34, 0.62), "kvd": (0.01, 0.15), "pairs": 2},
+    2048: {"fvd": (4.16, 0.31), "kvd": (0.00, 0.05), "pairs": 2},          # KVD 0.03 and -0.04: mean shown as 0
 }
 
 

@@ -508,7 +508,9 @@ def test_small_n_warning_quotes_the_measured_spread():
     assert "KVD" in small_n_warning(16, ["kvd"])
     assert nearest_measured(20) == 16 and nearest_measured(100) == 64                 # log scale: 100/64 < 4
     assert "at N = 64, the measured N nearest to 100" in small_n_warning(100, ["fvd"])
-    assert nearest_measured(1000) == 256 and "FVD 32 ± 2.88 at N = 256" in small_n_warning(1000, ["fvd"])
+    assert nearest_measured(300) == 256 and "FVD 32 ± 2.88 at N = 256" in small_n_warning(300, ["fvd"])
+    assert nearest_measured(1000) == 1024 and "FVD 8.34 ± 0.62 at N = 1024" in small_n_warning(1000, ["fvd"])
+    assert nearest_measured(1500) == 2048 and "FVD 4.16 ± 0.31 at N = 2048" in small_n_warning(1500, ["fvd"])
     assert small_n_warning(PROTOCOL_N, ["fvd", "kvd"]) == "" and small_n_warning(2047, ["fvd"]) != ""
     assert small_n_warning(16, ["av-align", "fad"]) == ""                # only FVD/KVD were measured
 
