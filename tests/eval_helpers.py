@@ -82,7 +82,11 @@ def write_clip_folder(folder: Path, count: int, seed=0, audio=True, rate=8000, f
 
 
 def synthetic_audioclip_state_dict(seed=0):
-    """A full-AudioCLIP-like state dict: audio.* with the module's exact keys, plus image/text keys."""
+    """A full-AudioCLIP-like state dict: audio.* with the module's exact keys, plus image/text keys.
+
+    Seeded random values chosen so that embeddings differ between inputs (across-clip std about 16% of their
+    size): He-scaled conv weights and BatchNorm scales near 0.5. Scales of 0.05 (as every other 1-d tensor)
+    shrank the signal 20x per layer, so every clip got the same embedding to 1e-9 and FAD tests were blind."""
     import torch
 
     from eval.features.audioclip import ESResNeXtFBSP
@@ -97,7 +101,9 @@ def synthetic_audioclip_state_dict(seed=0):
             sd["audio." + k] = torch.rand_like(v) + 0.5
         elif k.endswith("weight") and v.dim() > 1:
             fan_in = v[0].numel()
-            sd["audio." + k] = torch.randn_like(v) * math.sqrt(1.0 / fan_in)
+            sd["audio." + k] = torch.randn_like(v) * math.sqrt(2.0 / fan_in)
+        elif k.endswith("weight"):                                  # BatchNorm scales
+            sd["audio." + k] = 0.5 + 0.05 * torch.randn_like(v)
         else:
             sd["audio." + k] = torch.randn_like(v) * 0.05
     sd["visual.conv1.weight"] = torch.zeros(64, 3, 3, 3)
