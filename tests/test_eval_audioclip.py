@@ -136,3 +136,17 @@ def test_extractor_input_handling(ckpt):
 def test_missing_weights(tmp_path):
     with pytest.raises(MissingWeightsError, match="AudioCLIP-Full-Training.pt"):
         load_extractor("audioclip", weights_dir=tmp_path)(np.zeros((1, 100), np.float32), sample_rate=8000)
+
+
+def test_the_test_weights_tell_inputs_apart(ckpt):
+    """The synthetic weights every AudioCLIP/FAD test uses must give different embeddings for different sounds,
+    or those tests compare rounding noise (they once gave one embedding to 1e-9 for every clip)."""
+    path, _ = ckpt
+    ex = load_extractor("audioclip", checkpoint=path, device="cpu")
+    t = np.arange(NUM_SAMPLES) / 44100
+    wav = np.stack([0.3 * np.sin(2 * np.pi * f * t) for f in (220.0, 880.0)]
+                   + [np.random.default_rng(0).uniform(-0.3, 0.3, NUM_SAMPLES)]).astype(np.float32)
+    emb = ex(wav, sample_rate=44100)                                              # (3, 1024)
+    size = np.abs(emb).mean()
+    gaps = [np.abs(emb[i] - emb[j]).mean() for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert min(gaps) > 0.01 * size, (gaps, size)
