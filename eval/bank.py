@@ -4,7 +4,7 @@ A bank holds one feature of one clip source: <cache>/features/<feature>-<key>/pa
 one file per finished batch, the digest a hash of the batch's clip indices, so runs of other sizes (other
 batches) sharing a cache never overwrite each other's parts. Clips of a folder are keyed by their content instead
 (<feature>-clips-<key>/part-<count>-<digest>.npz, each row named by the sha256 of its file, remembered per path,
-size and mtime in <cache>/clip-digests.json): a folder that was moved, copied, touched or grown reuses the
+inode, size, mtime and ctime in <cache>/clip-digests.json): a folder that was moved, copied, touched or grown reuses the
 features of every clip it still holds, and two folders share the features of the files they have in common.
 A feature that depends on the other clips of its batch (`FeatureFn.per_clip` false, e.g. training-mode
 BatchNorm) stays keyed by the folder and the clip's index. Files are written atomically and validated on

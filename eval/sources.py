@@ -80,6 +80,7 @@ class FolderSource:
         self.resize = resize
         self.expected_fps: float | None = None      # set by evaluate: every clip must have this frame rate
         self.damaged: set[Path] = set()             # files already reported as damaged (runs re-read clips)
+        self._digests: dict[int, str] = {}          # clip index -> sha256 of its file, once per source
         try:
             self.files = list_clips(self.folder)
         except ClipError as e:
@@ -104,8 +105,12 @@ class FolderSource:
         return {**ident, "resize": self.resize} if self.resize != "crop" else ident
 
     def clip_digests(self, indices: Sequence[int], memo: Path) -> list[str]:
-        """The sha256 of the files of clips `indices` (see `file_digests`)."""
-        return file_digests([self.files[int(i)] for i in indices], memo)
+        """The sha256 of the files of clips `indices` (see `file_digests`), looked up once per source: every bank
+        and every run's statistics key ask again for the same clips."""
+        missing = sorted({int(i) for i in indices} - set(self._digests))
+        if missing:
+            self._digests.update(zip(missing, file_digests([self.files[i] for i in missing], memo)))
+        return [self._digests[int(i)] for i in indices]
 
     def describe(self) -> str:
         return str(self.folder)
