@@ -10,6 +10,10 @@ process, NUM real clips (synthetic, seed 99) against NUM fake ones (seed 5):
 3. `moved/` again into an empty cache: what every call did before features were keyed by content (the folder's
    path, names, sizes and mtimes were the key, so call 2 recomputed all of its clips).
 For each call: wall time and how many real clips had features computed (rows the call added to the real bank).
+
+    python -m benchmarks.bench_cache_reuse --hash FOLDER
+
+times only the file digests of FOLDER's clips: first with an empty memo, then remembered.
 """
 from __future__ import annotations
 
@@ -49,13 +53,33 @@ def bank_rows(cache: Path, bank: str) -> int:
     return len(FeatureBank.named(cache, bank).load())
 
 
+def time_digests(folder: Path) -> None:
+    import tempfile
+
+    from eval.clips import list_clips
+    from eval.sources import file_digests
+
+    files = list_clips(folder)
+    size = sum(f.stat().st_size for f in files) / 2**20
+    with tempfile.TemporaryDirectory() as tmp:
+        for what in ("empty memo", "remembered"):
+            t0 = time.perf_counter()
+            file_digests(files, Path(tmp) / "clip-digests.json")
+            print(f"{len(files)} files, {size:.0f} MB, {what}: {time.perf_counter() - t0:.3f} s")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", required=True, help="folder for the clips, the caches and the results (emptied)")
+    ap.add_argument("--work", help="folder for the clips, the caches and the results (emptied)")
+    ap.add_argument("--hash", metavar="FOLDER", help="only time the file digests of FOLDER's clips")
     ap.add_argument("--num", type=int, default=256, help="clips per set, N (default 256)")
     ap.add_argument("--extra", type=int, default=16, help="clips added to the moved folder (default 16)")
     ap.add_argument("--weights-dir", default=None, help="folder holding the I3D weights (default: eval's lookup)")
     args = ap.parse_args(argv)
+    if args.hash:
+        return time_digests(Path(args.hash))
+    if not args.work:
+        ap.error("--work is required (or --hash FOLDER)")
     work = Path(args.work)
     if work.exists():
         shutil.rmtree(work)
